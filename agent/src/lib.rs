@@ -1,0 +1,1 @@
+//! The spindle agent: CLI commands, scheduler, KPI engine, outbox and publisher.

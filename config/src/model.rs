@@ -1,0 +1,407 @@
+//! The validated configuration model.
+//!
+//! Owns the types the rest of spindle works with once a configuration file has
+//! passed [`crate::validate`]. Every value here has been checked: names follow
+//! their charset, references resolve, durations that must not be zero are not,
+//! point layouts fit in the 16-bit address space, and the energy carriers of
+//! every KPI are known. Code that receives a [`Config`] does not re-check.
+
+use std::collections::BTreeMap;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Path of the file it was read from (for messages).
+    pub source: PathBuf,
+    /// SHA-256 of the file's bytes, hex (published on `status`).
+    pub sha256: String,
+    pub agent: Agent,
+    pub mqtt: Mqtt,
+    pub buffer: Buffer,
+    pub serial: Vec<SerialBus>,
+    pub devices: Vec<Device>,
+    pub equipment: Vec<Equipment>,
+    pub kpis: Kpis,
+    /// Every carrier known to this configuration: the built-in table with the
+    /// file's `[carriers.*]` overrides and additions applied.
+    pub carriers: BTreeMap<String, Carrier>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub site: String,
+    pub data_dir: PathBuf,
+    /// IANA name as written (e.g. `Asia/Shanghai`).
+    pub timezone_name: String,
+    /// The zone, from the database bundled in the binary.
+    pub timezone: jiff::tz::TimeZone,
+    /// Local time a production day starts.
+    pub day_start: DayStart,
+}
+
+/// Local time of day a production day (and so every KPI window grid) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DayStart {
+    pub hour: u8,
+    pub minute: u8,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone)]
+pub struct Mqtt {
+    pub url: MqttUrl,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<PasswordSource>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub topic_prefix: String,
+    pub keep_alive: Duration,
+}
+
+/// A parsed `mqtt://` or `mqtts://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Where the MQTT password comes from; the password itself is read at run time
+/// and never stored in the model (so it cannot end up in a `Debug` print).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// `[buffer]`.
+#[derive(Debug, Clone)]
+pub struct Buffer {
+    /// Cap on the bytes of records held in the outbox.
+    pub max_size: u64,
+    pub max_age: Duration,
+    /// Longest a record waits for the group commit; zero = flush before every publish.
+    pub flush_interval: Duration,
+    pub replay: Replay,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    LiveFirst,
+    OldestFirst,
+}
+
+/// `[[serial]]`: one RS-485 line.
+#[derive(Debug, Clone)]
+pub struct SerialBus {
+    pub name: String,
+    pub port: String,
+    pub baud: NonZeroU32,
+    pub parity: Parity,
+    /// 5 to 8.
+    pub data_bits: u8,
+    /// 1 or 2.
+    pub stop_bits: u8,
+    pub turnaround: Duration,
+}
+
+impl SerialBus {
+    /// Bits on the wire per character: start + data + parity + stop.
+    pub fn bits_per_char(&self) -> u32 {
+        1 + u32::from(self.data_bits)
+            + u32::from(self.parity != Parity::None)
+            + u32::from(self.stop_bits)
+    }
+
+    /// On-wire time of one character.
+    pub fn char_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.bits_per_char()) / f64::from(self.baud.get()))
+    }
+
+    /// The Modbus RTU silent interval between frames: 3.5 character times, or a
+    /// fixed 1.75 ms above 19200 baud (Modbus over Serial Line v1.02, §2.5.1.1).
+    pub fn silent_interval(&self) -> Duration {
+        if self.baud.get() > 19_200 {
+            Duration::from_micros(1750)
+        } else {
+            self.char_time().mul_f64(3.5)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+/// `[[device]]`, with its profile's points merged in.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    pub link: DeviceLink,
+    /// Modbus unit id (1–247 on a serial bus; 0–255 over TCP).
+    pub unit: u8,
+    pub profile: Option<String>,
+    pub profile_options: BTreeMap<String, ProfileOption>,
+    pub poll: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Registers per request (bits for coil/discrete are capped at 2000 separately).
+    pub max_registers: NonZeroU16,
+    pub max_gap: u16,
+    pub report: Report,
+    pub heartbeat: Duration,
+    /// Profile points (replaced where the file names the same point) then the
+    /// file's own points, in that order; names unique.
+    pub points: Vec<Point>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceLink {
+    /// The `name` of a [`SerialBus`].
+    Serial(String),
+    /// `HOST:PORT` as written.
+    Tcp(String),
+}
+
+/// A value from `profile_options`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProfileOption {
+    Integer(i64),
+    Float(f64),
+    String(String),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Always,
+    OnChange,
+}
+
+/// One named, typed, scaled value read from a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub name: String,
+    pub area: Area,
+    /// 0-based protocol address.
+    pub address: u16,
+    pub value_type: ValueType,
+    pub order: WordOrder,
+    /// A bool taken from one bit (0–15) of a 16-bit register.
+    pub bit: Option<u8>,
+    /// Registers, for strings.
+    pub length: Option<NonZeroU16>,
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: Option<String>,
+    pub counter: bool,
+    pub deadband: Option<f64>,
+    /// Raw value after which a counter wraps; `None` = the type's maximum.
+    pub rollover: Option<u64>,
+}
+
+impl Point {
+    /// Registers (or bits, for coil/discrete) this point occupies.
+    pub fn width(&self) -> u16 {
+        match self.area {
+            Area::Coil | Area::Discrete => 1,
+            Area::Holding | Area::Input => match self.value_type {
+                ValueType::Bool | ValueType::U16 | ValueType::I16 => 1,
+                ValueType::U32 | ValueType::I32 | ValueType::F32 => 2,
+                ValueType::U64 | ValueType::I64 | ValueType::F64 => 4,
+                ValueType::String => self.length.map_or(1, NonZeroU16::get),
+            },
+        }
+    }
+
+    /// Last address this point occupies.
+    pub fn last_address(&self) -> u16 {
+        self.address.saturating_add(self.width().saturating_sub(1))
+    }
+}
+
+/// A Modbus data area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Area {
+    /// Function code 3.
+    Holding,
+    /// Function code 4.
+    Input,
+    /// Function code 1.
+    Coil,
+    /// Function code 2.
+    Discrete,
+}
+
+impl Area {
+    pub fn is_bit(self) -> bool {
+        matches!(self, Area::Coil | Area::Discrete)
+    }
+
+    /// Most registers (or bits) one read request may ask for (Modbus application protocol v1.1b3).
+    pub fn protocol_max(self) -> u16 {
+        if self.is_bit() { 2000 } else { 125 }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Area::Holding => "holding",
+            Area::Input => "input",
+            Area::Coil => "coil",
+            Area::Discrete => "discrete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    Bool,
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    I64,
+    F32,
+    F64,
+    String,
+}
+
+impl ValueType {
+    pub fn is_numeric(self) -> bool {
+        !matches!(self, ValueType::Bool | ValueType::String)
+    }
+
+    /// Largest raw value, for integer types (the default counter rollover).
+    pub fn raw_max(self) -> Option<u64> {
+        match self {
+            ValueType::U16 => Some(u64::from(u16::MAX)),
+            ValueType::I16 => Some(i16::MAX.unsigned_abs().into()),
+            ValueType::U32 => Some(u64::from(u32::MAX)),
+            ValueType::I32 => Some(i32::MAX.unsigned_abs().into()),
+            ValueType::U64 => Some(u64::MAX),
+            ValueType::I64 => Some(i64::MAX.unsigned_abs()),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueType::Bool => "bool",
+            ValueType::U16 => "u16",
+            ValueType::I16 => "i16",
+            ValueType::U32 => "u32",
+            ValueType::I32 => "i32",
+            ValueType::U64 => "u64",
+            ValueType::I64 => "i64",
+            ValueType::F32 => "f32",
+            ValueType::F64 => "f64",
+            ValueType::String => "string",
+        }
+    }
+}
+
+/// Order of bytes within a multi-register value. Letters name the bytes of the
+/// big-endian value, most significant first, as they appear on the wire;
+/// for 64-bit values the pattern extends to the four registers
+/// (`CDAB` swaps the registers of each 32-bit half *and* the halves, i.e. the
+/// register order is fully reversed, the usual "little-endian word order").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WordOrder {
+    /// Big-endian bytes, big-endian registers.
+    #[default]
+    Abcd,
+    /// Big-endian bytes, little-endian registers.
+    Cdab,
+    /// Little-endian bytes (swapped in each register), big-endian registers.
+    Badc,
+    /// Little-endian bytes, little-endian registers.
+    Dcba,
+}
+
+impl WordOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WordOrder::Abcd => "ABCD",
+            WordOrder::Cdab => "CDAB",
+            WordOrder::Badc => "BADC",
+            WordOrder::Dcba => "DCBA",
+        }
+    }
+}
+
+/// `[[equipment]]`: a machine whose CNC coverage counts.
+#[derive(Debug, Clone)]
+pub struct Equipment {
+    pub name: String,
+    pub device: Option<String>,
+    pub process: String,
+    pub key_process: bool,
+    pub numerically_controlled: bool,
+    pub running: Option<Signal>,
+    pub cnc_mode: Option<Signal>,
+}
+
+/// A state signal: a point of the equipment's device, active while it has one
+/// of `values` (or, with no values, while a bool point is true).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub point: String,
+    pub values: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Kpis {
+    pub cnc_coverage: Vec<CncCoverageKpi>,
+    pub energy_per_output: Vec<EnergyPerOutputKpi>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CncCoverageKpi {
+    pub name: String,
+    pub window: Duration,
+    /// Empty = every key process.
+    pub processes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnergyPerOutputKpi {
+    pub name: String,
+    pub window: Duration,
+    pub energy: Vec<EnergyInput>,
+    pub output: Vec<PointRef>,
+    pub output_unit: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnergyInput {
+    pub point: PointRef,
+    pub carrier: String,
+    /// Multiply the point's value by this to get the carrier's unit (e.g. 0.001 for Wh → kWh).
+    pub to_carrier_unit: f64,
+}
+
+/// A point written `device.point`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointRef {
+    pub device: String,
+    pub point: String,
+}
+
+/// An energy carrier with its coefficients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carrier {
+    pub unit: String,
+    pub kgce_per_unit: f64,
+    pub kgco2_per_unit: f64,
+}

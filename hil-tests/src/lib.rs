@@ -1,0 +1,1 @@
+//! Harness for spindle's end-to-end tests.

@@ -1,0 +1,1 @@
+//! Modbus client: links, read planning and decoding.

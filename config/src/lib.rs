@@ -2,6 +2,6 @@
 //!
 //! `raw` mirrors the file with serde (unknown keys rejected, spans kept);
 //! `validate` turns it into the `model`, collecting every error with its
-//! file:line:col; `profiles` and `carriers` hold the built-in tables.
+//! `file:line:col`; `profiles` and `carriers` hold the built-in tables.
 
 pub mod model;

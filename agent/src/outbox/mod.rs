@@ -1,0 +1,799 @@
+//! The durable outbox: every outgoing message (except `status`) is stored here,
+//! with its seq, before it may be published, and leaves only when the broker
+//! acknowledged it or a limit forced a reported drop.
+//!
+//! # Constraints
+//!
+//! - **Atomic append.** A record and the store's next seq are written in one
+//!   batch, so after any crash the seq counter is past every stored record and
+//!   a seq is never handed out twice (sled's `generate_id` is never used: it
+//!   skips ranges after a crash).
+//! - **Publish only what is durable.** `durable_next` is the first seq not
+//!   known to be on disk; [`Outbox::read`] never returns a record at or past
+//!   it. A flush that *started* after an append makes that append durable
+//!   (group commit: the caller starts a flush as soon as it has unflushed
+//!   records and no flush is running).
+//! - **Dense seqs, announced holes.** Seqs start at 1 and increase by one per
+//!   append. A record leaves the store only by [`Outbox::ack`] (the broker has
+//!   it) or by a drop; drops are gathered into one pending [`Gap`] per
+//!   maximal burst of drops, persisted in the same batch as the removals, and
+//!   appended as a `gap` record when the burst ends.
+//! - **Bounded.** `bytes` (the sum of encoded record lengths) stays at or
+//!   below `max_size` after every call; records older than `max_age` are
+//!   dropped. Drop order: telemetry and health first, then availability, KPI
+//!   windows last; `gap` records are never dropped; records in flight are
+//!   never dropped (their PUBACK may be on its way).
+//! - **Damage is loud.** A store that does not open (an error or a panic
+//!   inside sled) or holds a record whose checksum fails is moved aside, a
+//!   fresh store with a new id is started, and a `store_damaged` gap naming
+//!   the lost store is its first record.
+//!
+//! # On-disk format
+//!
+//! One sled tree (the default), keys:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `b'r'` + seq (u64 BE) | a record, see [`record`] |
+//! | `m/store_id` | the store id, 32 lowercase hex characters |
+//! | `m/next_seq` | the next seq to hand out, u64 BE |
+//! | `m/pending_gap` | the open gap: from, to, count (u64 BE each), reason (u8) |
+//!
+//! The in-memory state (`bytes`, `count`, `next_seq`) is rebuilt by one scan
+//! at open, which also verifies every record's checksum.
+
+pub mod record;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use record::{Kind, Record};
+pub use store::{MemStore, SledStore, Store, StoreError, WriteBatch};
+
+use record::{key_seq, seq_key};
+
+const META_STORE_ID: &[u8] = b"m/store_id";
+const META_NEXT_SEQ: &[u8] = b"m/next_seq";
+const META_PENDING_GAP: &[u8] = b"m/pending_gap";
+const RECORD_PREFIX: &[u8] = &[record::RECORD_PREFIX];
+const SCAN_CHUNK: usize = 512;
+
+/// Limits and sizes of an outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxOptions {
+    /// Cap on the sum of encoded record bytes.
+    pub max_size: u64,
+    pub max_age: Duration,
+    /// Largest encoded record accepted (derived from the broker's packet limit).
+    pub max_record: usize,
+    /// sled page cache, bytes.
+    pub cache_capacity: u64,
+}
+
+/// Why records were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    OutboxFull,
+    MaxAge,
+    StoreDamaged,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::OutboxFull => "outbox_full",
+            DropReason::MaxAge => "max_age",
+            DropReason::StoreDamaged => "store_damaged",
+        }
+    }
+
+    fn to_byte(self) -> u8 {
+        match self {
+            DropReason::OutboxFull => 0,
+            DropReason::MaxAge => 1,
+            DropReason::StoreDamaged => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(DropReason::OutboxFull),
+            1 => Some(DropReason::MaxAge),
+            2 => Some(DropReason::StoreDamaged),
+            _ => None,
+        }
+    }
+}
+
+/// A range of dropped seqs: `count` records within `[from_seq, to_seq]` were
+/// dropped; any other seq of the range was delivered (or is still queued,
+/// e.g. a KPI window kept while telemetry around it went).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub count: u64,
+    pub reason: DropReason,
+}
+
+impl Gap {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(25);
+        out.extend_from_slice(&self.from_seq.to_be_bytes());
+        out.extend_from_slice(&self.to_seq.to_be_bytes());
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.push(self.reason.to_byte());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Gap> {
+        let (from, rest) = bytes.split_at_checked(8)?;
+        let (to, rest) = rest.split_at_checked(8)?;
+        let (count, rest) = rest.split_at_checked(8)?;
+        let [reason] = rest else { return None };
+        Some(Gap {
+            from_seq: u64::from_be_bytes(from.try_into().ok()?),
+            to_seq: u64::from_be_bytes(to.try_into().ok()?),
+            count: u64::from_be_bytes(count.try_into().ok()?),
+            reason: DropReason::from_byte(*reason)?,
+        })
+    }
+}
+
+/// What every payload carries, handed to the payload builder.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    pub seq: u64,
+    pub ts: u64,
+    pub store: &'a str,
+}
+
+impl Envelope<'_> {
+    /// `{"seq":…,"ts":…,"store":"…"` followed by `rest` (which starts with `,`
+    /// or is empty) and `}`.
+    pub fn wrap(&self, rest: &str) -> Vec<u8> {
+        let mut s = String::with_capacity(64 + rest.len());
+        let _ = write!(
+            s,
+            "{{\"seq\":{},\"ts\":{},\"store\":\"{}\"{rest}}}",
+            self.seq, self.ts, self.store
+        );
+        s.into_bytes()
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum OutboxError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store is damaged: {0}")]
+    Damaged(String),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error("could not move the damaged store {from} aside to {to}: {source}")]
+    MoveAside {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum AppendError {
+    #[error(
+        "message of {len} bytes is larger than the broker's packet limit allows ({max} bytes); it was not queued"
+    )]
+    TooLarge { len: usize, max: usize },
+    #[error(
+        "the store refused the write, the message was dropped and will be reported on `gap`: {0}"
+    )]
+    Store(#[from] StoreError),
+}
+
+/// Counters and levels for `health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub depth: u64,
+    pub bytes: u64,
+    pub dropped_outbox_full: u64,
+    pub dropped_max_age: u64,
+    pub dropped_store_damaged: u64,
+    pub gaps_announced: u64,
+    pub appends_failed: u64,
+    pub enforce_failed: u64,
+}
+
+/// What happened when a damaged store was replaced.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub moved_to: PathBuf,
+    pub lost_store: Option<String>,
+    pub cause: String,
+}
+
+/// The outbox over a [`Store`].
+#[derive(Debug)]
+pub struct Outbox<S: Store> {
+    store: S,
+    store_id: String,
+    opts: OutboxOptions,
+    next_seq: u64,
+    durable_next: u64,
+    bytes: u64,
+    count: u64,
+    pending_gap: Option<Gap>,
+    /// Records handed to the publisher and not yet acknowledged: seq → encoded length.
+    in_flight: BTreeMap<u64, u64>,
+    stats: OutboxStats,
+}
+
+impl Outbox<SledStore> {
+    /// Opens the outbox under `dir` (created if missing). A damaged store is
+    /// moved aside to `dir.damaged-<now_ms>` and replaced; the returned
+    /// [`Recovery`] says so, and the new store's first record is the
+    /// `store_damaged` gap.
+    pub fn open(
+        dir: &Path,
+        opts: OutboxOptions,
+        now_ms: u64,
+    ) -> Result<(Self, Option<Recovery>), OutboxError> {
+        let attempt = SledStore::open(dir, opts.cache_capacity)
+            .map_err(OutboxError::from)
+            .and_then(|store| Outbox::from_store(store, opts.clone()));
+        let err = match attempt {
+            Ok(outbox) => return Ok((outbox, None)),
+            Err(e) => e,
+        };
+        let lost_store = read_store_id_file(dir);
+        let moved_to = PathBuf::from(format!("{}.damaged-{now_ms}", dir.display()));
+        std::fs::rename(dir, &moved_to).map_err(|source| OutboxError::MoveAside {
+            from: dir.to_owned(),
+            to: moved_to.clone(),
+            source,
+        })?;
+        let mut outbox = Outbox::from_store(SledStore::open(dir, opts.cache_capacity)?, opts)?;
+        let lost = lost_store.clone();
+        let cause = err.to_string();
+        outbox.append_raw(Kind::Gap, false, "gap", now_ms, |env| {
+            let lost = lost
+                .as_ref()
+                .map_or_else(|| "null".to_owned(), |s| format!("\"{s}\""));
+            env.wrap(&format!(
+                ",\"reason\":\"store_damaged\",\"lost_store\":{lost},\"detail\":{}",
+                json_string(&cause)
+            ))
+        })?;
+        outbox.stats.gaps_announced += 1;
+        Ok((
+            outbox,
+            Some(Recovery {
+                moved_to,
+                lost_store,
+                cause,
+            }),
+        ))
+    }
+}
+
+/// The id of a store, written beside it as a plain file so it can be named
+/// even when the store itself no longer opens.
+fn read_store_id_file(dir: &Path) -> Option<String> {
+    let id = std::fs::read_to_string(dir.join("store_id")).ok()?;
+    let id = id.trim();
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn new_store_id() -> String {
+    let id: u128 = rand::random();
+    format!("{id:032x}")
+}
+
+/// Visits every record in seq order, in chunks, until `visit` breaks.
+fn for_each_record<S: Store>(
+    store: &S,
+    mut visit: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+) -> Result<(), StoreError> {
+    let mut from = seq_key(0).to_vec();
+    loop {
+        let chunk = store.scan(RECORD_PREFIX, &from, SCAN_CHUNK)?;
+        let Some((last_key, _)) = chunk.last() else {
+            return Ok(());
+        };
+        from.clone_from(last_key);
+        from.push(0);
+        for (k, v) in &chunk {
+            if visit(k, v).is_break() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+impl<S: Store> Outbox<S> {
+    /// Opens an outbox on a store: verifies every record, rebuilds the
+    /// counters, and creates the store's id when the store is new.
+    pub fn from_store(store: S, opts: OutboxOptions) -> Result<Self, OutboxError> {
+        let stored_id = store.get(META_STORE_ID)?;
+        let mut next_seq = match store.get(META_NEXT_SEQ)? {
+            Some(v) => {
+                be_u64(&v).ok_or_else(|| OutboxError::Damaged("next seq is not 8 bytes".into()))?
+            }
+            None => 1,
+        };
+        let mut bytes = 0u64;
+        let mut count = 0u64;
+        let mut damage = None;
+        for_each_record(&store, |k, v| {
+            let checked = key_seq(k).and_then(|seq| Record::decode(v).map(|_| seq));
+            match checked {
+                Ok(seq) => {
+                    bytes += v.len() as u64;
+                    count += 1;
+                    next_seq = next_seq.max(seq + 1);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    damage = Some(format!("record at key {k:02x?}: {e}"));
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        if let Some(damage) = damage {
+            return Err(OutboxError::Damaged(damage));
+        }
+        let id = match stored_id {
+            Some(id) => String::from_utf8(id)
+                .map_err(|_| OutboxError::Damaged("store id is not UTF-8".into()))?,
+            None if count == 0 => {
+                let id = new_store_id();
+                let mut batch = WriteBatch::default();
+                batch.insert(META_STORE_ID, id.as_bytes());
+                batch.insert(META_NEXT_SEQ, next_seq.to_be_bytes());
+                store.apply(batch)?;
+                store.flush()?;
+                id
+            }
+            None => return Err(OutboxError::Damaged("records without a store id".into())),
+        };
+        let pending_gap = match store.get(META_PENDING_GAP)? {
+            Some(v) => Some(
+                Gap::decode(&v)
+                    .ok_or_else(|| OutboxError::Damaged("pending gap is malformed".into()))?,
+            ),
+            None => None,
+        };
+        Ok(Outbox {
+            store,
+            store_id: id,
+            opts,
+            next_seq,
+            durable_next: next_seq,
+            bytes,
+            count,
+            pending_gap,
+            in_flight: BTreeMap::new(),
+            stats: OutboxStats::default(),
+        })
+    }
+
+    /// Writes the store id beside a sled store so it can be named if the store is damaged later.
+    pub fn write_id_file(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::write(dir.join("store_id"), &self.store_id)
+    }
+
+    pub fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// A handle on the store, for flushing off the async runtime.
+    pub fn store(&self) -> S {
+        self.store.clone()
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// First seq not known to be durable.
+    pub fn durable_next(&self) -> u64 {
+        self.durable_next
+    }
+
+    pub fn pending_gap(&self) -> Option<Gap> {
+        self.pending_gap
+    }
+
+    pub fn stats(&self) -> OutboxStats {
+        OutboxStats {
+            depth: self.count,
+            bytes: self.bytes,
+            ..self.stats.clone()
+        }
+    }
+
+    /// True when records were appended that no flush has covered yet.
+    pub fn needs_flush(&self) -> bool {
+        self.next_seq > self.durable_next
+    }
+
+    /// Call when a flush starts; pass the returned bound to [`Outbox::flush_done`]
+    /// once the store's flush returned.
+    pub fn flush_bound(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Marks every seq below `bound` durable.
+    pub fn flush_done(&mut self, bound: u64) {
+        self.durable_next = self.durable_next.max(bound);
+    }
+
+    /// Flushes synchronously (tests and shutdown).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        let bound = self.flush_bound();
+        self.store.flush()?;
+        self.flush_done(bound);
+        Ok(())
+    }
+
+    /// Appends one message built by `build` from its envelope, then enforces
+    /// the limits (which may drop older records). Returns the record's seq.
+    pub fn append(
+        &mut self,
+        kind: Kind,
+        retain: bool,
+        topic: &str,
+        now_ms: u64,
+        build: impl FnOnce(&Envelope<'_>) -> Vec<u8>,
+    ) -> Result<u64, AppendError> {
+        let seq = self.append_raw(kind, retain, topic, now_ms, build)?;
+        if self.enforce_limits(now_ms).is_err() {
+            // The record is stored; the store refused the drops (a full
+            // disk). They are retried on the next append or tick.
+            self.stats.enforce_failed += 1;
+        }
+        Ok(seq)
+    }
+
+    fn append_raw(
+        &mut self,
+        kind: Kind,
+        retain: bool,
+        topic: &str,
+        now_ms: u64,
+        build: impl FnOnce(&Envelope<'_>) -> Vec<u8>,
+    ) -> Result<u64, AppendError> {
+        let seq = self.next_seq;
+        let payload = build(&Envelope {
+            seq,
+            ts: now_ms,
+            store: &self.store_id,
+        });
+        let record = Record {
+            kind,
+            retain,
+            created_ms: now_ms,
+            topic: topic.to_owned(),
+            payload,
+        };
+        let len = record.encoded_len();
+        if len > self.opts.max_record || topic.len() > usize::from(u16::MAX) {
+            return Err(AppendError::TooLarge {
+                len,
+                max: self.opts.max_record,
+            });
+        }
+        let mut batch = WriteBatch::default();
+        batch.insert(seq_key(seq), record.encode());
+        batch.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes());
+        if let Some(gap) = self.pending_gap {
+            // Keep the store's view of the open gap current (it may have
+            // grown while the store refused writes).
+            batch.insert(META_PENDING_GAP, gap.encode());
+        }
+        self.next_seq = seq + 1;
+        if let Err(e) = self.store.apply(batch) {
+            // The record is lost (a full disk): its seq is used, the loss is
+            // part of the open gap and is announced once writes work again.
+            self.stats.appends_failed += 1;
+            self.note_drop(seq, DropReason::OutboxFull);
+            return Err(AppendError::Store(e));
+        }
+        self.bytes += len as u64;
+        self.count += 1;
+        Ok(seq)
+    }
+
+    fn note_drop(&mut self, seq: u64, reason: DropReason) {
+        match reason {
+            DropReason::OutboxFull => self.stats.dropped_outbox_full += 1,
+            DropReason::MaxAge => self.stats.dropped_max_age += 1,
+            DropReason::StoreDamaged => self.stats.dropped_store_damaged += 1,
+        }
+        match &mut self.pending_gap {
+            Some(gap) if gap.reason == reason => {
+                gap.from_seq = gap.from_seq.min(seq);
+                gap.to_seq = gap.to_seq.max(seq);
+                gap.count += 1;
+            }
+            _ => {
+                // No open gap, or one of another reason that the caller has
+                // already queued for announcement.
+                self.pending_gap = Some(Gap {
+                    from_seq: seq,
+                    to_seq: seq,
+                    count: 1,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Drops what `max_age` and `max_size` require, and announces the open
+    /// gap once a check finds nothing more to drop.
+    pub fn enforce_limits(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        let cutoff =
+            now_ms.saturating_sub(u64::try_from(self.opts.max_age.as_millis()).unwrap_or(u64::MAX));
+        let mut dropped = self.drop_expired(cutoff, now_ms)?;
+        dropped |= self.drop_for_size(now_ms)?;
+        if !dropped && self.pending_gap.is_some() {
+            self.close_gap(now_ms)?;
+        }
+        // Announced gaps take room too; what they push out opens (or
+        // extends) the next gap.
+        self.drop_for_size(now_ms)?;
+        Ok(())
+    }
+
+    fn drop_expired(&mut self, cutoff_ms: u64, now_ms: u64) -> Result<bool, StoreError> {
+        let mut victims = Vec::new();
+        let in_flight = &self.in_flight;
+        for_each_record(&self.store, |k, v| {
+            let Ok(seq) = key_seq(k) else {
+                return ControlFlow::Continue(());
+            };
+            match Record::decode(v) {
+                Err(_) => victims.push((seq, v.len() as u64, DropReason::StoreDamaged)),
+                Ok(rec) if rec.created_ms >= cutoff_ms => return ControlFlow::Break(()),
+                Ok(rec) => {
+                    if rec.kind.drop_class().is_some() && !in_flight.contains_key(&seq) {
+                        victims.push((seq, v.len() as u64, DropReason::MaxAge));
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        self.remove_dropped(&victims, now_ms)?;
+        Ok(!victims.is_empty())
+    }
+
+    fn drop_for_size(&mut self, now_ms: u64) -> Result<bool, StoreError> {
+        if self.bytes <= self.opts.max_size {
+            return Ok(false);
+        }
+        let mut victims: Vec<(u64, u64, DropReason)> = Vec::new();
+        let mut to_free = self.bytes - self.opts.max_size;
+        let in_flight = &self.in_flight;
+        for class in 0..=2u8 {
+            for_each_record(&self.store, |k, v| {
+                let Ok(seq) = key_seq(k) else {
+                    return ControlFlow::Continue(());
+                };
+                if in_flight.contains_key(&seq) {
+                    return ControlFlow::Continue(());
+                }
+                let reason = match Record::decode(v) {
+                    Ok(rec) if rec.kind.drop_class() == Some(class) => DropReason::OutboxFull,
+                    Err(_) if class == 0 => DropReason::StoreDamaged,
+                    Ok(_) | Err(_) => return ControlFlow::Continue(()),
+                };
+                let len = v.len() as u64;
+                victims.push((seq, len, reason));
+                to_free = to_free.saturating_sub(len);
+                if to_free == 0 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            if to_free == 0 {
+                break;
+            }
+        }
+        self.remove_dropped(&victims, now_ms)?;
+        Ok(!victims.is_empty())
+    }
+
+    fn remove_dropped(
+        &mut self,
+        victims: &[(u64, u64, DropReason)],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let saved = (self.pending_gap, self.stats.clone());
+        let mut closed = Vec::new();
+        let mut batch = WriteBatch::default();
+        for &(seq, _, reason) in victims {
+            if let Some(gap) = self.pending_gap.take_if(|g| g.reason != reason) {
+                closed.push(gap);
+            }
+            batch.remove(seq_key(seq).to_vec());
+            self.note_drop(seq, reason);
+        }
+        if let Some(gap) = self.pending_gap {
+            batch.insert(META_PENDING_GAP, gap.encode());
+        }
+        if let Err(e) = self.store.apply(batch) {
+            (self.pending_gap, self.stats) = saved;
+            return Err(e);
+        }
+        for &(_, len, _) in victims {
+            self.bytes = self.bytes.saturating_sub(len);
+            self.count = self.count.saturating_sub(1);
+        }
+        for gap in closed {
+            self.announce(gap, now_ms, false)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the open gap as a `gap` record and clears it, in one batch.
+    fn close_gap(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        let Some(gap) = self.pending_gap.take() else {
+            return Ok(());
+        };
+        if let Err(e) = self.announce(gap, now_ms, true) {
+            self.pending_gap = Some(gap);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Appends a `gap` record for `gap`; with `clear_pending`, the persisted
+    /// open gap is removed in the same batch.
+    fn announce(&mut self, gap: Gap, now_ms: u64, clear_pending: bool) -> Result<(), StoreError> {
+        let seq = self.next_seq;
+        let payload = Envelope {
+            seq,
+            ts: now_ms,
+            store: &self.store_id,
+        }
+        .wrap(&format!(
+            ",\"from_seq\":{},\"to_seq\":{},\"count\":{},\"reason\":\"{}\"",
+            gap.from_seq,
+            gap.to_seq,
+            gap.count,
+            gap.reason.as_str()
+        ));
+        let record = Record {
+            kind: Kind::Gap,
+            retain: false,
+            created_ms: now_ms,
+            topic: "gap".into(),
+            payload,
+        };
+        let bytes = record.encode();
+        let len = bytes.len() as u64;
+        let mut batch = WriteBatch::default();
+        batch.insert(seq_key(seq), bytes);
+        batch.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes());
+        if clear_pending {
+            batch.remove(META_PENDING_GAP);
+        }
+        self.store.apply(batch)?;
+        self.next_seq = seq + 1;
+        self.bytes += len;
+        self.count += 1;
+        self.stats.gaps_announced += 1;
+        Ok(())
+    }
+
+    /// Up to `limit` durable records with seq `>= from_seq`, in seq order.
+    /// A record whose checksum fails is dropped and reported as a
+    /// `store_damaged` gap instead of being returned.
+    pub fn read(
+        &mut self,
+        from_seq: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(u64, Record)>, StoreError> {
+        let mut out = Vec::new();
+        if from_seq >= self.durable_next || limit == 0 {
+            return Ok(out);
+        }
+        let entries = self.store.scan(RECORD_PREFIX, &seq_key(from_seq), limit)?;
+        let mut damaged = Vec::new();
+        for (k, v) in entries {
+            let Ok(seq) = key_seq(&k) else { continue };
+            if seq >= self.durable_next {
+                break;
+            }
+            match Record::decode(&v) {
+                Ok(rec) => out.push((seq, rec)),
+                Err(_) => damaged.push((seq, v.len() as u64, DropReason::StoreDamaged)),
+            }
+        }
+        self.remove_dropped(&damaged, now_ms)?;
+        Ok(out)
+    }
+
+    /// Marks a record as handed to the broker: it will not be dropped until
+    /// acknowledged or released.
+    pub fn mark_in_flight(&mut self, seq: u64, len: usize) {
+        self.in_flight.insert(seq, len as u64);
+    }
+
+    /// Forgets every in-flight mark (the session was lost; they will be sent again).
+    pub fn release_in_flight(&mut self) {
+        self.in_flight.clear();
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The broker acknowledged these seqs: remove them. Returns how many were present.
+    pub fn ack(&mut self, seqs: &[u64]) -> Result<usize, StoreError> {
+        let mut batch = WriteBatch::default();
+        let mut freed = 0u64;
+        let mut removed = 0usize;
+        for &seq in seqs {
+            let len = match self.in_flight.get(&seq) {
+                Some(&len) => Some(len),
+                None => self.store.get(&seq_key(seq))?.map(|v| v.len() as u64),
+            };
+            if let Some(len) = len {
+                batch.remove(seq_key(seq).to_vec());
+                freed += len;
+                removed += 1;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.store.apply(batch)?;
+        for seq in seqs {
+            self.in_flight.remove(seq);
+        }
+        self.bytes = self.bytes.saturating_sub(freed);
+        self.count = self.count.saturating_sub(removed as u64);
+        Ok(removed)
+    }
+
+    /// Creation time of the oldest record, for `health`.
+    pub fn oldest_created_ms(&self) -> Result<Option<u64>, StoreError> {
+        let first = self.store.scan(RECORD_PREFIX, &seq_key(0), 1)?;
+        Ok(first
+            .first()
+            .and_then(|(_, v)| Record::decode(v).ok())
+            .map(|r| r.created_ms))
+    }
+}

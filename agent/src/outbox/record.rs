@@ -1,0 +1,272 @@
+//! The outbox record format: one outgoing MQTT message as stored on disk.
+//!
+//! Pure: bytes in, values out; no I/O. Layout of a record value (all integers
+//! big-endian):
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     format version (1)
+//! 1       1     kind (see `Kind`)
+//! 2       1     flags: bit 0 = retain
+//! 3       1     reserved, 0
+//! 4       8     created, Unix epoch milliseconds
+//! 12      2     topic length T (topic suffix under {prefix}/{site}/{agent}/)
+//! 14      T     topic suffix, UTF-8
+//! 14+T    P     payload (JSON)
+//! end-4   4     CRC-32 (IEEE) of every byte before it
+//! ```
+//!
+//! A record's key is `b'r'` followed by its seq as 8 big-endian bytes, so the
+//! store's key order is seq order.
+
+use thiserror::Error;
+
+/// Format version written by this build.
+pub const FORMAT_VERSION: u8 = 1;
+const HEADER_LEN: usize = 14;
+const CRC_LEN: usize = 4;
+
+/// Prefix of record keys in the store.
+pub const RECORD_PREFIX: u8 = b'r';
+
+/// What a record carries; decides what is dropped first when space runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Telemetry,
+    Health,
+    Availability,
+    Kpi,
+    Gap,
+}
+
+impl Kind {
+    fn to_byte(self) -> u8 {
+        match self {
+            Kind::Telemetry => 0,
+            Kind::Health => 1,
+            Kind::Availability => 2,
+            Kind::Kpi => 3,
+            Kind::Gap => 4,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            0 => Kind::Telemetry,
+            1 => Kind::Health,
+            2 => Kind::Availability,
+            3 => Kind::Kpi,
+            4 => Kind::Gap,
+            _ => return None,
+        })
+    }
+
+    /// Drop class: lower goes first. Telemetry and health first, then
+    /// availability, KPI windows last; gaps are never dropped (they are what
+    /// reports a drop).
+    pub fn drop_class(self) -> Option<u8> {
+        match self {
+            Kind::Telemetry | Kind::Health => Some(0),
+            Kind::Availability => Some(1),
+            Kind::Kpi => Some(2),
+            Kind::Gap => None,
+        }
+    }
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: Kind,
+    pub retain: bool,
+    pub created_ms: u64,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("record is {len} bytes, shorter than the smallest record")]
+    TooShort { len: usize },
+    #[error("record checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("record format version {0} is not supported")]
+    Version(u8),
+    #[error("record kind {0} is unknown")]
+    Kind(u8),
+    #[error("record topic length {topic_len} runs past its end")]
+    TopicLength { topic_len: usize },
+    #[error("record topic is not UTF-8")]
+    TopicUtf8,
+    #[error("record key is not a seq key")]
+    Key,
+}
+
+impl Record {
+    /// Bytes this record takes when encoded (what `max_size` counts).
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.topic.len() + self.payload.len() + CRC_LEN
+    }
+
+    /// Encodes the record. Topics longer than 65535 bytes are refused before
+    /// this point (MQTT topics are at most 65535 bytes).
+    pub fn encode(&self) -> Vec<u8> {
+        let topic_len = u16::try_from(self.topic.len()).unwrap_or(u16::MAX);
+        let topic = self
+            .topic
+            .as_bytes()
+            .get(..usize::from(topic_len))
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.push(FORMAT_VERSION);
+        out.push(self.kind.to_byte());
+        out.push(u8::from(self.retain));
+        out.push(0);
+        out.extend_from_slice(&self.created_ms.to_be_bytes());
+        out.extend_from_slice(&topic_len.to_be_bytes());
+        out.extend_from_slice(topic);
+        out.extend_from_slice(&self.payload);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// Decodes and verifies a record.
+    pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+        if bytes.len() < HEADER_LEN + CRC_LEN {
+            return Err(RecordError::TooShort { len: bytes.len() });
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+        let stored = u32::from_be_bytes(
+            crc.try_into()
+                .map_err(|_| RecordError::TooShort { len: bytes.len() })?,
+        );
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(RecordError::Checksum { stored, computed });
+        }
+        let [version, kind, flags, _reserved, rest @ ..] = body else {
+            return Err(RecordError::TooShort { len: bytes.len() });
+        };
+        if *version != FORMAT_VERSION {
+            return Err(RecordError::Version(*version));
+        }
+        let kind = Kind::from_byte(*kind).ok_or(RecordError::Kind(*kind))?;
+        let (created, rest) = rest
+            .split_at_checked(8)
+            .ok_or(RecordError::TooShort { len: bytes.len() })?;
+        let (topic_len, rest) = rest
+            .split_at_checked(2)
+            .ok_or(RecordError::TooShort { len: bytes.len() })?;
+        let created_ms = u64::from_be_bytes(
+            created
+                .try_into()
+                .map_err(|_| RecordError::TooShort { len: bytes.len() })?,
+        );
+        let topic_len = usize::from(u16::from_be_bytes(
+            topic_len
+                .try_into()
+                .map_err(|_| RecordError::TooShort { len: bytes.len() })?,
+        ));
+        let (topic, payload) = rest
+            .split_at_checked(topic_len)
+            .ok_or(RecordError::TopicLength { topic_len })?;
+        let topic = std::str::from_utf8(topic)
+            .map_err(|_| RecordError::TopicUtf8)?
+            .to_owned();
+        Ok(Record {
+            kind,
+            retain: flags & 1 == 1,
+            created_ms,
+            topic,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// A record's header fields, read without copying the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: Kind,
+    pub created_ms: u64,
+}
+
+/// Reads a record's kind and creation time, verifying its checksum.
+pub fn decode_header(bytes: &[u8]) -> Result<Header, RecordError> {
+    // Verifying the checksum needs the whole record anyway; decode is cheap.
+    let record = Record::decode(bytes)?;
+    Ok(Header {
+        kind: record.kind,
+        created_ms: record.created_ms,
+    })
+}
+
+/// The store key of a seq.
+pub fn seq_key(seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = RECORD_PREFIX;
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The seq of a store key.
+pub fn key_seq(key: &[u8]) -> Result<u64, RecordError> {
+    match key {
+        [RECORD_PREFIX, rest @ ..] => Ok(u64::from_be_bytes(
+            rest.try_into().map_err(|_| RecordError::Key)?,
+        )),
+        _ => Err(RecordError::Key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::Telemetry),
+            Just(Kind::Health),
+            Just(Kind::Availability),
+            Just(Kind::Kpi),
+            Just(Kind::Gap)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_record_round_trips_through_its_encoding(
+            kind in kind(), retain: bool, created_ms: u64,
+            topic in "[a-z/0-9_-]{0,80}", payload in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            let record = Record { kind, retain, created_ms, topic, payload };
+            let bytes = record.encode();
+            prop_assert_eq!(bytes.len(), record.encoded_len());
+            prop_assert_eq!(Record::decode(&bytes).unwrap(), record);
+        }
+
+        #[test]
+        fn any_flipped_bit_is_caught_by_the_checksum(
+            payload in proptest::collection::vec(any::<u8>(), 1..256), at: proptest::sample::Index, bit in 0u8..8
+        ) {
+            let record = Record { kind: Kind::Telemetry, retain: false, created_ms: 7, topic: "telemetry/a".into(), payload };
+            let mut bytes = record.encode();
+            let i = at.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            prop_assert!(Record::decode(&bytes).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Record::decode(&bytes);
+            let _ = key_seq(&bytes);
+        }
+
+        #[test]
+        fn seq_keys_sort_in_seq_order(a: u64, b: u64) {
+            prop_assert_eq!(a.cmp(&b), seq_key(a).cmp(&seq_key(b)));
+            prop_assert_eq!(key_seq(&seq_key(a)).unwrap(), a);
+        }
+    }
+}

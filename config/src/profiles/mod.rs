@@ -1,0 +1,242 @@
+//! Built-in device profiles: the point tables of common meters, so a device
+//! needs only `profile = "..."` instead of a page of `[[device.point]]`.
+//!
+//! Owns the mechanism: a [`Profile`] declares its options ([`OptionSpec`]) and
+//! builds its points from the device's `profile_options`. An option the profile
+//! does not declare is an error; each profile checks the values of its own
+//! options. The validator merges the points into the device: a
+//! `[[device.point]]` with the name of a profile point replaces it whole (no
+//! option scaling is applied to a replacement), other file points follow.
+//!
+//! Every profile file names the document its register map comes from. Adding a
+//! profile is one file in this folder plus its module name in
+//! `builtin_profiles!` below.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU16;
+
+use crate::model::{Area, Point, ProfileOption, ValueType, WordOrder};
+
+macro_rules! builtin_profiles {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every built-in profile, in listing order.
+        pub static ALL: &[&Profile] = &[$(&$module::PROFILE),*];
+    };
+}
+
+builtin_profiles! {
+    chint_dtsu666,
+    eastron_sdm630,
+}
+
+/// Builds a profile's points from a device's options.
+type BuildPoints = fn(&BTreeMap<String, ProfileOption>) -> Result<Vec<Point>, Vec<OptionError>>;
+
+/// A built-in device profile.
+#[derive(Debug)]
+pub struct Profile {
+    /// The name a device gives in `profile = "..."`.
+    pub name: &'static str,
+    /// One line for `spindle profiles`.
+    pub title: &'static str,
+    /// The document the register map comes from.
+    pub source: &'static str,
+    pub options: &'static [OptionSpec],
+    /// Registers per request this device handles, used when the device does
+    /// not set `max_registers` itself.
+    pub max_registers: Option<u16>,
+    build: BuildPoints,
+}
+
+/// One `profile_options` knob of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    /// What it does and which values it takes.
+    pub description: &'static str,
+    /// The value used when the option is not given, as it would be written.
+    pub default: &'static str,
+}
+
+/// A problem with one option of a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    /// The option at fault.
+    pub option: String,
+    pub message: String,
+}
+
+impl Profile {
+    /// The profile's points for these options (an empty map gives the
+    /// defaults). Every unknown option and every bad value is reported.
+    pub fn points(
+        &self,
+        options: &BTreeMap<String, ProfileOption>,
+    ) -> Result<Vec<Point>, Vec<OptionError>> {
+        let mut errors: Vec<OptionError> = options
+            .keys()
+            .filter(|name| !self.options.iter().any(|spec| spec.name == name.as_str()))
+            .map(|name| OptionError {
+                option: name.clone(),
+                message: if self.options.is_empty() {
+                    format!("profile \"{}\" takes no options, got `{name}`", self.name)
+                } else {
+                    format!(
+                        "unknown option `{name}` for profile \"{}\"; expected one of {}",
+                        self.name,
+                        self.options
+                            .iter()
+                            .map(|spec| spec.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            })
+            .collect();
+        match (self.build)(options) {
+            Ok(points) if errors.is_empty() => Ok(points),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                Err(errors)
+            }
+        }
+    }
+}
+
+/// The built-in profile called `name`.
+pub fn find(name: &str) -> Option<&'static Profile> {
+    ALL.iter().copied().find(|profile| profile.name == name)
+}
+
+/// Names of every built-in profile, for messages.
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|profile| profile.name).collect()
+}
+
+/// A finite number > 0 from option `name`, or `default` when it is absent.
+fn positive_number(
+    options: &BTreeMap<String, ProfileOption>,
+    name: &str,
+    default: f64,
+) -> Result<f64, OptionError> {
+    let value = match options.get(name) {
+        None => return Ok(default),
+        #[allow(clippy::cast_precision_loss)]
+        Some(ProfileOption::Integer(value)) => *value as f64,
+        Some(ProfileOption::Float(value)) => *value,
+        Some(_) => f64::NAN,
+    };
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(OptionError {
+            option: name.to_owned(),
+            message: format!("option `{name}` must be a number greater than 0"),
+        })
+    }
+}
+
+/// A register point with the usual defaults (ABCD, no offset).
+fn register(
+    name: &str,
+    area: Area,
+    address: u16,
+    value_type: ValueType,
+    scale: f64,
+    unit: &str,
+) -> Point {
+    Point {
+        name: name.to_owned(),
+        area,
+        address,
+        value_type,
+        order: WordOrder::Abcd,
+        bit: None,
+        length: None::<NonZeroU16>,
+        scale,
+        offset: 0.0,
+        unit: (!unit.is_empty()).then(|| unit.to_owned()),
+        counter: false,
+        deadband: None,
+        rollover: None,
+    }
+}
+
+/// The same point as a cumulative counter.
+fn counter(point: Point) -> Point {
+    Point {
+        counter: true,
+        ..point
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_profile_builds_well_formed_points_with_its_defaults() {
+        for profile in ALL {
+            let points = profile.points(&BTreeMap::new()).unwrap();
+            assert!(!points.is_empty(), "{}", profile.name);
+            let mut names = BTreeSet::new();
+            for point in &points {
+                assert!(
+                    names.insert(point.name.clone()),
+                    "{}: duplicate {}",
+                    profile.name,
+                    point.name
+                );
+                assert!(
+                    point
+                        .name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "{}",
+                    point.name
+                );
+                assert!(point.scale.is_finite() && point.scale != 0.0);
+                assert!(u32::from(point.address) + u32::from(point.width()) <= 65_536);
+                assert!(point.width() <= profile.max_registers.unwrap_or(125));
+            }
+            assert!(!profile.source.is_empty());
+            assert!(
+                profile
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            );
+        }
+    }
+
+    #[test]
+    fn profile_names_are_unique() {
+        let names: BTreeSet<_> = names().into_iter().collect();
+        assert_eq!(names.len(), ALL.len());
+    }
+
+    #[test]
+    fn an_unknown_option_is_reported_with_the_expected_ones() {
+        let options = BTreeMap::from([("ct".to_owned(), ProfileOption::Integer(40))]);
+        let errors = find("chint-dtsu666").unwrap().points(&options).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![OptionError {
+                option: "ct".into(),
+                message: "unknown option `ct` for profile \"chint-dtsu666\"; expected one of energy_register, ct_ratio, pt_ratio".into()
+            }]
+        );
+        let errors = find("eastron-sdm630")
+            .unwrap()
+            .points(&options)
+            .unwrap_err();
+        assert_eq!(
+            errors[0].message,
+            "profile \"eastron-sdm630\" takes no options, got `ct`"
+        );
+    }
+}

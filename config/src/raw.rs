@@ -1,0 +1,195 @@
+//! The configuration file as written: a serde mirror of SPEC §3.
+//!
+//! Owns the first stage of reading a file. Every table denies unknown keys;
+//! every value keeps its byte span ([`Spanned`]) so that [`crate::validate`]
+//! can point at it. Nothing is checked here beyond TOML syntax and types:
+//! keywords (`parity`, `area`, …), durations and sizes stay strings, integers
+//! stay `i64`, and required keys are `Option` so that a missing one is
+//! reported beside every other mistake rather than alone.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// A value with its position in the file.
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) agent: Option<S<RawAgent>>,
+    pub(crate) mqtt: Option<S<RawMqtt>>,
+    pub(crate) buffer: Option<S<RawBuffer>>,
+    #[serde(default)]
+    pub(crate) serial: Vec<S<RawSerial>>,
+    #[serde(default)]
+    pub(crate) device: Vec<S<RawDevice>>,
+    #[serde(default)]
+    pub(crate) equipment: Vec<S<RawEquipment>>,
+    pub(crate) kpi: Option<S<RawKpis>>,
+    #[serde(default)]
+    pub(crate) carriers: BTreeMap<S<String>, S<RawCarrier>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgent {
+    pub(crate) id: Option<S<String>>,
+    pub(crate) site: Option<S<String>>,
+    pub(crate) data_dir: Option<S<String>>,
+    pub(crate) timezone: Option<S<String>>,
+    pub(crate) day_start: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMqtt {
+    pub(crate) url: Option<S<String>>,
+    pub(crate) client_id: Option<S<String>>,
+    pub(crate) username: Option<S<String>>,
+    pub(crate) password_file: Option<S<String>>,
+    pub(crate) password_env: Option<S<String>>,
+    pub(crate) ca_file: Option<S<String>>,
+    pub(crate) cert_file: Option<S<String>>,
+    pub(crate) key_file: Option<S<String>>,
+    pub(crate) topic_prefix: Option<S<String>>,
+    pub(crate) keep_alive: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBuffer {
+    pub(crate) max_size: Option<S<String>>,
+    pub(crate) max_age: Option<S<String>>,
+    pub(crate) flush_interval: Option<S<String>>,
+    pub(crate) replay: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSerial {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) port: Option<S<String>>,
+    pub(crate) baud: Option<S<i64>>,
+    pub(crate) parity: Option<S<String>>,
+    pub(crate) data_bits: Option<S<i64>>,
+    pub(crate) stop_bits: Option<S<i64>>,
+    pub(crate) turnaround: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) serial: Option<S<String>>,
+    pub(crate) tcp: Option<S<String>>,
+    pub(crate) unit: Option<S<i64>>,
+    pub(crate) profile: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) profile_options: BTreeMap<S<String>, S<toml::Value>>,
+    pub(crate) poll: Option<S<String>>,
+    pub(crate) timeout: Option<S<String>>,
+    pub(crate) retries: Option<S<i64>>,
+    pub(crate) max_registers: Option<S<i64>>,
+    pub(crate) max_gap: Option<S<i64>>,
+    pub(crate) report: Option<S<String>>,
+    pub(crate) heartbeat: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) point: Vec<S<RawPoint>>,
+    /// `[device.sim]`: the simulator's table, kept whole for `spindle simulate`.
+    pub(crate) sim: Option<S<toml::Table>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPoint {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) area: Option<S<String>>,
+    pub(crate) address: Option<S<i64>>,
+    #[serde(rename = "type")]
+    pub(crate) value_type: Option<S<String>>,
+    pub(crate) order: Option<S<String>>,
+    pub(crate) bit: Option<S<i64>>,
+    pub(crate) length: Option<S<i64>>,
+    pub(crate) scale: Option<S<f64>>,
+    pub(crate) offset: Option<S<f64>>,
+    pub(crate) unit: Option<S<String>>,
+    pub(crate) counter: Option<S<bool>>,
+    pub(crate) deadband: Option<S<f64>>,
+    pub(crate) rollover: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEquipment {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) device: Option<S<String>>,
+    pub(crate) process: Option<S<String>>,
+    pub(crate) key_process: Option<S<bool>>,
+    pub(crate) numerically_controlled: Option<S<bool>>,
+    pub(crate) running: Option<S<RawSignal>>,
+    pub(crate) cnc_mode: Option<S<RawSignal>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSignal {
+    pub(crate) point: Option<S<String>>,
+    pub(crate) values: Option<S<Vec<S<f64>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKpis {
+    #[serde(default)]
+    pub(crate) cnc_coverage: Vec<S<RawCncCoverage>>,
+    #[serde(default)]
+    pub(crate) energy_per_output: Vec<S<RawEnergyPerOutput>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCncCoverage {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) window: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) processes: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEnergyPerOutput {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) window: Option<S<String>>,
+    pub(crate) energy: Option<S<Vec<S<RawEnergyInput>>>>,
+    pub(crate) output: Option<S<Vec<S<RawOutput>>>>,
+    pub(crate) output_unit: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEnergyInput {
+    pub(crate) point: Option<S<String>>,
+    pub(crate) carrier: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutput {
+    pub(crate) point: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCarrier {
+    pub(crate) unit: Option<S<String>>,
+    pub(crate) kgce_per_unit: Option<S<f64>>,
+    pub(crate) kgco2_per_unit: Option<S<f64>>,
+}
+
+/// Parse the file's text into the raw mirror. A syntax, type or unknown-key
+/// error stops here: serde reports the first one, with its byte span.
+pub(crate) fn parse(text: &str) -> Result<RawConfig, toml::de::Error> {
+    toml::from_str(text)
+}

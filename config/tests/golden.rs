@@ -659,3 +659,82 @@ fn every_mistake_in_a_file_is_reported_in_one_run() {
     );
     assert_eq!(errors.to_string(), shown.join("\n"));
 }
+
+#[test]
+fn profile_options_without_a_profile_are_rejected() {
+    assert_eq!(
+        the_error(&with(
+            "unit = 4\n",
+            "unit = 4\nprofile_options = { ct_ratio = 40 }\n"
+        )),
+        "plant.toml:45:21: profile_options needs a profile"
+    );
+}
+
+#[test]
+fn a_missing_mqtt_table_is_reported_at_the_top_of_the_file() {
+    let text = with(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"gw-017\"\npassword_file = \"/etc/spindle/mqtt.secret\"\nkeep_alive = \"30s\"\n",
+        "",
+    );
+    assert_eq!(the_error(&text), "plant.toml:1:1: missing table [mqtt]");
+}
+
+#[test]
+fn a_zero_keep_alive_is_rejected() {
+    assert_eq!(
+        the_error(&with("keep_alive = \"30s\"", "keep_alive = \"0s\"")),
+        "plant.toml:12:14: keep_alive must not be zero"
+    );
+}
+
+#[test]
+fn a_keep_alive_that_is_not_whole_seconds_is_rejected() {
+    assert_eq!(
+        the_error(&with("keep_alive = \"30s\"", "keep_alive = \"1500ms\"")),
+        "plant.toml:12:14: keep_alive must be whole seconds from 1s to 65535s"
+    );
+}
+
+#[test]
+fn a_topic_prefix_with_a_wildcard_is_rejected() {
+    assert_eq!(
+        the_error(&with(
+            "keep_alive = \"30s\"",
+            "keep_alive = \"30s\"\ntopic_prefix = \"plant/#\""
+        )),
+        "plant.toml:13:16: topic_prefix must be topic levels without wildcards or empty levels (like \"spindle\"), got \"plant/#\""
+    );
+}
+
+#[test]
+fn a_ca_file_on_a_plain_mqtt_url_is_rejected() {
+    assert_eq!(
+        the_error(&with(
+            "keep_alive = \"30s\"",
+            "keep_alive = \"30s\"\nca_file = \"/etc/spindle/ca.pem\""
+        )),
+        "plant.toml:13:11: ca_file needs an mqtts:// url"
+    );
+}
+
+#[test]
+fn a_zero_max_size_is_rejected() {
+    assert_eq!(
+        the_error(&with("max_size = \"256MiB\"", "max_size = \"0MiB\"")),
+        "plant.toml:15:12: max_size must not be zero"
+    );
+}
+
+#[test]
+fn a_string_longer_than_max_registers_is_rejected() {
+    let text = with(
+        "address = 10\ntype = \"u16\"",
+        "address = 10\ntype = \"string\"\nlength = 40",
+    )
+    .replace("unit = 1\nreport", "unit = 1\nmax_registers = 32\nreport");
+    assert_eq!(
+        the_error(&text),
+        "plant.toml:59:17: point \"run_state\" needs 40 registers in one request but max_registers is 32"
+    );
+}

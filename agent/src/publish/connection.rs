@@ -1,0 +1,321 @@
+//! The MQTT connection: builds rumqttc options from the config (TLS, mutual
+//! TLS, credentials, last will) and drives one fresh client and event loop
+//! per connection attempt, with jittered exponential backoff between
+//! attempts. It reports what the publisher needs and nothing else.
+//!
+//! rumqttc cannot be trusted with unacknowledged publishes (it drops its
+//! pending queue on a reconnect without a session), so every attempt starts
+//! clean and the publisher resends from the outbox after each `Up`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
+use spindle_config::model::{Mqtt, PasswordSource};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+
+/// What the connection task tells the publisher.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// A session is up (CONNACK received); publish through this client.
+    Up(AsyncClient),
+    /// rumqttc wrote a publish with this packet id.
+    Sent(u16),
+    /// The broker acknowledged this packet id.
+    Acked(u16),
+    /// The session is gone; the reason is for the log.
+    Down(String),
+}
+
+#[derive(Debug, Error)]
+pub enum ConnectionSetupError {
+    #[error("cannot read the MQTT password file {path}: {source}")]
+    PasswordFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the MQTT password variable {0} is not set")]
+    PasswordEnv(String),
+    #[error("cannot read {what} {path}: {source}")]
+    Pem {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} {path} holds no usable {expected}")]
+    PemEmpty {
+        what: &'static str,
+        path: String,
+        expected: &'static str,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// Everything needed to open connections, prepared once at start-up.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    options: MqttOptions,
+}
+
+impl std::fmt::Debug for ConnectionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // MqttOptions would print the password.
+        f.debug_struct("ConnectionSettings").finish_non_exhaustive()
+    }
+}
+
+impl ConnectionSettings {
+    /// Builds the options: reads the password (never logged; a warning if
+    /// its file is readable by others), the CA and client certificates.
+    pub fn new(
+        mqtt: &Mqtt,
+        last_will_topic: String,
+        last_will_payload: Vec<u8>,
+        max_packet: usize,
+    ) -> Result<Self, ConnectionSetupError> {
+        let mut options =
+            MqttOptions::new(mqtt.client_id.clone(), mqtt.url.host.clone(), mqtt.url.port);
+        options.set_keep_alive(mqtt.keep_alive.max(Duration::from_secs(1)));
+        options.set_clean_session(true);
+        options.set_max_packet_size(max_packet.max(1 << 16), max_packet);
+        options.set_last_will(LastWill::new(
+            last_will_topic,
+            last_will_payload,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if let Some(user) = &mqtt.username {
+            let password = match &mqtt.password {
+                Some(source) => read_password(source)?,
+                None => String::new(),
+            };
+            options.set_credentials(user.clone(), password);
+        }
+        if mqtt.url.tls {
+            options.set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(mqtt)?)),
+            ));
+        }
+        Ok(ConnectionSettings { options })
+    }
+}
+
+fn read_password(source: &PasswordSource) -> Result<String, ConnectionSetupError> {
+    match source {
+        PasswordSource::File(path) => {
+            warn_if_readable_by_others(path);
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                ConnectionSetupError::PasswordFile {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        PasswordSource::Env(var) => {
+            std::env::var(var).map_err(|_| ConnectionSetupError::PasswordEnv(var.clone()))
+        }
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o044 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "MQTT password file is readable by group or others; chmod 600 it"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &std::path::Path) {}
+
+fn read_pem(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConnectionSetupError> {
+    std::fs::read(path).map_err(|source| ConnectionSetupError::Pem {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn tls_config(mqtt: &Mqtt) -> Result<rustls::ClientConfig, ConnectionSetupError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &mqtt.ca_file {
+        let pem = read_pem("CA file", ca)?;
+        for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+            roots
+                .add(cert)
+                .map_err(|e| ConnectionSetupError::Tls(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(ConnectionSetupError::PemEmpty {
+                what: "CA file",
+                path: ca.display().to_string(),
+                expected: "certificate",
+            });
+        }
+    } else {
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectionSetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&mqtt.cert_file, &mqtt.key_file) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = read_pem("client certificate", cert)?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+                .flatten()
+                .collect();
+            if chain.is_empty() {
+                return Err(ConnectionSetupError::PemEmpty {
+                    what: "client certificate",
+                    path: cert.display().to_string(),
+                    expected: "certificate",
+                });
+            }
+            let key_pem = read_pem("client key", key)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+                ConnectionSetupError::PemEmpty {
+                    what: "client key",
+                    path: key.display().to_string(),
+                    expected: "private key",
+                }
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ConnectionSetupError::Tls(e.to_string()))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Jittered exponential backoff: `initial` doubling up to `max`, each wait
+/// drawn uniformly from its upper half so a fleet of gateways does not
+/// reconnect in step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            current: initial,
+        }
+    }
+
+    pub fn next_wait(&mut self) -> Duration {
+        let upper = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let half = upper / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+/// Runs connection attempts until `shutdown` turns true.
+pub async fn run(
+    settings: ConnectionSettings,
+    events: mpsc::Sender<ConnEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let (client, mut eventloop) = AsyncClient::new(settings.options.clone(), 1024);
+        let mut up = false;
+        let reason = loop {
+            let polled = tokio::select! {
+                polled = eventloop.poll() => polled,
+                _ = shutdown.changed() => {
+                    let _ = client.try_disconnect();
+                    // Let the DISCONNECT go out so the broker does not send the last will.
+                    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                        while let Ok(ev) = eventloop.poll().await {
+                            if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) { break; }
+                        }
+                    }).await;
+                    return;
+                }
+            };
+            let forward = match polled {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    if ack.code != rumqttc::ConnectReturnCode::Success {
+                        break format!("broker refused the connection: {:?}", ack.code);
+                    }
+                    up = true;
+                    backoff.reset();
+                    Some(ConnEvent::Up(client.clone()))
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                    Some(ConnEvent::Sent(pkid))
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => Some(ConnEvent::Acked(ack.pkid)),
+                Ok(_) => None,
+                Err(e) => break e.to_string(),
+            };
+            if let Some(ev) = forward
+                && events.send(ev).await.is_err()
+            {
+                return;
+            }
+        };
+        if up {
+            tracing::warn!(reason = %reason, "MQTT connection lost; unacknowledged messages will be sent again");
+            if events.send(ConnEvent::Down(reason)).await.is_err() {
+                return;
+            }
+        } else {
+            tracing::warn!(reason = %reason, "MQTT connection attempt failed");
+        }
+        let wait = backoff.next_wait();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter_in_the_upper_half() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let caps = [100u64, 200, 400, 800, 800];
+        for cap in caps {
+            let w = b.next_wait();
+            assert!(
+                w >= Duration::from_millis(cap / 2) && w <= Duration::from_millis(cap),
+                "{w:?} for cap {cap}"
+            );
+        }
+        b.reset();
+        assert!(b.next_wait() <= Duration::from_millis(100));
+    }
+}

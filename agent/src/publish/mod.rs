@@ -1,0 +1,357 @@
+//! The publisher: the one task that owns the outbox. It appends what the
+//! rest of the agent sends it, runs the group commit, hands durable records
+//! to the MQTT client within a bounded window, and deletes a record only when
+//! the broker's PUBACK for it arrives.
+//!
+//! Flow: `OutMessage` (bounded channel) → [`Outbox::append`] → flush (on a
+//! blocking thread; as soon as there is something unflushed and no flush is
+//! running) → `durable_next` advances → [`DeliveryState::lanes`] say what to
+//! read → `try_publish` → `Outgoing::Publish(pkid)` → `PubAck(pkid)` →
+//! [`Outbox::ack`]. After every (re)connect the delivery state restarts, so
+//! every record still in the outbox is published again (at-least-once).
+//!
+//! Retained topics (`availability/*`): a record older than one already
+//! published on the same topic goes out without the retain flag, so a
+//! backlog drained after live data never overwrites a newer retained state.
+
+pub mod connection;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::now_ms;
+use crate::events::Counters;
+use crate::outbox::{AppendError, Kind, Outbox, Store, StoreError};
+use connection::{ConnEvent, ConnectionSettings};
+use state::DeliveryState;
+
+/// A message for the outbox, before it has a seq.
+#[derive(Debug, Clone)]
+pub struct OutMessage {
+    pub kind: Kind,
+    pub retain: bool,
+    /// Topic under `{prefix}/{site}/{agent}/`.
+    pub topic: String,
+    /// When the message was created (Unix ms): its `ts`.
+    pub ts_ms: u64,
+    /// The payload's own fields as JSON object members, each preceded by a
+    /// comma (`,"device":"a","values":{…}`); `seq`, `ts` and `store` are
+    /// put in front of them.
+    pub body: String,
+}
+
+/// Publisher settings.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// `{prefix}/{site}/{agent}/`.
+    pub topic_base: String,
+    /// Records in flight at most.
+    pub window: usize,
+    /// Payload of the `status` birth message (retained).
+    pub birth: Vec<u8>,
+    /// Payload of a clean `status` offline message at shutdown (retained).
+    pub goodbye: Vec<u8>,
+    /// A flush slower than this is counted (it bounds data at risk).
+    pub flush_interval: Duration,
+}
+
+/// The publisher task.
+pub struct Publisher<S: Store> {
+    outbox: Outbox<S>,
+    opts: PublisherOptions,
+    delivery: DeliveryState,
+    client: Option<AsyncClient>,
+    /// Highest seq published per retained topic (this process's lifetime).
+    retained_latest: HashMap<String, u64>,
+    counters: Arc<Counters>,
+    flushing: Option<Flush>,
+}
+
+/// A flush running on a blocking thread: the seq bound it makes durable, when it started.
+type Flush = (u64, Instant, JoinHandle<Result<(), StoreError>>);
+
+impl<S: Store> std::fmt::Debug for Publisher<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many queued messages one wake-up appends at most before flushing.
+const APPEND_BATCH: usize = 4096;
+
+impl<S: Store> Publisher<S> {
+    pub fn new(
+        outbox: Outbox<S>,
+        opts: PublisherOptions,
+        replay: spindle_config::model::Replay,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let delivery = DeliveryState::new(opts.window, replay);
+        Publisher {
+            outbox,
+            opts,
+            delivery,
+            client: None,
+            retained_latest: HashMap::new(),
+            counters,
+            flushing: None,
+        }
+    }
+
+    /// Runs until `messages` is closed (every producer stopped), then
+    /// flushes, gives in-flight messages up to `drain` to be acknowledged,
+    /// publishes the clean `status` offline and returns.
+    pub async fn run(
+        mut self,
+        settings: ConnectionSettings,
+        mut messages: mpsc::Receiver<OutMessage>,
+        drain: Duration,
+    ) -> Outbox<S> {
+        let (conn_tx, mut conn_rx) = mpsc::channel(4096);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let conn_task = tokio::spawn(connection::run(settings, conn_tx, stop_rx));
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut open = true;
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            self.start_flush_if_needed();
+            if !open {
+                let done = self.flushing.is_none()
+                    && !self.outbox.needs_flush()
+                    && (self.delivery.in_flight() == 0 || !self.delivery.is_connected());
+                let deadline =
+                    *drain_deadline.get_or_insert_with(|| tokio::time::Instant::now() + drain);
+                if done || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+            let flush_wait = async {
+                match self.flushing.as_mut() {
+                    Some((_, _, handle)) => Some(handle.await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = conn_rx.recv() => match ev {
+                    Some(ev) => self.on_conn_event(ev),
+                    None => self.on_conn_event(ConnEvent::Down("connection task ended".into())),
+                },
+                joined = flush_wait => {
+                    if let Some(joined) = joined {
+                        self.on_flush_done(joined);
+                    }
+                },
+                msg = messages.recv(), if open => match msg {
+                    Some(msg) => {
+                        self.append(msg);
+                        let mut n = 1;
+                        while n < APPEND_BATCH {
+                            let Ok(msg) = messages.try_recv() else { break };
+                            self.append(msg);
+                            n += 1;
+                        }
+                    }
+                    None => open = false,
+                },
+                _ = tick.tick() => self.on_tick(),
+                () = async {
+                    match drain_deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+            self.pump();
+        }
+        // Final flush: anything appended is made durable before exit.
+        if let Some((bound, _, handle)) = self.flushing.take()
+            && let Ok(Ok(())) = handle.await
+        {
+            self.outbox.flush_done(bound);
+        }
+        if let Err(e) = self.outbox.flush() {
+            tracing::error!(error = %e, "Final outbox flush failed; the newest messages may be lost");
+        }
+        if let Some(client) = &self.client {
+            let topic = format!("{}status", self.opts.topic_base);
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, self.opts.goodbye.clone());
+            // Give the goodbye a moment to reach the broker before DISCONNECT.
+            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                while let Some(ev) = conn_rx.recv().await {
+                    if matches!(ev, ConnEvent::Sent(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn_task).await;
+        self.outbox
+    }
+
+    fn append(&mut self, msg: OutMessage) {
+        let OutMessage {
+            kind,
+            retain,
+            topic,
+            ts_ms,
+            body,
+        } = msg;
+        match self
+            .outbox
+            .append(kind, retain, &topic, ts_ms, |env| env.wrap(&body))
+        {
+            Ok(_) => self.counters.outbox_appended.inc(),
+            Err(AppendError::TooLarge { len, max }) => {
+                self.counters.outbox_refused_too_large.inc();
+                tracing::error!(topic = %topic, len, max, "Message larger than the packet limit was refused; it is lost");
+            }
+            Err(AppendError::Store(e)) => {
+                self.counters.outbox_store_errors.inc();
+                tracing::error!(error = %e, topic = %topic, "Outbox write failed (disk full?); the message is dropped and will be announced on gap");
+            }
+        }
+    }
+
+    fn start_flush_if_needed(&mut self) {
+        if self.flushing.is_some() || !self.outbox.needs_flush() {
+            return;
+        }
+        let bound = self.outbox.flush_bound();
+        let store = self.outbox.store();
+        let handle = tokio::task::spawn_blocking(move || store.flush());
+        self.flushing = Some((bound, Instant::now(), handle));
+    }
+
+    fn on_flush_done(&mut self, joined: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+        let Some((bound, started, _)) = self.flushing.take() else {
+            return;
+        };
+        match joined {
+            Ok(Ok(())) => {
+                self.outbox.flush_done(bound);
+                self.counters.outbox_flushes.inc();
+                if started.elapsed() > self.opts.flush_interval
+                    && !self.opts.flush_interval.is_zero()
+                {
+                    self.counters.outbox_slow_flushes.inc();
+                }
+            }
+            Ok(Err(e)) => {
+                self.counters.outbox_store_errors.inc();
+                tracing::error!(error = %e, "Outbox flush failed (disk full?); retrying");
+            }
+            Err(e) => tracing::error!(error = %e, "Outbox flush task failed; retrying"),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Err(e) = self.outbox.enforce_limits(now_ms()) {
+            self.counters.outbox_store_errors.inc();
+            tracing::warn!(error = %e, "Outbox limits could not be enforced this time");
+        }
+        let stats = self.outbox.stats();
+        self.counters
+            .set_outbox_levels(&stats, self.delivery.backlog_remaining());
+        if let Ok(oldest) = self.outbox.oldest_created_ms() {
+            self.counters.outbox_oldest_ms.set(oldest.unwrap_or(0));
+        }
+    }
+
+    fn on_conn_event(&mut self, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Up(client) => {
+                self.counters.mqtt_connects.inc();
+                let topic = format!("{}status", self.opts.topic_base);
+                let _ = client.try_publish(topic, QoS::AtLeastOnce, true, self.opts.birth.clone());
+                self.outbox.release_in_flight();
+                self.delivery.connected(self.outbox.next_seq());
+                self.client = Some(client);
+                tracing::info!(
+                    backlog = self.outbox.stats().depth,
+                    "MQTT connected; sending every unacknowledged message"
+                );
+            }
+            ConnEvent::Sent(pkid) => self.delivery.outgoing(pkid),
+            ConnEvent::Acked(pkid) => {
+                if let Some(seq) = self.delivery.puback(pkid) {
+                    match self.outbox.ack(&[seq]) {
+                        Ok(_) => self.counters.published_acked.inc(),
+                        Err(e) => {
+                            self.counters.outbox_store_errors.inc();
+                            tracing::warn!(error = %e, seq, "Could not delete an acknowledged message; it may be sent again");
+                        }
+                    }
+                }
+            }
+            ConnEvent::Down(reason) => {
+                self.counters.mqtt_disconnects.inc();
+                tracing::debug!(reason = %reason, "MQTT session ended");
+                self.client = None;
+                self.delivery.disconnected();
+                self.outbox.release_in_flight();
+            }
+        }
+    }
+
+    /// Hands durable records to the client while the window has room.
+    fn pump(&mut self) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        for lane in self.delivery.lanes() {
+            let room = self.delivery.room();
+            if room == 0 {
+                return;
+            }
+            let records = match self.outbox.read(lane.from, room, now_ms()) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Outbox read failed");
+                    return;
+                }
+            };
+            let mut handed_any = false;
+            for (seq, record) in records {
+                if seq >= lane.below {
+                    break;
+                }
+                let retain = record.retain && self.retain_allowed(&record.topic, seq);
+                let len = record.encoded_len();
+                let topic = format!("{}{}", self.opts.topic_base, record.topic);
+                match client.try_publish(topic, QoS::AtLeastOnce, retain, record.payload) {
+                    Ok(()) => {
+                        self.delivery.handed(seq);
+                        self.outbox.mark_in_flight(seq, len);
+                        self.counters.published.inc();
+                        handed_any = true;
+                    }
+                    Err(_) => return, // the client's queue is full: wait for progress
+                }
+            }
+            if !handed_any {
+                self.delivery.backlog_drained(lane);
+            }
+        }
+    }
+
+    fn retain_allowed(&mut self, topic: &str, seq: u64) -> bool {
+        match self.retained_latest.get(topic) {
+            Some(&latest) if latest > seq => false,
+            _ => {
+                self.retained_latest.insert(topic.to_owned(), seq);
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The publisher against a real mosquitto: delivery, deletion only after
+//! PUBACK, and republishing after the broker loses its state.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spindle::events::Counters;
+use spindle::outbox::{Kind, Outbox, OutboxOptions, SledStore};
+use spindle::publish::connection::ConnectionSettings;
+use spindle::publish::{OutMessage, Publisher, PublisherOptions};
+use spindle_config::model::{MqttUrl, Replay};
+use spindle_hil_tests::broker::Broker;
+use spindle_hil_tests::subscriber::{Message, Subscriber};
+use tokio::sync::mpsc;
+
+fn mqtt(port: u16) -> spindle_config::model::Mqtt {
+    spindle_config::model::Mqtt {
+        url: MqttUrl {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port,
+        },
+        client_id: format!("spindle-test-{}", std::process::id()),
+        username: None,
+        password: None,
+        ca_file: None,
+        cert_file: None,
+        key_file: None,
+        topic_prefix: "spindle".into(),
+        keep_alive: Duration::from_secs(5),
+    }
+}
+
+fn outbox(dir: &std::path::Path) -> Outbox<SledStore> {
+    let opts = OutboxOptions {
+        max_size: 64 << 20,
+        max_age: Duration::from_secs(3600),
+        max_record: 256 << 10,
+        cache_capacity: 4 << 20,
+    };
+    Outbox::open(dir, opts, spindle::clock::now_ms()).unwrap().0
+}
+
+fn publisher(outbox: Outbox<SledStore>, replay: Replay) -> Publisher<SledStore> {
+    Publisher::new(
+        outbox,
+        PublisherOptions {
+            topic_base: "spindle/site/gw/".into(),
+            window: 64,
+            birth: br#"{"state":"online"}"#.to_vec(),
+            goodbye: br#"{"state":"offline"}"#.to_vec(),
+            flush_interval: Duration::from_millis(100),
+        },
+        replay,
+        Arc::new(Counters::default()),
+    )
+}
+
+fn telemetry(i: u64) -> OutMessage {
+    OutMessage {
+        kind: Kind::Telemetry,
+        retain: false,
+        topic: "telemetry/dev".into(),
+        ts_ms: spindle::clock::now_ms(),
+        body: format!(",\"device\":\"dev\",\"values\":{{\"i\":{i}}}"),
+    }
+}
+
+fn seqs(messages: &[Message]) -> BTreeSet<u64> {
+    messages
+        .iter()
+        .filter(|m| m.topic.contains("/telemetry/"))
+        .filter_map(|m| m.json()["seq"].as_u64())
+        .collect()
+}
+
+#[test]
+fn every_message_arrives_and_leaves_the_outbox_only_after_its_puback() {
+    let broker = Broker::start(false).unwrap();
+    let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outbox = rt.block_on(async {
+        let (tx, rx) = mpsc::channel(256);
+        let settings = ConnectionSettings::new(
+            &mqtt(broker.port()),
+            "spindle/site/gw/status".into(),
+            b"{}".to_vec(),
+            1 << 20,
+        )
+        .unwrap();
+        let task = tokio::spawn(
+            publisher(outbox(&dir.path().join("outbox")), Replay::OldestFirst).run(
+                settings,
+                rx,
+                Duration::from_secs(3),
+            ),
+        );
+        for i in 0..2000 {
+            tx.send(telemetry(i)).await.unwrap();
+        }
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(30), |m| seqs(m).len() >= 2000)
+        });
+        assert!(ok, "only {} of 2000 arrived", seqs(&got).len());
+        drop(tx);
+        task.await.unwrap()
+    });
+    let got = sub.messages();
+    assert_eq!(seqs(&got), (1..=2000).collect::<BTreeSet<u64>>());
+    // oldest_first: in seq order.
+    let order: Vec<u64> = got
+        .iter()
+        .filter(|m| m.topic.contains("/telemetry/"))
+        .filter_map(|m| m.json()["seq"].as_u64())
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "oldest_first delivered out of order"
+    );
+    assert_eq!(outbox.stats().depth, 0, "acknowledged records are deleted");
+    // A subscriber arriving later is handed the retained status.
+    let late = Subscriber::start(broker.port(), "spindle/site/gw/status").unwrap();
+    let (ok, status) = late.wait_until(Duration::from_secs(5), |m| !m.is_empty());
+    assert!(ok && status[0].retain, "status is retained");
+}
+
+#[test]
+fn messages_queued_while_the_broker_is_down_all_arrive_after_it_returns_without_persistence() {
+    let mut broker = Broker::start(false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sub_port = broker.port();
+    let first = Subscriber::start(sub_port, "spindle/#").unwrap();
+    let (before, after) = rt.block_on(async {
+        let (tx, rx) = mpsc::channel(256);
+        let settings = ConnectionSettings::new(
+            &mqtt(broker.port()),
+            "spindle/site/gw/status".into(),
+            b"{}".to_vec(),
+            1 << 20,
+        )
+        .unwrap();
+        let task = tokio::spawn(
+            publisher(outbox(&dir.path().join("outbox")), Replay::LiveFirst).run(
+                settings,
+                rx,
+                Duration::from_secs(3),
+            ),
+        );
+        for i in 0..500 {
+            tx.send(telemetry(i)).await.unwrap();
+        }
+        // Stop the broker while messages are still flowing, keep producing.
+        broker.stop();
+        let before = seqs(&first.messages());
+        for i in 500..1500 {
+            tx.send(telemetry(i)).await.unwrap();
+        }
+        broker.restart().unwrap();
+        let sub = tokio::task::block_in_place(|| Subscriber::start(sub_port, "spindle/#").unwrap());
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(40), |m| {
+                let mut all = before.clone();
+                all.extend(seqs(m));
+                all.len() >= 1500
+            })
+        });
+        drop(tx);
+        let _ = task.await;
+        assert!(
+            ok,
+            "missing after reconnect: {}",
+            1500 - (before.len() + seqs(&got).len()).min(1500)
+        );
+        (before, seqs(&got))
+    });
+    let all: BTreeSet<u64> = before.union(&after).copied().collect();
+    assert_eq!(
+        all,
+        (1..=1500).collect::<BTreeSet<u64>>(),
+        "every seq arrives once the broker is back"
+    );
+}

@@ -1,7 +1,9 @@
 //! The spindle agent: CLI commands, scheduler, KPI engine, outbox and publisher.
 
 pub mod busload;
+pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod events;
 pub mod outbox;
 pub mod publish;

@@ -20,7 +20,7 @@ pub const EXIT_RUNTIME: u8 = 2;
     about = "Edge agent for factory equipment telemetry: Modbus in, plant KPIs and MQTT out"
 )]
 pub struct Cli {
-    /// Log line format (logs go to stderr; RUST_LOG filters them).
+    /// Log line format (logs go to stderr; `RUST_LOG` filters them).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]

@@ -7,3 +7,4 @@ pub mod commands;
 pub mod events;
 pub mod outbox;
 pub mod publish;
+pub mod telemetry;

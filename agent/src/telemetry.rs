@@ -99,9 +99,10 @@ impl TelemetryEncoder {
     }
 }
 
+// Without a deadband any change counts, so exact comparison is intended.
+#[allow(clippy::float_cmp)]
 fn changed(previous: Option<&PointOutcome>, now: &PointOutcome, deadband: f64) -> bool {
     match (previous, now) {
-        (None, _) => true,
         (Some(Ok(PointValue::Number(a))), Ok(PointValue::Number(b))) => {
             if deadband > 0.0 {
                 (a - b).abs() >= deadband

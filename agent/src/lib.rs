@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod events;
+pub mod health;
 pub mod outbox;
 pub mod publish;
 pub mod telemetry;

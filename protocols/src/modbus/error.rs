@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -51,8 +52,9 @@ impl From<ExceptionCode> for tokio_modbus::ExceptionCode {
     }
 }
 
-/// No usable answer came back over the link.
-#[derive(Debug, Error)]
+/// No usable answer came back over the link. (I/O errors are shared in an
+/// `Arc` so that one failure can be reported for every point it hit.)
+#[derive(Debug, Clone, Error)]
 pub enum LinkError {
     /// Nothing (or not a whole answer) arrived within the device's timeout.
     #[error("no answer within {after:?}")]
@@ -62,13 +64,13 @@ pub enum LinkError {
     Connect {
         target: String,
         #[source]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
     /// The open link failed while sending or receiving.
     #[error("link failed: {source}")]
     Io {
         #[source]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
     /// The peer closed the connection.
     #[error("the peer closed the connection")]
@@ -86,6 +88,9 @@ pub enum LinkError {
     /// An answer to another function than the one asked.
     #[error("answer to function {got}, function {expected} was asked")]
     WrongFunction { expected: u8, got: u8 },
+    /// Part of a frame arrived, then nothing more within the timeout.
+    #[error("the answer stopped after {got} bytes")]
+    Truncated { got: usize },
     /// Bytes that do not form the answer asked for.
     #[error("malformed answer: {detail}")]
     Malformed { detail: String },
@@ -101,19 +106,27 @@ impl LinkError {
             | LinkError::BadCrc { .. }
             | LinkError::WrongUnit { .. }
             | LinkError::WrongFunction { .. }
+            | LinkError::Truncated { .. }
             | LinkError::Malformed { .. } => "decode",
         }
     }
 
-    /// Whether the device (or the line) may be unreachable, as opposed to an
-    /// answer that arrived but was unusable.
+    /// An I/O failure of the open link.
+    pub fn io(source: io::Error) -> Self {
+        LinkError::Io {
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether the device (or the line) may be unreachable (`timeout`,
+    /// `disconnected`), as opposed to an answer that arrived but was unusable.
     pub fn is_unreachable(&self) -> bool {
         self.word() != "decode"
     }
 }
 
 /// The result of one read request that brought no data.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum ReadError {
     /// The device answered with a Modbus exception.
     #[error("device answered with exception {0}")]
@@ -124,6 +137,12 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// Whether the device (or the line) may be unreachable; never for an
+    /// exception (the device answered).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ReadError::Link(link) if link.is_unreachable())
+    }
+
     /// The SPEC §5 error word: `timeout`, `exception:N`, `decode`, `disconnected`.
     pub fn word(&self) -> String {
         match self {
@@ -134,7 +153,7 @@ impl ReadError {
 }
 
 /// Why one point has no value in a poll.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum PointError {
     /// The request carrying the point failed.
     #[error(transparent)]
@@ -186,7 +205,7 @@ mod tests {
             (
                 LinkError::Connect {
                     target: "127.0.0.1:502".into(),
-                    source: io::ErrorKind::ConnectionRefused.into(),
+                    source: Arc::new(io::ErrorKind::ConnectionRefused.into()),
                 }
                 .into(),
                 "disconnected",

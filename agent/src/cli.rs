@@ -35,6 +35,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent (foreground; logs to stderr).
+    Run(commands::run::Args),
     /// Validate a config; print the read plan per device and the load of every serial bus.
     Check(commands::check::Args),
 }
@@ -55,6 +57,7 @@ pub fn init_logging(format: LogFormat) {
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     match cli.command {
+        Command::Run(args) => commands::run::run(&args),
         Command::Check(args) => commands::check::run(&args),
     }
 }

@@ -7,5 +7,7 @@ pub mod commands;
 pub mod events;
 pub mod health;
 pub mod outbox;
+pub mod poll;
 pub mod publish;
+pub mod runtime;
 pub mod telemetry;

@@ -55,8 +55,7 @@ fn publisher(outbox: Outbox<SledStore>, replay: Replay) -> Publisher<SledStore> 
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
             window: 64,
-            birth: br#"{"state":"online"}"#.to_vec(),
-            goodbye: br#"{"state":"offline"}"#.to_vec(),
+            status_fields: ",\"store\":\"test\"".into(),
             flush_interval: Duration::from_millis(100),
         },
         replay,
@@ -93,7 +92,7 @@ fn every_message_arrives_and_leaves_the_outbox_only_after_its_puback() {
         let settings = ConnectionSettings::new(
             &mqtt(broker.port()),
             "spindle/site/gw/status".into(),
-            b"{}".to_vec(),
+            String::new(),
             1 << 20,
         )
         .unwrap();
@@ -145,7 +144,7 @@ fn messages_queued_while_the_broker_is_down_all_arrive_after_it_returns_without_
         let settings = ConnectionSettings::new(
             &mqtt(broker.port()),
             "spindle/site/gw/status".into(),
-            b"{}".to_vec(),
+            String::new(),
             1 << 20,
         )
         .unwrap();

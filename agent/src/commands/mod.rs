@@ -1,3 +1,4 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run` (→ exit code).
 
 pub mod check;
+pub mod run;

@@ -57,6 +57,8 @@ pub enum ConnectionSetupError {
 #[derive(Clone)]
 pub struct ConnectionSettings {
     options: MqttOptions,
+    status_topic: String,
+    status_fields: String,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -69,10 +71,13 @@ impl std::fmt::Debug for ConnectionSettings {
 impl ConnectionSettings {
     /// Builds the options: reads the password (never logged; a warning if
     /// its file is readable by others), the CA and client certificates.
+    /// `status_fields` are the `status` members after `state` and `ts`
+    /// (`,"store":…,"version":…`); the last will is made from them, stamped
+    /// with the time of each connection attempt.
     pub fn new(
         mqtt: &Mqtt,
-        last_will_topic: String,
-        last_will_payload: Vec<u8>,
+        status_topic: String,
+        status_fields: String,
         max_packet: usize,
     ) -> Result<Self, ConnectionSetupError> {
         let mut options =
@@ -80,12 +85,6 @@ impl ConnectionSettings {
         options.set_keep_alive(mqtt.keep_alive.max(Duration::from_secs(1)));
         options.set_clean_session(true);
         options.set_max_packet_size(max_packet.max(1 << 16), max_packet);
-        options.set_last_will(LastWill::new(
-            last_will_topic,
-            last_will_payload,
-            QoS::AtLeastOnce,
-            true,
-        ));
         if let Some(user) = &mqtt.username {
             let password = match &mqtt.password {
                 Some(source) => read_password(source)?,
@@ -98,8 +97,35 @@ impl ConnectionSettings {
                 rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(mqtt)?)),
             ));
         }
-        Ok(ConnectionSettings { options })
+        Ok(ConnectionSettings {
+            options,
+            status_topic,
+            status_fields,
+        })
     }
+
+    /// Options for one attempt, with a last will stamped now.
+    fn attempt(&self) -> MqttOptions {
+        let mut options = self.options.clone();
+        let will = status_payload("offline", Some("connection_lost"), &self.status_fields);
+        options.set_last_will(LastWill::new(
+            self.status_topic.clone(),
+            will,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        options
+    }
+}
+
+/// A `status` payload: `{"state":…,"ts":now[,"reason":…]<fields>}`.
+pub fn status_payload(state: &str, reason: Option<&str>, fields: &str) -> Vec<u8> {
+    let reason = reason.map_or_else(String::new, |r| format!(",\"reason\":\"{r}\""));
+    format!(
+        "{{\"state\":\"{state}\",\"ts\":{}{reason}{fields}}}",
+        crate::clock::now_ms()
+    )
+    .into_bytes()
 }
 
 fn read_password(source: &PasswordSource) -> Result<String, ConnectionSetupError> {
@@ -246,7 +272,7 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let (client, mut eventloop) = AsyncClient::new(settings.options.clone(), 1024);
+        let (client, mut eventloop) = AsyncClient::new(settings.attempt(), 1024);
         let mut up = false;
         let reason = loop {
             let polled = tokio::select! {

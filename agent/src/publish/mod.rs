@@ -53,10 +53,8 @@ pub struct PublisherOptions {
     pub topic_base: String,
     /// Records in flight at most.
     pub window: usize,
-    /// Payload of the `status` birth message (retained).
-    pub birth: Vec<u8>,
-    /// Payload of a clean `status` offline message at shutdown (retained).
-    pub goodbye: Vec<u8>,
+    /// `status` members after `state` and `ts` (`,"store":…,"version":…,"config_sha256":…`).
+    pub status_fields: String,
     /// A flush slower than this is counted (it bounds data at risk).
     pub flush_interval: Duration,
 }
@@ -183,7 +181,9 @@ impl<S: Store> Publisher<S> {
         }
         if let Some(client) = &self.client {
             let topic = format!("{}status", self.opts.topic_base);
-            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, self.opts.goodbye.clone());
+            let goodbye =
+                connection::status_payload("offline", Some("shutdown"), &self.opts.status_fields);
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, goodbye);
             // Give the goodbye a moment to reach the broker before DISCONNECT.
             let _ = tokio::time::timeout(Duration::from_millis(300), async {
                 while let Some(ev) = conn_rx.recv().await {
@@ -273,7 +273,8 @@ impl<S: Store> Publisher<S> {
             ConnEvent::Up(client) => {
                 self.counters.mqtt_connects.inc();
                 let topic = format!("{}status", self.opts.topic_base);
-                let _ = client.try_publish(topic, QoS::AtLeastOnce, true, self.opts.birth.clone());
+                let birth = connection::status_payload("online", None, &self.opts.status_fields);
+                let _ = client.try_publish(topic, QoS::AtLeastOnce, true, birth);
                 self.outbox.release_in_flight();
                 self.delivery.connected(self.outbox.next_seq());
                 self.client = Some(client);

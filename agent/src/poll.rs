@@ -1,0 +1,270 @@
+//! The scheduler: one task per link (a TCP endpoint or a serial bus), which
+//! serves the link's devices one request at a time.
+//!
+//! Each device is polled on fixed ticks of its `poll` interval. A poll that
+//! overruns its tick makes the device skip the ticks it missed (counted as
+//! overruns) rather than pile polls up. A device that stops answering is
+//! re-probed with jittered exponential backoff (from its poll interval up to
+//! [`MAX_PROBE_INTERVAL`]) instead of every tick, so a dead device costs
+//! the others at most one timeout per probe. Every poll's outcome goes to
+//! the telemetry encoder and the availability rule, and the resulting
+//! messages into the publisher's bounded channel; when that channel is full
+//! the poller waits (and its next ticks count as overruns): nothing is
+//! dropped here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spindle_config::model::Device;
+use spindle_protocols::modbus::backoff::Backoff;
+use spindle_protocols::modbus::plan_reads;
+use spindle_protocols::modbus::poll::{DevicePoller, PollOutcome};
+use spindle_protocols::modbus::transport::AnyLink;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::busload::DeviceLoad;
+use crate::clock::now_ms;
+use crate::health::{BusStats, DeviceStats};
+use crate::outbox::Kind;
+use crate::publish::OutMessage;
+use crate::telemetry::{
+    Availability, PointOutcome, Reachability, TelemetryEncoder, availability_body,
+};
+
+/// Longest wait between probes of an unreachable device.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What a poll hands on besides telemetry (the KPI engine's feed).
+pub type PollSink = mpsc::Sender<PollReport>;
+
+/// One poll's decoded outcome, for consumers other than telemetry.
+#[derive(Debug, Clone)]
+pub struct PollReport {
+    pub device: String,
+    /// Wall-clock ms when the poll's first request was sent.
+    pub ts_ms: u64,
+    pub outcome: Arc<PollOutcome>,
+    /// `Some(true)` when the device just came online, `Some(false)` offline.
+    pub availability: Option<bool>,
+}
+
+/// One device as its link task sees it.
+#[derive(Debug)]
+pub struct ScheduledDevice {
+    device: Device,
+    poller: DevicePoller,
+    encoder: TelemetryEncoder,
+    availability: Availability,
+    stats: Arc<DeviceStats>,
+    next_tick: Instant,
+    probe_at: Option<Instant>,
+    probe_backoff: Backoff,
+}
+
+impl ScheduledDevice {
+    pub fn new(device: Device, stats: Arc<DeviceStats>, start: Instant) -> Self {
+        let probe_backoff = Backoff::new(device.poll, MAX_PROBE_INTERVAL.max(device.poll), 0.2);
+        ScheduledDevice {
+            poller: DevicePoller::new(&device),
+            encoder: TelemetryEncoder::new(&device),
+            availability: Availability::default(),
+            stats,
+            next_tick: start,
+            probe_at: None,
+            probe_backoff,
+            device,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.device.timeout
+    }
+
+    /// This device's reads, for the bus-load estimate.
+    pub fn load(&self) -> DeviceLoad {
+        let plan = plan_reads(
+            &self.device.points,
+            self.device.max_registers.get(),
+            self.device.max_gap,
+        );
+        DeviceLoad {
+            name: self.device.name.clone(),
+            poll: self.device.poll,
+            requests: plan.requests().iter().map(|r| (r.area, r.count)).collect(),
+        }
+    }
+
+    fn due(&self) -> Instant {
+        self.probe_at
+            .map_or(self.next_tick, |p| p.max(self.next_tick))
+    }
+
+    /// Moves `next_tick` past `now`. Ticks skipped because the poll (or the
+    /// link's other devices) ran late are counted as overruns; ticks skipped
+    /// on purpose while probing an unreachable device are not.
+    fn advance_tick(&mut self, now: Instant, probing: bool) {
+        let poll = self.device.poll;
+        self.next_tick += poll;
+        if self.next_tick <= now {
+            let behind = now.duration_since(self.next_tick);
+            let skipped = u32::try_from(behind.as_nanos() / poll.as_nanos().max(1))
+                .unwrap_or(u32::MAX)
+                .saturating_add(1);
+            if !probing {
+                self.stats.overruns.add(u64::from(skipped));
+            }
+            self.next_tick += poll.saturating_mul(skipped);
+        }
+    }
+}
+
+/// Runs one link's devices until `shutdown` turns true.
+pub async fn run_link(
+    mut link: AnyLink,
+    mut devices: Vec<ScheduledDevice>,
+    bus: Option<Arc<BusStats>>,
+    out: mpsc::Sender<OutMessage>,
+    reports: Option<PollSink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if devices.is_empty() {
+        return;
+    }
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // The device due first (ties: configuration order).
+        let Some(index) = devices
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, d)| d.due())
+            .map(|(i, _)| i)
+        else {
+            return;
+        };
+        let Some(dev) = devices.get_mut(index) else {
+            return;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(dev.due()) => {}
+            _ = shutdown.changed() => return,
+        }
+        let probing = dev.probe_at.is_some();
+        link.set_timeout(dev.device.timeout);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            outcome = dev.poller.poll(&mut link) => outcome,
+            _ = shutdown.changed() => return,
+        };
+        let elapsed = started.elapsed();
+        if let Some(bus) = &bus {
+            bus.busy_us
+                .add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        }
+        let messages = handle_outcome(dev, &outcome, elapsed);
+        let now = Instant::now();
+        dev.advance_tick(now, probing);
+        let report = reports.as_ref().map(|_| PollReport {
+            device: dev.device.name.clone(),
+            ts_ms: system_ms(outcome.started),
+            availability: messages.availability,
+            outcome: Arc::new(outcome),
+        });
+        for msg in messages.out {
+            tokio::select! {
+                sent = out.send(msg) => if sent.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+        if let (Some(sink), Some(report)) = (&reports, report) {
+            tokio::select! {
+                sent = sink.send(report) => if sent.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+struct Produced {
+    out: Vec<OutMessage>,
+    availability: Option<bool>,
+}
+
+/// Counts, encodes and schedules after one poll.
+fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Duration) -> Produced {
+    let stats = &dev.stats;
+    stats.polls.inc();
+    stats.record_latency(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+    let mut got_value = false;
+    let mut link_lost = false;
+    let mut last_error: Option<String> = None;
+    let outcomes: Vec<PointOutcome> = outcome
+        .points
+        .iter()
+        .map(|r| match r {
+            Ok(decoded) => {
+                got_value = true;
+                Ok(decoded.value.clone())
+            }
+            Err(e) => {
+                let word = e.word();
+                stats.count_error(&word);
+                if word == "disconnected" {
+                    link_lost = true;
+                }
+                last_error = Some(word.clone());
+                Err(word)
+            }
+        })
+        .collect();
+    if got_value {
+        stats.good_polls.inc();
+    }
+    let mut out = Vec::with_capacity(2);
+    let ts_ms = system_ms(outcome.started);
+    if let Some(body) = dev.encoder.encode(&outcomes, ts_ms) {
+        out.push(OutMessage {
+            kind: Kind::Telemetry,
+            retain: false,
+            topic: format!("telemetry/{}", dev.device.name),
+            ts_ms,
+            body,
+        });
+    }
+    let change = dev
+        .availability
+        .on_poll(got_value, link_lost, last_error.as_deref());
+    let mut availability = None;
+    if let Some((state, reason)) = change {
+        let online = state == Reachability::Online;
+        stats.set_online(online);
+        availability = Some(online);
+        if online {
+            tracing::info!(device = %dev.device.name, "Device is online");
+        } else {
+            tracing::warn!(device = %dev.device.name, reason = %reason, "Device is offline; probing it with backoff");
+        }
+        out.push(OutMessage {
+            kind: Kind::Availability,
+            retain: true,
+            topic: format!("availability/{}", dev.device.name),
+            ts_ms: now_ms(),
+            body: availability_body(state, &reason),
+        });
+    }
+    // An unreachable device is probed with backoff, not every tick.
+    if dev.availability.state() == Some(Reachability::Offline) {
+        dev.probe_at = Some(Instant::now() + dev.probe_backoff.next_delay());
+    } else {
+        dev.probe_at = None;
+        dev.probe_backoff.reset();
+    }
+    Produced { out, availability }
+}
+
+fn system_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

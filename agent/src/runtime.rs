@@ -1,0 +1,274 @@
+//! `spindle run`: wires the parts together and runs until SIGTERM/SIGINT.
+//!
+//! Start-up: check the data directory, open the outbox (a damaged store is
+//! moved aside and reported), prepare the MQTT connection, start one task
+//! per link, the health task and the publisher. Nothing here waits for a
+//! broker or a device: the agent runs and buffers without either.
+//!
+//! Shutdown (within 5 s): the link and health tasks stop at once (a poll in
+//! progress is abandoned), which closes the publisher's channel; the
+//! publisher appends what was queued, flushes, gives in-flight messages a
+//! moment to be acknowledged, publishes `status` offline and disconnects.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spindle_config::model::{Config, DeviceLink};
+use spindle_protocols::modbus::transport::{AnyLink, RtuLink, TcpLink};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::busload::{self, DeviceLoad};
+use crate::clock::{now_ms, plausible};
+use crate::events::Counters;
+use crate::health::{BusStats, DeviceStats, HealthSources, health_body};
+use crate::outbox::{Kind, Outbox, OutboxOptions};
+use crate::poll::{ScheduledDevice, run_link};
+use crate::publish::connection::ConnectionSettings;
+use crate::publish::{OutMessage, Publisher, PublisherOptions};
+use crate::telemetry::push_json_string;
+
+/// Largest message accepted into the outbox, and the MQTT packet limit set
+/// on the client (mosquitto's default `message_size_limit` is far larger).
+pub const MAX_MESSAGE: usize = 256 * 1024;
+/// Records in flight at most.
+pub const WINDOW: usize = 100;
+/// Messages queued between producers and the publisher.
+pub const QUEUE: usize = 4096;
+/// sled page cache.
+pub const CACHE: u64 = 8 << 20;
+/// How often `health` is published.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data_dir {dir} is not writable: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
+    #[error(transparent)]
+    Connection(#[from] crate::publish::connection::ConnectionSetupError),
+}
+
+fn check_data_dir(dir: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(".spindle-write-test");
+    std::fs::write(&probe, b"ok").map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)?;
+    Ok(())
+}
+
+/// Runs the agent until a signal; `Err` only for start-up failures.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let started = Instant::now();
+    check_data_dir(&config.agent.data_dir)?;
+    let outbox_dir = config.agent.data_dir.join("outbox");
+    let opts = OutboxOptions {
+        max_size: config.buffer.max_size,
+        max_age: config.buffer.max_age,
+        max_record: MAX_MESSAGE,
+        cache_capacity: CACHE,
+    };
+    let (outbox, recovery) = Outbox::open(&outbox_dir, opts, now_ms())?;
+    if let Some(r) = &recovery {
+        tracing::error!(
+            moved_to = %r.moved_to.display(),
+            lost_store = r.lost_store.as_deref().unwrap_or("unknown"),
+            cause = %r.cause,
+            "Outbox store was damaged; moved it aside and started a new store. Its unsent messages are lost (announced on gap)"
+        );
+    }
+    if let Err(e) = outbox.write_id_file(&outbox_dir) {
+        tracing::warn!(error = %e, "Could not write the store id file");
+    }
+    let store_id = outbox.store_id().to_owned();
+    tracing::info!(store = %store_id, next_seq = outbox.next_seq(), depth = outbox.stats().depth, "Outbox open");
+
+    let topic_base = format!(
+        "{}/{}/{}/",
+        config.mqtt.topic_prefix, config.agent.site, config.agent.id
+    );
+    let mut status_fields = String::from(",\"store\":");
+    push_json_string(&mut status_fields, &store_id);
+    status_fields.push_str(",\"version\":");
+    push_json_string(&mut status_fields, env!("CARGO_PKG_VERSION"));
+    status_fields.push_str(",\"config_sha256\":");
+    push_json_string(&mut status_fields, &config.sha256);
+    let settings = ConnectionSettings::new(
+        &config.mqtt,
+        format!("{topic_base}status"),
+        status_fields.clone(),
+        MAX_MESSAGE,
+    )?;
+
+    let counters = Arc::new(Counters::default());
+    let (out_tx, out_rx) = mpsc::channel::<OutMessage>(QUEUE);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let publisher = Publisher::new(
+        outbox,
+        PublisherOptions {
+            topic_base,
+            window: WINDOW,
+            status_fields,
+            flush_interval: config.buffer.flush_interval,
+        },
+        config.buffer.replay,
+        counters.clone(),
+    );
+    let publisher_task = tokio::spawn(publisher.run(settings, out_rx, Duration::from_secs(2)));
+
+    let mut sources = HealthSources {
+        counters: counters.clone(),
+        ..HealthSources::default()
+    };
+    let mut tasks = Vec::new();
+    for (link, devices, bus_stats) in build_links(&config, &mut sources) {
+        tasks.push(tokio::spawn(run_link(
+            link,
+            devices,
+            bus_stats,
+            out_tx.clone(),
+            None,
+            stop_rx.clone(),
+        )));
+    }
+    let sources = Arc::new(sources);
+    tasks.push(tokio::spawn(health_loop(
+        sources,
+        config.agent.data_dir.clone(),
+        started,
+        out_tx.clone(),
+        stop_rx.clone(),
+    )));
+    drop(out_tx);
+
+    wait_for_signal().await;
+    tracing::info!("Stopping: polling stops, the outbox is flushed");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Ok(Ok(outbox)) = tokio::time::timeout(Duration::from_secs(4), publisher_task).await {
+        tracing::info!(
+            depth = outbox.stats().depth,
+            "Stopped; unsent messages stay in the outbox"
+        );
+    } else {
+        tracing::warn!("Publisher did not stop in time");
+    }
+    Ok(())
+}
+
+type LinkTask = (AnyLink, Vec<ScheduledDevice>, Option<Arc<BusStats>>);
+
+/// One link per serial bus and per TCP endpoint, with its devices.
+fn build_links(config: &Config, sources: &mut HealthSources) -> Vec<LinkTask> {
+    let start = Instant::now();
+    let mut tcp: BTreeMap<String, Vec<ScheduledDevice>> = BTreeMap::new();
+    let mut serial: BTreeMap<String, Vec<ScheduledDevice>> = BTreeMap::new();
+    for device in &config.devices {
+        let stats = Arc::new(DeviceStats::default());
+        sources.devices.insert(device.name.clone(), stats.clone());
+        let scheduled = ScheduledDevice::new(device.clone(), stats, start);
+        match &device.link {
+            DeviceLink::Tcp(endpoint) => tcp
+                .entry(endpoint.to_ascii_lowercase())
+                .or_default()
+                .push(scheduled),
+            DeviceLink::Serial(bus) => serial.entry(bus.clone()).or_default().push(scheduled),
+        }
+    }
+    let mut links = Vec::new();
+    for (endpoint, devices) in tcp {
+        let timeout = devices
+            .first()
+            .map_or(Duration::from_secs(1), ScheduledDevice::timeout);
+        links.push((AnyLink::Tcp(TcpLink::new(endpoint, timeout)), devices, None));
+    }
+    for bus in &config.serial {
+        let devices = serial.remove(&bus.name).unwrap_or_default();
+        if devices.is_empty() {
+            continue;
+        }
+        let loads: Vec<DeviceLoad> = devices.iter().map(ScheduledDevice::load).collect();
+        let stats = Arc::new(BusStats::default());
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        stats
+            .load_estimated_permille
+            .set((busload::bus_load(bus, &loads) * 1000.0).round() as u64);
+        sources.buses.insert(bus.name.clone(), stats.clone());
+        let timeout = devices
+            .first()
+            .map_or(Duration::from_secs(1), ScheduledDevice::timeout);
+        links.push((
+            AnyLink::Rtu(RtuLink::new(bus, timeout)),
+            devices,
+            Some(stats),
+        ));
+    }
+    links
+}
+
+async fn health_loop(
+    sources: Arc<HealthSources>,
+    data_dir: std::path::PathBuf,
+    started: Instant,
+    out: mpsc::Sender<OutMessage>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = now_ms();
+        let body = health_body(
+            &sources,
+            started.elapsed().as_secs_f64(),
+            now,
+            plausible(now),
+            &data_dir,
+        );
+        let msg = OutMessage {
+            kind: Kind::Health,
+            retain: false,
+            topic: "health".into(),
+            ts_ms: now,
+            body,
+        };
+        tokio::select! {
+            sent = out.send(msg) => if sent.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -39,6 +39,8 @@ pub enum Command {
     Run(commands::run::Args),
     /// Validate a config; print the read plan per device and the load of every serial bus.
     Check(commands::check::Args),
+    /// One-off read of registers or bits, for commissioning.
+    Read(commands::read::Args),
 }
 
 /// Sets up the tracing subscriber on stderr.
@@ -59,5 +61,6 @@ pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(args) => commands::run::run(&args),
         Command::Check(args) => commands::check::run(&args),
+        Command::Read(args) => commands::read::run(&args),
     }
 }

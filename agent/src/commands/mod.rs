@@ -1,4 +1,5 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run` (→ exit code).
 
 pub mod check;
+pub mod read;
 pub mod run;

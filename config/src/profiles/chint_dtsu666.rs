@@ -8,10 +8,17 @@
 //! CT ratio (meter register 0x0006) and PT ratio (0x0007, stored × 0.1) are
 //! applied as options: currents × CT, voltages × PT, power and energy × CT × PT.
 //! (The Huawei DTSU666-H has a different map and needs its own profile.)
+//!
+//! Checked against DOMAIN.md §4: holding registers, float32 ABCD; line
+//! voltages 0x2000/2/4 and phase voltages 0x2006/8/A × 0.1 V, currents
+//! 0x200C/E/0x2010 × 0.001 A, power 0x2012 (total) and 0x2014/6/8 × 0.1 W,
+//! power factor 0x202A × 0.001, frequency 0x2044 × 0.01 Hz — all as below.
+//! The same addresses and scales appear in public DTSU666 emulators (ratio
+//! registers 0x0006 = 1 and 0x0007 = 10, i.e. PT 1.0; frequency 4999 = 49.99 Hz).
 
 use std::collections::BTreeMap;
 
-use super::{OptionError, OptionSpec, Profile, counter, positive_number, register};
+use super::{CT_RATIO, OptionError, OptionSpec, PT_RATIO, Profile, counter, ratios, register};
 use crate::model::{Area, Point, ProfileOption, ValueType};
 
 pub(super) static PROFILE: Profile = Profile {
@@ -24,8 +31,8 @@ pub(super) static PROFILE: Profile = Profile {
             description: "import-energy register of the firmware: \"0x101E\", \"0x401E\" or \"0x4000\" (string or integer)",
             default: "\"0x101E\"",
         },
-        OptionSpec { name: "ct_ratio", description: "current transformer ratio, e.g. 40 for 200/5 A", default: "1" },
-        OptionSpec { name: "pt_ratio", description: "voltage transformer ratio, e.g. 100 for 10 kV/100 V", default: "1" },
+        CT_RATIO,
+        PT_RATIO,
     ],
     max_registers: None,
     build,
@@ -39,7 +46,9 @@ const ENERGY_REGISTERS: [(u16, Option<u16>); 3] = [
     (0x4000, None),
 ];
 
-fn energy_register(options: &BTreeMap<String, ProfileOption>) -> Result<(u16, Option<u16>), OptionError> {
+fn energy_register(
+    options: &BTreeMap<String, ProfileOption>,
+) -> Result<(u16, Option<u16>), OptionError> {
     let address = match options.get("energy_register") {
         None => Some(0x101E),
         Some(ProfileOption::Integer(value)) => u16::try_from(*value).ok(),
@@ -50,19 +59,26 @@ fn energy_register(options: &BTreeMap<String, ProfileOption>) -> Result<(u16, Op
         Some(_) => None,
     };
     address
-        .and_then(|address| ENERGY_REGISTERS.into_iter().find(|(import, _)| *import == address))
+        .and_then(|address| {
+            ENERGY_REGISTERS
+                .into_iter()
+                .find(|(import, _)| *import == address)
+        })
         .ok_or_else(|| OptionError {
             option: "energy_register".to_owned(),
-            message: "option `energy_register` must be one of \"0x101E\", \"0x401E\", \"0x4000\"".to_owned(),
+            message: "option `energy_register` must be one of \"0x101E\", \"0x401E\", \"0x4000\""
+                .to_owned(),
         })
 }
 
 fn build(options: &BTreeMap<String, ProfileOption>) -> Result<Vec<Point>, Vec<OptionError>> {
     let energy = energy_register(options);
-    let ct = positive_number(options, "ct_ratio", 1.0);
-    let pt = positive_number(options, "pt_ratio", 1.0);
+    let (ct, pt) = ratios(options);
     let (Ok((import, export)), Ok(ct), Ok(pt)) = (&energy, &ct, &pt) else {
-        return Err([energy.err(), ct.err(), pt.err()].into_iter().flatten().collect());
+        return Err([energy.err(), ct.err(), pt.err()]
+            .into_iter()
+            .flatten()
+            .collect());
     };
     let (ct, pt) = (*ct, *pt);
     let f32 = |name: &str, address: u16, scale: f64, unit: &str| {
@@ -116,13 +132,19 @@ mod tests {
 
     #[test]
     fn the_energy_register_option_takes_a_string_or_an_integer() {
-        for value in [ProfileOption::String("0x401E".into()), ProfileOption::Integer(0x401E)] {
+        for value in [
+            ProfileOption::String("0x401E".into()),
+            ProfileOption::Integer(0x401E),
+        ] {
             let options = BTreeMap::from([("energy_register".to_owned(), value)]);
             let points = PROFILE.points(&options).unwrap();
             assert_eq!(point(&points, "energy_import").address, 0x401E);
             assert_eq!(point(&points, "energy_export").address, 0x4028);
         }
-        let options = BTreeMap::from([("energy_register".to_owned(), ProfileOption::String("0x4000".into()))]);
+        let options = BTreeMap::from([(
+            "energy_register".to_owned(),
+            ProfileOption::String("0x4000".into()),
+        )]);
         let points = PROFILE.points(&options).unwrap();
         assert_eq!(point(&points, "energy_import").address, 0x4000);
         assert!(points.iter().all(|point| point.name != "energy_export"));
@@ -131,7 +153,10 @@ mod tests {
     #[test]
     fn bad_option_values_are_all_reported() {
         let options = BTreeMap::from([
-            ("energy_register".to_owned(), ProfileOption::String("0x1234".into())),
+            (
+                "energy_register".to_owned(),
+                ProfileOption::String("0x1234".into()),
+            ),
             ("ct_ratio".to_owned(), ProfileOption::Integer(0)),
             ("pt_ratio".to_owned(), ProfileOption::String("x".into())),
         ]);

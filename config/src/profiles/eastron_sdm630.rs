@@ -21,7 +21,9 @@ pub(super) static PROFILE: Profile = Profile {
 
 #[allow(clippy::unnecessary_wraps)] // the shape every profile's builder has
 fn build(_options: &BTreeMap<String, ProfileOption>) -> Result<Vec<Point>, Vec<OptionError>> {
-    let f32 = |name: &str, address: u16, unit: &str| register(name, Area::Input, address, ValueType::F32, 1.0, unit);
+    let f32 = |name: &str, address: u16, unit: &str| {
+        register(name, Area::Input, address, ValueType::F32, 1.0, unit)
+    };
     Ok(vec![
         f32("voltage_a", 0x0000, "V"),
         f32("voltage_b", 0x0002, "V"),

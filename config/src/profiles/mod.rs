@@ -10,9 +10,20 @@
 //!
 //! Every profile file names the document its register map comes from. Adding a
 //! profile is one file in this folder plus its module name in
-//! `builtin_profiles!` below.
+//! `builtin_profiles!` below. `docs/PROFILES.md` has one section per profile.
+//!
+//! Conventions every profile keeps, so dashboards and KPIs can treat meters
+//! alike: power in W, energy in kWh (or Wh where the meter counts integer Wh,
+//! said in the unit), the same point names for the same quantity
+//! (`voltage_a`, `current_a`, `power_total`, `power_factor`, `frequency`,
+//! `energy_import`, …), and values primary-side: a meter that reports
+//! secondary-side values takes `ct_ratio` / `pt_ratio` options ([`CT_RATIO`],
+//! [`PT_RATIO`]) that are folded into the scales.
+//!
+//! [`describe_all`] renders every profile for `spindle profiles`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::num::NonZeroU16;
 
 use crate::model::{Area, Point, ProfileOption, ValueType, WordOrder};
@@ -29,6 +40,10 @@ macro_rules! builtin_profiles {
 builtin_profiles! {
     chint_dtsu666,
     eastron_sdm630,
+    eastron_sdm120,
+    acrel_adl400,
+    schneider_pm5100,
+    generic_cnc_plc,
 }
 
 /// Builds a profile's points from a device's options.
@@ -116,6 +131,58 @@ pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|profile| profile.name).collect()
 }
 
+/// The current-transformer ratio option of meters that report secondary-side values.
+const CT_RATIO: OptionSpec = OptionSpec {
+    name: "ct_ratio",
+    description: "current transformer ratio, e.g. 40 for 200/5 A; multiplies current, power and energy",
+    default: "1",
+};
+
+/// The voltage-transformer ratio option of meters that report secondary-side values.
+const PT_RATIO: OptionSpec = OptionSpec {
+    name: "pt_ratio",
+    description: "voltage transformer ratio, e.g. 100 for 10 kV/100 V; multiplies voltage, power and energy",
+    default: "1",
+};
+
+/// The `ct_ratio` and `pt_ratio` options (1 when absent), or every problem with them.
+fn ratios(
+    options: &BTreeMap<String, ProfileOption>,
+) -> (Result<f64, OptionError>, Result<f64, OptionError>) {
+    (
+        positive_number(options, CT_RATIO.name, 1.0),
+        positive_number(options, PT_RATIO.name, 1.0),
+    )
+}
+
+/// One of `choices` from string option `name` (compared without regard to
+/// ASCII case), or `choices[0]` when it is absent.
+fn choice(
+    options: &BTreeMap<String, ProfileOption>,
+    name: &str,
+    choices: &[&'static str],
+) -> Result<&'static str, OptionError> {
+    let found = match options.get(name) {
+        None => choices.first().copied(),
+        Some(ProfileOption::String(text)) => choices
+            .iter()
+            .copied()
+            .find(|choice| choice.eq_ignore_ascii_case(text)),
+        Some(_) => None,
+    };
+    found.ok_or_else(|| OptionError {
+        option: name.to_owned(),
+        message: format!(
+            "option `{name}` must be one of {}",
+            choices
+                .iter()
+                .map(|choice| format!("\"{choice}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
 /// A finite number > 0 from option `name`, or `default` when it is absent.
 fn positive_number(
     options: &BTreeMap<String, ProfileOption>,
@@ -171,6 +238,103 @@ fn counter(point: Point) -> Point {
         counter: true,
         ..point
     }
+}
+
+/// Every built-in profile as `spindle profiles` prints it, one [`describe`]
+/// block each, separated by a blank line.
+pub fn describe_all() -> String {
+    ALL.iter()
+        .map(|profile| describe(profile))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One profile for `spindle profiles`: name, title, source, options with
+/// their defaults, and a table of the points it brings with default options
+/// (area, address in hex and decimal, type, word order, scale, unit, counter).
+pub fn describe(profile: &Profile) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{} \u{2014} {}", profile.name, profile.title);
+    let _ = writeln!(out, "  source: {}", profile.source);
+    if let Some(max) = profile.max_registers {
+        let _ = writeln!(
+            out,
+            "  max_registers: {max} per request unless the device sets its own"
+        );
+    }
+    if profile.options.is_empty() {
+        let _ = writeln!(out, "  options: none");
+    } else {
+        let _ = writeln!(out, "  options (profile_options):");
+        let width = profile
+            .options
+            .iter()
+            .map(|spec| spec.name.len() + spec.default.len() + 3)
+            .max()
+            .unwrap_or(0);
+        for spec in profile.options {
+            let assignment = format!("{} = {}", spec.name, spec.default);
+            let _ = writeln!(out, "    {assignment:<width$}  {}", spec.description);
+        }
+    }
+    match profile.points(&BTreeMap::new()) {
+        Ok(points) => {
+            let _ = writeln!(out, "  points (with default options):");
+            let rows: Vec<[String; 8]> = points.iter().map(point_row).collect();
+            let header = [
+                "name", "area", "address", "type", "order", "scale", "unit", "counter",
+            ]
+            .map(str::to_owned);
+            let mut widths = header.clone().map(|cell| cell.chars().count());
+            for row in &rows {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.chars().count());
+                }
+            }
+            for row in std::iter::once(&header).chain(&rows) {
+                let mut line = String::from("   ");
+                for (cell, width) in row.iter().zip(widths) {
+                    let _ = write!(line, " {cell:<width$}");
+                }
+                let _ = writeln!(out, "{}", line.trim_end());
+            }
+        }
+        Err(errors) => {
+            for error in errors {
+                let _ = writeln!(out, "  points unavailable: {}", error.message);
+            }
+        }
+    }
+    out
+}
+
+/// The table cells of one point in [`describe`].
+fn point_row(point: &Point) -> [String; 8] {
+    let order = if point.width() > 1 && point.value_type != ValueType::String {
+        point.order.as_str()
+    } else {
+        "-"
+    };
+    let ty = match (point.value_type, point.bit) {
+        (ValueType::Bool, Some(bit)) => format!("bool (bit {bit})"),
+        (ValueType::String, _) => format!("string ({} registers)", point.width()),
+        (value_type, _) => value_type.as_str().to_owned(),
+    };
+    [
+        point.name.clone(),
+        point.area.as_str().to_owned(),
+        format!("0x{:04X} ({})", point.address, point.address),
+        ty,
+        order.to_owned(),
+        if point.value_type == ValueType::Bool {
+            "-".to_owned()
+        } else {
+            format!("{}", point.scale)
+        },
+        point.unit.clone().unwrap_or_else(|| "-".to_owned()),
+        if point.counter { "yes" } else { "" }.to_owned(),
+    ]
 }
 
 #[cfg(test)]

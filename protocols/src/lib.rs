@@ -2,3 +2,4 @@
 //! device simulator used by `spindle simulate` and the tests.
 
 pub mod modbus;
+pub mod sim;

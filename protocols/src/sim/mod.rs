@@ -1,0 +1,19 @@
+//! Simulated Modbus devices for tests and `spindle simulate`.
+//!
+//! A [`SimDevice`] is a register image (holding, input, coils, discretes)
+//! with fault knobs ([`Faults`]: late replies, exception 2 on address
+//! ranges, short answers, down, garbage bytes on RTU), shared behind a
+//! handle so it can be changed while served. [`SimTcpServer`] serves one
+//! device over TCP; [`SimPtyServer`] serves devices over RTU on a
+//! pseudo-terminal. Both use tokio-modbus's servers, which keeps the
+//! client's own RTU framing honest against an independent implementation.
+
+mod device;
+#[cfg(unix)]
+mod pty;
+mod tcp;
+
+pub use device::{Faults, Received, SimDevice, SimService};
+#[cfg(unix)]
+pub use pty::SimPtyServer;
+pub use tcp::SimTcpServer;

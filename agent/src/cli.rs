@@ -41,6 +41,8 @@ pub enum Command {
     Check(commands::check::Args),
     /// One-off read of registers or bits, for commissioning.
     Read(commands::read::Args),
+    /// List the built-in device profiles and their points.
+    Profiles(commands::profiles::Args),
 }
 
 /// Sets up the tracing subscriber on stderr.
@@ -62,5 +64,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Run(args) => commands::run::run(&args),
         Command::Check(args) => commands::check::run(&args),
         Command::Read(args) => commands::read::run(&args),
+        Command::Profiles(args) => commands::profiles::run(&args),
     }
 }

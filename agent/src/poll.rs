@@ -32,6 +32,8 @@ use crate::telemetry::{
     Availability, PointOutcome, Reachability, TelemetryEncoder, availability_body,
 };
 
+/// Shortest wait between probes of an unreachable device.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait between probes of an unreachable device.
 pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -64,7 +66,8 @@ pub struct ScheduledDevice {
 
 impl ScheduledDevice {
     pub fn new(device: Device, stats: Arc<DeviceStats>, start: Instant) -> Self {
-        let probe_backoff = Backoff::new(device.poll, MAX_PROBE_INTERVAL.max(device.poll), 0.2);
+        let first_probe = device.poll.max(MIN_PROBE_INTERVAL);
+        let probe_backoff = Backoff::new(first_probe, MAX_PROBE_INTERVAL.max(first_probe), 0.2);
         ScheduledDevice {
             poller: DevicePoller::new(&device),
             encoder: TelemetryEncoder::new(&device),

@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run` (→ exit code).
 
 pub mod check;
+pub mod profiles;
 pub mod read;
 pub mod run;

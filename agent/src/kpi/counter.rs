@@ -1,0 +1,321 @@
+//! Cumulative counters: the delta between two readings (rise, wrap or
+//! reset) and linear interpolation of a counter between two samples.
+//!
+//! Owns the arithmetic only; the energy KPI keeps the per-input state.
+//! Everything here is in the counter's *raw* units (before `scale`), where
+//! integer counters are exact: integer readings are subtracted as `i128`,
+//! so even a `u64` counter near its maximum gives an exact delta.
+//!
+//! # Rise, wrap or reset
+//!
+//! A reading at or above the previous one is a rise: `delta = current −
+//! previous`. A fall is either a *wrap* (the counter passed its rollover and
+//! started again from zero) or a *reset* (the meter was cleared or replaced;
+//! consumption counts from zero again: `delta = current`, SPEC §4). The
+//! rule, in this order:
+//!
+//! 1. A wrap is possible only for a counter with a rollover: an explicit
+//!    `rollover`, or the maximum of its integer type. A float counter
+//!    without `rollover` never wraps. For a rollover `R` the wrapped delta
+//!    is `R − previous + current + 1` (the counter's range is `M = R + 1`).
+//!    A signed counter that falls from a non-negative to a negative reading
+//!    wrapped in two's complement: `delta = current − previous + 2^bits`
+//!    (`M = 2^bits`).
+//! 2. The wrapped delta must be plausible: at most half the range
+//!    (`M / 2`), and at most `max(4 × rate × Δt, M / 1000)`, where `rate`
+//!    is the counter's rise per millisecond over its last rising step (zero
+//!    when not yet known) and `Δt` the time between the two readings. So a
+//!    counter just below its rollover that comes back small is a wrap, and a
+//!    fall from mid-range to near zero is a reset even though a wrap could
+//!    produce it.
+//! 3. Otherwise it is a reset: `delta = current` (zero if negative).
+//!
+//! A reset at a reading within `M / 1000` of the rollover, before the
+//! counter's rate is known, reads as a wrap: the only ambiguity left, and a
+//! bounded one (the over-count is at most `M / 1000` raw units).
+
+use serde::{Deserialize, Serialize};
+use spindle_config::model::{Point, ValueType};
+use spindle_protocols::modbus::RawValue;
+
+/// A counter's raw reading.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Reading {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+impl Reading {
+    /// The reading of a decoded raw value; `None` for bools, text and
+    /// non-finite floats.
+    pub fn from_raw(raw: &RawValue) -> Option<Self> {
+        match raw {
+            RawValue::Unsigned(v) => Some(Reading::Unsigned(*v)),
+            RawValue::Signed(v) => Some(Reading::Signed(*v)),
+            RawValue::Float(v) if v.is_finite() => Some(Reading::Float(*v)),
+            RawValue::Float(_) | RawValue::Bool(_) | RawValue::Text(_) => None,
+        }
+    }
+
+    fn as_int(self) -> Option<i128> {
+        match self {
+            Reading::Unsigned(v) => Some(i128::from(v)),
+            Reading::Signed(v) => Some(i128::from(v)),
+            Reading::Float(_) => None,
+        }
+    }
+
+    /// The reading as a float (rounded for integers beyond 2^53).
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Reading::Unsigned(v) => int_to_f64(i128::from(v)),
+            Reading::Signed(v) => int_to_f64(i128::from(v)),
+            Reading::Float(v) => v,
+        }
+    }
+}
+
+/// How a counter can wrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterSpec {
+    /// Raw value after which it wraps to zero; `None` = it never wraps.
+    pub rollover: Option<u64>,
+    /// Bits of a signed integer type (two's-complement wraps).
+    pub signed_bits: Option<u32>,
+}
+
+impl CounterSpec {
+    /// The spec of a configured point: its `rollover`, else its integer
+    /// type's maximum.
+    pub fn for_point(point: &Point) -> Self {
+        let signed_bits = match point.value_type {
+            ValueType::I16 => Some(16),
+            ValueType::I32 => Some(32),
+            ValueType::I64 => Some(64),
+            _ => None,
+        };
+        CounterSpec {
+            rollover: point.rollover.or_else(|| point.value_type.raw_max()),
+            signed_bits,
+        }
+    }
+}
+
+/// What happened between two readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepKind {
+    Rise,
+    Wrap,
+    Reset,
+}
+
+/// The counter's movement between two readings, in raw units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    /// Never negative.
+    pub delta: f64,
+    pub kind: StepKind,
+}
+
+/// Rate allowance factor of the wrap rule (rule 2 of the module doc).
+pub const WRAP_RATE_SLACK: f64 = 4.0;
+/// Share of the range a wrapped delta may always take (rule 2).
+pub const WRAP_FLOOR_FRACTION: f64 = 0.001;
+/// Largest share of the range a wrapped delta may take (rule 2).
+pub const WRAP_MAX_FRACTION: f64 = 0.5;
+
+/// The step from `previous` to `current`, `dt_ms` apart; `rate` is the
+/// counter's last known rise per millisecond.
+pub fn step(
+    spec: CounterSpec,
+    previous: Reading,
+    current: Reading,
+    dt_ms: u64,
+    rate: Option<f64>,
+) -> Step {
+    let (wrapped, reset_delta) = match (previous.as_int(), current.as_int()) {
+        (Some(p), Some(c)) => {
+            if c >= p {
+                return rise(int_to_f64(c - p));
+            }
+            (int_wrap(spec, p, c), int_to_f64(c.max(0)))
+        }
+        _ => {
+            let (p, c) = (previous.as_f64(), current.as_f64());
+            if c >= p {
+                return rise(c - p);
+            }
+            (float_wrap(spec, p, c), c.max(0.0))
+        }
+    };
+    match wrapped {
+        Some((delta, range)) if plausible_wrap(delta, range, dt_ms, rate) => Step {
+            delta,
+            kind: StepKind::Wrap,
+        },
+        _ => Step {
+            delta: reset_delta,
+            kind: StepKind::Reset,
+        },
+    }
+}
+
+/// Rule 1 for integer readings, `p > c`: the wrapped delta and the range.
+fn int_wrap(spec: CounterSpec, p: i128, c: i128) -> Option<(f64, f64)> {
+    let (delta, range) = if c < 0 && p >= 0 {
+        let range = 1_i128.checked_shl(spec.signed_bits?)?;
+        (c - p + range, range)
+    } else {
+        let r = i128::from(spec.rollover?);
+        if p > r || c < 0 {
+            return None;
+        }
+        (r - p + c + 1, r + 1)
+    };
+    Some((int_to_f64(delta), int_to_f64(range)))
+}
+
+/// Rule 1 for float readings, `p > c`.
+fn float_wrap(spec: CounterSpec, p: f64, c: f64) -> Option<(f64, f64)> {
+    let r = u64_to_f64(spec.rollover?);
+    (p <= r && c >= 0.0).then(|| (r - p + c + 1.0, r + 1.0))
+}
+
+fn rise(delta: f64) -> Step {
+    Step {
+        delta,
+        kind: StepKind::Rise,
+    }
+}
+
+/// Rule 2 of the module doc.
+fn plausible_wrap(delta: f64, range: f64, dt_ms: u64, rate: Option<f64>) -> bool {
+    let by_rate = WRAP_RATE_SLACK * rate.unwrap_or(0.0).max(0.0) * ms_to_f64(dt_ms);
+    let allowance = by_rate.max(WRAP_FLOOR_FRACTION * range);
+    delta > 0.0 && delta <= WRAP_MAX_FRACTION * range && delta <= allowance
+}
+
+/// The rise per millisecond of a rising step, for the wrap rule.
+pub fn rate(delta: f64, dt_ms: u64) -> Option<f64> {
+    (dt_ms > 0 && delta.is_finite()).then(|| delta / ms_to_f64(dt_ms))
+}
+
+/// The value at `t` of the line through `(t0, v0)` and `(t1, v1)`, clamped
+/// to the two samples; exact at both ends.
+pub fn interpolate(t0: u64, v0: f64, t1: u64, v1: f64, t: u64) -> f64 {
+    if t <= t0 || t1 <= t0 {
+        return v0;
+    }
+    if t >= t1 {
+        return v1;
+    }
+    v0 + (v1 - v0) * (ms_to_f64(t - t0) / ms_to_f64(t1 - t0))
+}
+
+// Deltas beyond 2^53 raw units lose precision in the float they are published as.
+#[allow(clippy::cast_precision_loss)]
+fn int_to_f64(v: i128) -> f64 {
+    v as f64
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn u64_to_f64(v: u64) -> f64 {
+    v as f64
+}
+
+/// Milliseconds as a float (exact below 2^53 ms, some 285 000 years).
+#[allow(clippy::cast_precision_loss)]
+pub fn ms_to_f64(ms: u64) -> f64 {
+    ms as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U32: CounterSpec = CounterSpec {
+        rollover: Some(u32::MAX as u64),
+        signed_bits: None,
+    };
+
+    #[test]
+    fn a_rise_is_the_difference() {
+        let s = step(U32, Reading::Unsigned(10), Reading::Unsigned(25), 1000, None);
+        assert_eq!(s, rise(15.0));
+    }
+
+    #[test]
+    fn a_fall_just_after_the_rollover_is_a_wrap() {
+        let s = step(
+            U32,
+            Reading::Unsigned(u64::from(u32::MAX) - 4),
+            Reading::Unsigned(5),
+            1000,
+            Some(0.01),
+        );
+        assert_eq!(s.kind, StepKind::Wrap);
+        assert_eq!(s.delta, 10.0);
+    }
+
+    #[test]
+    fn a_fall_from_mid_range_is_a_reset_counted_from_zero() {
+        let s = step(U32, Reading::Unsigned(1_000_000), Reading::Unsigned(7), 1000, None);
+        assert_eq!(s.kind, StepKind::Reset);
+        assert_eq!(s.delta, 7.0);
+    }
+
+    #[test]
+    fn a_wrap_larger_than_the_rate_allows_is_a_reset() {
+        // 3/4 of the way up a u16, back to 3: wrapped delta 16 387 is under
+        // half the range, but the counter was rising 1 per second.
+        let spec = CounterSpec {
+            rollover: Some(65_535),
+            signed_bits: None,
+        };
+        let s = step(spec, Reading::Unsigned(49_152), Reading::Unsigned(3), 1000, Some(0.001));
+        assert_eq!(s.kind, StepKind::Reset);
+        assert_eq!(s.delta, 3.0);
+    }
+
+    #[test]
+    fn a_signed_counter_wraps_through_negative_values() {
+        let spec = CounterSpec {
+            rollover: Some(i16::MAX as u64),
+            signed_bits: Some(16),
+        };
+        let s = step(spec, Reading::Signed(32_766), Reading::Signed(-32_767), 1000, None);
+        assert_eq!(s.kind, StepKind::Wrap);
+        assert_eq!(s.delta, 3.0);
+    }
+
+    #[test]
+    fn a_float_counter_without_rollover_never_wraps() {
+        let spec = CounterSpec {
+            rollover: None,
+            signed_bits: None,
+        };
+        let s = step(spec, Reading::Float(99.5), Reading::Float(0.25), 1000, None);
+        assert_eq!(s.kind, StepKind::Reset);
+        assert_eq!(s.delta, 0.25);
+    }
+
+    #[test]
+    fn a_u64_counter_wraps_exactly_at_its_maximum() {
+        let spec = CounterSpec {
+            rollover: Some(u64::MAX),
+            signed_bits: None,
+        };
+        let s = step(spec, Reading::Unsigned(u64::MAX - 1), Reading::Unsigned(2), 1000, None);
+        assert_eq!(s.kind, StepKind::Wrap);
+        assert_eq!(s.delta, 4.0);
+    }
+
+    #[test]
+    fn interpolation_is_exact_at_both_samples_and_linear_between() {
+        assert_eq!(interpolate(1000, 10.0, 3000, 30.0, 1000), 10.0);
+        assert_eq!(interpolate(1000, 10.0, 3000, 30.0, 3000), 30.0);
+        assert_eq!(interpolate(1000, 10.0, 3000, 30.0, 1500), 15.0);
+        assert_eq!(interpolate(1000, 10.0, 3000, 30.0, 9000), 30.0);
+    }
+}

@@ -1,0 +1,245 @@
+//! KPI windows: tumbling intervals of absolute time laid on the production
+//! days of `agent.timezone`.
+//!
+//! Owns the mapping from an instant to the window holding it. Times are Unix
+//! epoch milliseconds (UTC); the zone comes from the database bundled in the
+//! binary, so a gateway without `/usr/share/zoneinfo` gets the same windows.
+//!
+//! # The grid
+//!
+//! A *production day* runs from one local day start (`agent.day_start` on a
+//! local date) to the next. A day start that falls into a daylight-saving
+//! gap is pushed forward by the gap's length (jiff's "compatible" rule, as
+//! in RFC 5545: 02:30 on a spring-forward night becomes 03:30); one that
+//! falls into a fold is taken at its first occurrence.
+//!
+//! Inside a production day of `D` ms, windows of length `L` are laid in
+//! absolute time from the day start. The day holds `n = max(1, round(D / L))`
+//! windows (halves round up): windows `0 … n−2` last exactly `L`, and the
+//! last one ends at the next day start. On ordinary days `L` divides `D`, so
+//! every window lasts `L` and `window.end = window.start + L` (SPEC §5).
+//! On a daylight-saving change day (23 or 25 h) only the day's last window
+//! differs:
+//!
+//! - windows that divide the shift (`10s`, `15m`, `1h`) still last `L`: a
+//!   23 h day has 23 hourly windows, a 25 h day 25, each on a whole local
+//!   hour;
+//! - longer windows absorb the shift in the day's last window: with `8h`
+//!   windows a 23 h day ends with a 7 h window, a 25 h day with a 9 h one;
+//! - `1d` windows are exactly the production days (23, 24 or 25 h).
+//!
+//! Invariants (property-tested): windows tile time without gaps or overlaps
+//! (`next(w).start == w.end`), every window starts at a day start plus a
+//! whole number of `L`, and no window crosses a day start.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+use spindle_config::model::DayStart;
+
+/// One KPI window, `[start, end)` in Unix epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Window {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Window {
+    /// Whether `ts_ms` lies inside the window.
+    pub fn contains(&self, ts_ms: u64) -> bool {
+        self.start <= ts_ms && ts_ms < self.end
+    }
+
+    /// Milliseconds of `[from, to)` that lie inside the window.
+    pub fn overlap_ms(&self, from: u64, to: u64) -> u64 {
+        to.min(self.end).saturating_sub(from.max(self.start))
+    }
+}
+
+/// The window grid of one KPI: a zone, a day start and a window length.
+#[derive(Debug, Clone)]
+pub struct WindowGrid {
+    tz: TimeZone,
+    day_start: Time,
+    length_ms: u64,
+}
+
+impl WindowGrid {
+    /// The grid of windows `length` long; `None` when the length is zero or
+    /// shorter than a millisecond, or the day start is not a time of day.
+    pub fn new(tz: TimeZone, day_start: DayStart, length: Duration) -> Option<Self> {
+        let length_ms = u64::try_from(length.as_millis()).ok()?;
+        if length_ms == 0 {
+            return None;
+        }
+        let hour = i8::try_from(day_start.hour).ok()?;
+        let minute = i8::try_from(day_start.minute).ok()?;
+        let day_start = Time::new(hour, minute, 0, 0).ok()?;
+        Some(WindowGrid {
+            tz,
+            day_start,
+            length_ms,
+        })
+    }
+
+    /// The nominal window length in milliseconds.
+    pub fn length_ms(&self) -> u64 {
+        self.length_ms
+    }
+
+    /// The instant the production day of local date `date` starts.
+    fn day_start_ms(&self, date: Date) -> Option<i64> {
+        let ts = self
+            .tz
+            .to_ambiguous_timestamp(date.to_datetime(self.day_start))
+            .compatible()
+            .ok()?;
+        Some(ts.as_millisecond())
+    }
+
+    /// The production day holding `ts_ms`: `(start, end)` in epoch ms.
+    pub fn production_day(&self, ts_ms: u64) -> Option<(u64, u64)> {
+        let t = i64::try_from(ts_ms).ok()?;
+        let timestamp = Timestamp::from_millisecond(t).ok()?;
+        let mut day = self.tz.to_datetime(timestamp).date();
+        let mut start = self.day_start_ms(day)?;
+        // A day start later than the local time of day (or in a gap) means
+        // the instant belongs to an earlier production day. Offsets differ
+        // by far less than a day, so a couple of steps always suffice.
+        for _ in 0..3 {
+            if t >= start {
+                break;
+            }
+            day = day.yesterday().ok()?;
+            start = self.day_start_ms(day)?;
+        }
+        let mut end = self.day_start_ms(day.tomorrow().ok()?)?;
+        for _ in 0..3 {
+            if t < end {
+                break;
+            }
+            day = day.tomorrow().ok()?;
+            start = end;
+            end = self.day_start_ms(day.tomorrow().ok()?)?;
+        }
+        if !(start <= t && t < end) {
+            return None;
+        }
+        Some((u64::try_from(start).ok()?, u64::try_from(end).ok()?))
+    }
+
+    /// The window holding `ts_ms`; `None` outside the range jiff represents
+    /// or before the first window that starts at or after the Unix epoch.
+    pub fn window_containing(&self, ts_ms: u64) -> Option<Window> {
+        let (day_start, day_end) = self.production_day(ts_ms)?;
+        let day_len = day_end - day_start;
+        let windows = ((day_len + self.length_ms / 2) / self.length_ms).max(1);
+        let index = ((ts_ms - day_start) / self.length_ms).min(windows - 1);
+        let start = day_start + index * self.length_ms;
+        let end = if index + 1 == windows {
+            day_end
+        } else {
+            start + self.length_ms
+        };
+        Some(Window { start, end })
+    }
+
+    /// The window after `window`.
+    pub fn next(&self, window: Window) -> Option<Window> {
+        self.window_containing(window.end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3_600_000;
+
+    fn ms(text: &str) -> u64 {
+        u64::try_from(text.parse::<Timestamp>().unwrap().as_millisecond()).unwrap()
+    }
+
+    fn grid(zone: &str, hour: u8, length: Duration) -> WindowGrid {
+        WindowGrid::new(
+            TimeZone::get(zone).unwrap(),
+            DayStart { hour, minute: 0 },
+            length,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fifteen_minute_windows_start_at_the_shanghai_day_start() {
+        let g = grid("Asia/Shanghai", 8, Duration::from_secs(900));
+        // 08:07 local = 00:07 UTC.
+        let w = g.window_containing(ms("2026-11-27T00:07:00Z")).unwrap();
+        assert_eq!(w.start, ms("2026-11-27T00:00:00Z"));
+        assert_eq!(w.end, ms("2026-11-27T00:15:00Z"));
+    }
+
+    #[test]
+    fn a_day_window_before_the_day_start_belongs_to_the_previous_production_day() {
+        let g = grid("Asia/Shanghai", 8, Duration::from_secs(86_400));
+        // 07:59 local on the 27th is in the production day of the 26th.
+        let w = g.window_containing(ms("2026-11-26T23:59:00Z")).unwrap();
+        assert_eq!(w.start, ms("2026-11-26T00:00:00Z"));
+        assert_eq!(w.end, ms("2026-11-27T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_spring_forward_day_in_berlin_has_twenty_three_hourly_windows() {
+        let g = grid("Europe/Berlin", 0, Duration::from_secs(3600));
+        let (start, end) = g.production_day(ms("2026-03-29T12:00:00Z")).unwrap();
+        assert_eq!(end - start, 23 * HOUR);
+        let mut w = g.window_containing(start).unwrap();
+        let mut count = 1;
+        while w.end < end {
+            assert_eq!(w.end - w.start, HOUR);
+            w = g.next(w).unwrap();
+            count += 1;
+        }
+        assert_eq!(count, 23);
+        assert_eq!(w.end, end);
+    }
+
+    #[test]
+    fn eight_hour_windows_absorb_the_daylight_saving_shift_in_the_last_window() {
+        let g = grid("Europe/Berlin", 8, Duration::from_secs(8 * 3600));
+        // Production day 2026-10-24 08:00 CEST to 2026-10-25 08:00 CET: 25 h.
+        let (start, end) = g.production_day(ms("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(end - start, 25 * HOUR);
+        let last = g.window_containing(end - 1).unwrap();
+        assert_eq!(last.start, start + 16 * HOUR);
+        assert_eq!(last.end, end);
+        // And the spring-forward day ends with a 7 h window.
+        let (start, end) = g.production_day(ms("2026-03-28T12:00:00Z")).unwrap();
+        assert_eq!(end - start, 23 * HOUR);
+        assert_eq!(g.window_containing(end - 1).unwrap().end - (start + 16 * HOUR), 7 * HOUR);
+    }
+
+    #[test]
+    fn a_day_window_is_the_whole_production_day_even_when_it_lasts_twenty_five_hours() {
+        let g = grid("Europe/Berlin", 8, Duration::from_secs(86_400));
+        let w = g.window_containing(ms("2026-10-25T05:00:00Z")).unwrap();
+        assert_eq!(w.end - w.start, 25 * HOUR);
+        assert_eq!(g.next(w).unwrap().end - w.end, 24 * HOUR);
+    }
+
+    #[test]
+    fn a_day_start_inside_a_gap_is_pushed_forward_by_the_gap() {
+        // 02:30 does not exist in Berlin on 2026-03-29: the day starts at 03:30 CEST.
+        let g = WindowGrid::new(
+            TimeZone::get("Europe/Berlin").unwrap(),
+            DayStart { hour: 2, minute: 30 },
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+        let w = g.window_containing(ms("2026-03-29T12:00:00Z")).unwrap();
+        assert_eq!(w.start, ms("2026-03-29T01:30:00Z"));
+        assert_eq!(w.end, ms("2026-03-30T00:30:00Z"));
+    }
+}

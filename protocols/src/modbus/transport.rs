@@ -528,6 +528,10 @@ impl Link for RtuLink {
     ) -> Result<Response, ReadError> {
         let result = self.exchange(unit, area, start, count).await;
         if let Err(ReadError::Link(error)) = &result {
+            if matches!(error, LinkError::Connect { .. }) {
+                // Nothing was sent: the port could not be opened.
+                return result;
+            }
             self.dirty = true;
             if matches!(error, LinkError::Io { .. } | LinkError::Closed) {
                 // EIO, a vanished adapter, a closed peer: reopen.

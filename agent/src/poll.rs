@@ -257,12 +257,14 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
             body: availability_body(state, &reason),
         });
     }
-    // An unreachable device is probed with backoff, not every tick.
+    // An unreachable device is probed with backoff, not every tick, with a
+    // single try: it costs its link one timeout per probe.
     if dev.availability.state() == Some(Reachability::Offline) {
         dev.probe_at = Some(Instant::now() + dev.probe_backoff.next_delay());
-    } else {
-        dev.probe_at = None;
+        dev.poller.set_retries(0);
+    } else if dev.probe_at.take().is_some() {
         dev.probe_backoff.reset();
+        dev.poller.set_retries(dev.device.retries);
     }
     Produced { out, availability }
 }

@@ -51,7 +51,11 @@ impl AgentProcess {
         let data = dir.path().join("data");
         let text = config.replace("{data_dir}", &data.display().to_string());
         std::fs::write(dir.path().join("spindle.toml"), text)?;
-        let mut agent = AgentProcess { dir, child: None, starts: 0 };
+        let mut agent = AgentProcess {
+            dir,
+            child: None,
+            starts: 0,
+        };
         agent.restart()?;
         Ok(agent)
     }
@@ -75,12 +79,18 @@ impl AgentProcess {
 
     /// Starts the agent (again), after it was killed or stopped.
     pub fn restart(&mut self) -> std::io::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
         let child = Command::new(spindle_bin())
             .arg("run")
             .arg("-c")
             .arg(self.config_path())
-            .env("RUST_LOG", std::env::var("SPINDLE_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SPINDLE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -106,7 +116,10 @@ impl AgentProcess {
     /// status, or `None` if it had to be killed.
     pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = child.try_wait() {

@@ -5,3 +5,14 @@
 pub mod agent;
 pub mod broker;
 pub mod subscriber;
+
+pub mod schema;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// Serialises the tests of one test binary: end-to-end tests measure
+/// liveness against the clock and share two cores, so they run one at a time.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -115,6 +115,12 @@ impl DevicePoller {
         &self.points
     }
 
+    /// Retries after a link error, per request (a device probed while
+    /// unreachable gets one try, so it costs its bus one timeout).
+    pub fn set_retries(&mut self, retries: u32) {
+        self.retries = retries;
+    }
+
     /// The current plan, with the splits learnt so far.
     pub fn plan(&self) -> &ReadPlan {
         &self.plan

@@ -1,0 +1,42 @@
+//! Validation of emitted payloads against the JSON Schemas in `docs/schemas/`.
+
+use std::path::PathBuf;
+
+/// The schema file for a topic suffix (`telemetry/x` → `telemetry.json`).
+pub fn schema_for(topic_suffix: &str) -> Option<&'static str> {
+    let first = topic_suffix.split('/').next()?;
+    Some(match first {
+        "status" => "status",
+        "telemetry" => "telemetry",
+        "availability" => "availability",
+        "health" => "health",
+        "gap" => "gap",
+        "kpi" => match topic_suffix.split('/').nth(1)? {
+            "energy_per_output" => "kpi_energy_per_output",
+            "cnc_coverage" => "kpi_cnc_coverage",
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// Validates `payload` against the schema named `name`; the error lists every violation.
+pub fn validate(name: &str, payload: &serde_json::Value) -> Result<(), String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/schemas")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let validator =
+        jsonschema::validator_for(&schema).map_err(|e| format!("schema {name}: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(payload)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{name}: {}", errors.join("; ")))
+    }
+}

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod commands;
 pub mod events;
 pub mod health;
+pub mod kpi;
 pub mod outbox;
 pub mod poll;
 pub mod publish;

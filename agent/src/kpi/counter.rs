@@ -134,20 +134,17 @@ pub fn step(
     dt_ms: u64,
     rate: Option<f64>,
 ) -> Step {
-    let (wrapped, reset_delta) = match (previous.as_int(), current.as_int()) {
-        (Some(p), Some(c)) => {
-            if c >= p {
-                return rise(int_to_f64(c - p));
-            }
-            (int_wrap(spec, p, c), int_to_f64(c.max(0)))
+    let (wrapped, reset_delta) = if let (Some(p), Some(c)) = (previous.as_int(), current.as_int()) {
+        if c >= p {
+            return rise(int_to_f64(c - p));
         }
-        _ => {
-            let (p, c) = (previous.as_f64(), current.as_f64());
-            if c >= p {
-                return rise(c - p);
-            }
-            (float_wrap(spec, p, c), c.max(0.0))
+        (int_wrap(spec, p, c), int_to_f64(c.max(0)))
+    } else {
+        let (p, c) = (previous.as_f64(), current.as_f64());
+        if c >= p {
+            return rise(c - p);
         }
+        (float_wrap(spec, p, c), c.max(0.0))
     };
     match wrapped {
         Some((delta, range)) if plausible_wrap(delta, range, dt_ms, rate) => Step {
@@ -179,7 +176,7 @@ fn int_wrap(spec: CounterSpec, p: i128, c: i128) -> Option<(f64, f64)> {
 /// Rule 1 for float readings, `p > c`.
 fn float_wrap(spec: CounterSpec, p: f64, c: f64) -> Option<(f64, f64)> {
     let r = u64_to_f64(spec.rollover?);
-    (p <= r && c >= 0.0).then(|| (r - p + c + 1.0, r + 1.0))
+    (p <= r && c >= 0.0).then_some((r - p + c + 1.0, r + 1.0))
 }
 
 fn rise(delta: f64) -> Step {
@@ -231,6 +228,8 @@ pub fn ms_to_f64(ms: u64) -> f64 {
 }
 
 #[cfg(test)]
+// Small integers and halves: exact in binary floating point.
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
 
@@ -241,7 +240,13 @@ mod tests {
 
     #[test]
     fn a_rise_is_the_difference() {
-        let s = step(U32, Reading::Unsigned(10), Reading::Unsigned(25), 1000, None);
+        let s = step(
+            U32,
+            Reading::Unsigned(10),
+            Reading::Unsigned(25),
+            1000,
+            None,
+        );
         assert_eq!(s, rise(15.0));
     }
 
@@ -260,7 +265,13 @@ mod tests {
 
     #[test]
     fn a_fall_from_mid_range_is_a_reset_counted_from_zero() {
-        let s = step(U32, Reading::Unsigned(1_000_000), Reading::Unsigned(7), 1000, None);
+        let s = step(
+            U32,
+            Reading::Unsigned(1_000_000),
+            Reading::Unsigned(7),
+            1000,
+            None,
+        );
         assert_eq!(s.kind, StepKind::Reset);
         assert_eq!(s.delta, 7.0);
     }
@@ -273,7 +284,13 @@ mod tests {
             rollover: Some(65_535),
             signed_bits: None,
         };
-        let s = step(spec, Reading::Unsigned(49_152), Reading::Unsigned(3), 1000, Some(0.001));
+        let s = step(
+            spec,
+            Reading::Unsigned(49_152),
+            Reading::Unsigned(3),
+            1000,
+            Some(0.001),
+        );
         assert_eq!(s.kind, StepKind::Reset);
         assert_eq!(s.delta, 3.0);
     }
@@ -284,7 +301,13 @@ mod tests {
             rollover: Some(i16::MAX as u64),
             signed_bits: Some(16),
         };
-        let s = step(spec, Reading::Signed(32_766), Reading::Signed(-32_767), 1000, None);
+        let s = step(
+            spec,
+            Reading::Signed(32_766),
+            Reading::Signed(-32_767),
+            1000,
+            None,
+        );
         assert_eq!(s.kind, StepKind::Wrap);
         assert_eq!(s.delta, 3.0);
     }
@@ -306,7 +329,13 @@ mod tests {
             rollover: Some(u64::MAX),
             signed_bits: None,
         };
-        let s = step(spec, Reading::Unsigned(u64::MAX - 1), Reading::Unsigned(2), 1000, None);
+        let s = step(
+            spec,
+            Reading::Unsigned(u64::MAX - 1),
+            Reading::Unsigned(2),
+            1000,
+            None,
+        );
         assert_eq!(s.kind, StepKind::Wrap);
         assert_eq!(s.delta, 4.0);
     }

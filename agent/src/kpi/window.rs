@@ -32,6 +32,7 @@
 //! (`next(w).start == w.end`), every window starts at a day start plus a
 //! whole number of `L`, and no window crosses a day start.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -153,6 +154,150 @@ impl WindowGrid {
     }
 }
 
+/// The windows of one KPI that are not published yet, each with its
+/// accumulator, and the publishing cursor.
+///
+/// Invariants: every open window starts at or after the cursor (once the
+/// cursor is set), so a window is published at most once and in order; the
+/// cursor only moves forward; before it is set (no plausible clock yet),
+/// windows that would already be due are forgotten, which bounds memory.
+#[derive(Debug, Clone)]
+pub struct OpenWindows<A> {
+    grid: WindowGrid,
+    grace_ms: u64,
+    /// Start of the next window to publish.
+    cursor: Option<u64>,
+    open: BTreeMap<u64, (Window, A)>,
+}
+
+/// What [`OpenWindows`] keeps across a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenWindowsState<A> {
+    pub cursor: Option<u64>,
+    pub open: Vec<(Window, A)>,
+}
+
+impl<A: Default + Clone> OpenWindows<A> {
+    /// No window open, no cursor yet. A window is due `grace_ms` after its end.
+    pub fn new(grid: WindowGrid, grace_ms: u64) -> Self {
+        OpenWindows {
+            grid,
+            grace_ms,
+            cursor: None,
+            open: BTreeMap::new(),
+        }
+    }
+
+    pub fn grid(&self) -> &WindowGrid {
+        &self.grid
+    }
+
+    /// Start of the next window to publish, once known.
+    pub fn cursor(&self) -> Option<u64> {
+        self.cursor
+    }
+
+    /// How many windows are open.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// The accumulator of `window`, opened on first use; `None` for a window
+    /// already published (before the cursor).
+    pub fn acc(&mut self, window: Window) -> Option<&mut A> {
+        if self.cursor.is_some_and(|cursor| window.start < cursor) {
+            return None;
+        }
+        let slot = self
+            .open
+            .entry(window.start)
+            .or_insert_with(|| (window, A::default()));
+        Some(&mut slot.1)
+    }
+
+    /// Before the cursor is set: forget windows that are already due at `ts_ms`.
+    pub fn forget_stale(&mut self, ts_ms: u64) {
+        if self.cursor.is_none() {
+            let grace = self.grace_ms;
+            self.open
+                .retain(|_, (window, _)| window.end.saturating_add(grace) > ts_ms);
+        }
+    }
+
+    /// The next window to publish if it is due at `now_ms` (its end plus
+    /// the grace has passed). Sets the cursor on first use: to the oldest
+    /// open window, else the current one. Windows older than the one holding
+    /// `now_ms − max_age_ms` are skipped (never published).
+    pub fn next_due(&mut self, now_ms: u64, max_age_ms: u64) -> Option<Window> {
+        let current = self.grid.window_containing(now_ms)?;
+        let floor = self
+            .grid
+            .window_containing(now_ms.saturating_sub(max_age_ms))
+            .map_or(0, |w| w.start);
+        let next = match self.cursor {
+            Some(cursor) => cursor.max(floor),
+            None => self
+                .open
+                .keys()
+                .next()
+                .copied()
+                .filter(|&start| start >= floor)
+                .map_or(current.start, |start| start.min(current.start)),
+        };
+        let mut window = self.grid.window_containing(next)?;
+        if window.start < next {
+            // A cursor off the grid (restored under another grid): the
+            // window holding it was published in part, so go on after it.
+            window = self.grid.next(window)?;
+        }
+        self.cursor = Some(window.start);
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() < window.start {
+                entry.remove();
+            } else {
+                break;
+            }
+        }
+        (window.end.saturating_add(self.grace_ms) <= now_ms).then_some(window)
+    }
+
+    /// Takes `window` (the one [`Self::next_due`] returned) out for
+    /// publishing and moves the cursor past it.
+    pub fn take(&mut self, window: Window) -> Option<A> {
+        self.cursor = Some(window.end);
+        self.open.remove(&window.start).map(|(_, acc)| acc)
+    }
+
+    pub fn save(&self) -> OpenWindowsState<A> {
+        OpenWindowsState {
+            cursor: self.cursor,
+            open: self.open.values().cloned().collect(),
+        }
+    }
+
+    /// Restores a saved state; with `same_grid` false (the KPI's
+    /// configuration changed) only the cursor is kept, and the open windows,
+    /// computed under the old configuration, are dropped.
+    pub fn load(&mut self, state: OpenWindowsState<A>, same_grid: bool) {
+        self.cursor = state.cursor;
+        self.open.clear();
+        if !same_grid {
+            return;
+        }
+        for (window, acc) in state.open {
+            let on_grid = self.grid.window_containing(window.start) == Some(window);
+            let unpublished = self.cursor.is_none_or(|cursor| window.start >= cursor);
+            if on_grid && unpublished {
+                self.open.insert(window.start, (window, acc));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +363,10 @@ mod tests {
         // And the spring-forward day ends with a 7 h window.
         let (start, end) = g.production_day(ms("2026-03-28T12:00:00Z")).unwrap();
         assert_eq!(end - start, 23 * HOUR);
-        assert_eq!(g.window_containing(end - 1).unwrap().end - (start + 16 * HOUR), 7 * HOUR);
+        assert_eq!(
+            g.window_containing(end - 1).unwrap().end - (start + 16 * HOUR),
+            7 * HOUR
+        );
     }
 
     #[test]
@@ -234,7 +382,10 @@ mod tests {
         // 02:30 does not exist in Berlin on 2026-03-29: the day starts at 03:30 CEST.
         let g = WindowGrid::new(
             TimeZone::get("Europe/Berlin").unwrap(),
-            DayStart { hour: 2, minute: 30 },
+            DayStart {
+                hour: 2,
+                minute: 30,
+            },
             Duration::from_secs(86_400),
         )
         .unwrap();

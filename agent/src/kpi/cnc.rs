@@ -1,0 +1,388 @@
+//! Key-process CNC coverage for one `[[kpi.cnc_coverage]]`.
+//!
+//! Owns the equipment the KPI counts (key processes, filtered by
+//! `processes`; an empty list takes every key process), each one's last
+//! sampled state, and per open window: whether any poll happened (the agent
+//! was running), which equipment's device answered, and the running and
+//! program-controlled running time.
+//!
+//! - `count_ratio = numerically_controlled / equipment` (inventory; known
+//!   even for a window without data).
+//! - `networked_ratio = networked / equipment`, where an equipment is
+//!   networked in a window when its device answered at least one poll whose
+//!   first request went out inside the window (with data, an exception, or
+//!   registers that did not decode). Equipment without a device counts in
+//!   `equipment` and is never networked.
+//! - `time_ratio = cnc_running_s / running_s` over equipment with both a
+//!   `running` and a `cnc_mode` signal; `null` when there is none or nothing
+//!   ran. A signal is active while its point has one of `values` (compared
+//!   to the published, scaled value), or, with no values, while a bool
+//!   point is true (a number: non-zero). A state holds from its sample until
+//!   the next sample, at most two poll intervals of the device: time after
+//!   that, or while either signal's point errored, counts as neither.
+//!
+//! Quality: `no_data` when no poll of any device happened in the window
+//! (the agent was not running); `partial` when an equipment's device was
+//! offline in the window (flag `offline:DEVICE`); else `good`.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use spindle_config::model::{CncCoverageKpi, Config, Signal};
+use spindle_protocols::modbus::PointValue;
+
+use super::counter::ms_to_f64;
+use super::window::{OpenWindows, OpenWindowsState, Window, WindowGrid};
+use super::{
+    Availability, KpiKind, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, push_field,
+    push_head, push_tail, ratio, two_polls,
+};
+
+/// One counted machine.
+#[derive(Debug, Clone)]
+struct Machine {
+    device: Option<String>,
+    numerically_controlled: bool,
+    /// Both signals, when the machine has both (it then counts in `time_ratio`).
+    signals: Option<(Signal, Signal)>,
+    /// Longest a sampled state holds: two poll intervals of the device.
+    hold_ms: u64,
+}
+
+/// A machine's sampled state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct StateSample {
+    t: u64,
+    running: Option<bool>,
+    cnc: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct MachineState {
+    last: Option<StateSample>,
+    /// The last sample's state has been added to windows up to here.
+    integrated_until: u64,
+}
+
+/// One open window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct CncWindow {
+    polled: bool,
+    answered: Vec<bool>,
+    running_ms: u64,
+    cnc_running_ms: u64,
+}
+
+/// What a restart needs of one CNC-coverage KPI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct CncState {
+    pub(super) name: String,
+    fingerprint: String,
+    windows: OpenWindowsState<CncWindow>,
+    machines: Vec<MachineState>,
+}
+
+/// One `[[kpi.cnc_coverage]]` and its running state.
+#[derive(Debug)]
+pub(super) struct CncKpi {
+    name: String,
+    machines: Vec<Machine>,
+    devices: BTreeSet<String>,
+    fingerprint: String,
+    windows: OpenWindows<CncWindow>,
+    states: Vec<MachineState>,
+}
+
+impl CncKpi {
+    /// `None` when the window length is zero (validation prevents it).
+    pub(super) fn new(config: &Config, kpi: &CncCoverageKpi) -> Option<Self> {
+        let grid = WindowGrid::new(
+            config.agent.timezone.clone(),
+            config.agent.day_start,
+            kpi.window,
+        )?;
+        let equipment: Vec<_> = config
+            .equipment
+            .iter()
+            .filter(|e| {
+                e.key_process && (kpi.processes.is_empty() || kpi.processes.contains(&e.process))
+            })
+            .collect();
+        let machines: Vec<Machine> = equipment
+            .iter()
+            .map(|e| Machine {
+                device: e.device.clone(),
+                numerically_controlled: e.numerically_controlled,
+                signals: e
+                    .device
+                    .as_ref()
+                    .and(e.running.clone().zip(e.cnc_mode.clone())),
+                hold_ms: e
+                    .device
+                    .as_deref()
+                    .map_or(0, |d| two_polls(&config.devices, d)),
+            })
+            .collect();
+        let devices: BTreeSet<String> = machines.iter().filter_map(|m| m.device.clone()).collect();
+        let grace = machines.iter().map(|m| m.hold_ms).max().unwrap_or(0);
+        let names: Vec<&str> = equipment.iter().map(|e| e.name.as_str()).collect();
+        let fingerprint = format!(
+            "{}|{}|{:?}|{:?}|{:?}",
+            grid.length_ms(),
+            config.agent.timezone_name,
+            config.agent.day_start,
+            names,
+            machines,
+        );
+        Some(CncKpi {
+            name: kpi.name.clone(),
+            states: vec![MachineState::default(); machines.len()],
+            machines,
+            devices,
+            fingerprint,
+            windows: OpenWindows::new(grid, grace),
+        })
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn cursor(&self) -> Option<u64> {
+        self.windows.cursor()
+    }
+
+    pub(super) fn on_poll(
+        &mut self,
+        device: &str,
+        ts_ms: u64,
+        points: &[PolledPoint<'_>],
+        answered: bool,
+    ) {
+        let count = self.machines.len();
+        let Some(window) = self.windows.grid().window_containing(ts_ms) else {
+            return;
+        };
+        if let Some(acc) = self.windows.acc(window) {
+            acc.polled = true;
+            if answered {
+                acc.answered.resize(count, false);
+                for (machine, seen) in self.machines.iter().zip(acc.answered.iter_mut()) {
+                    if machine.device.as_deref() == Some(device) {
+                        *seen = true;
+                    }
+                }
+            }
+        }
+        for index in 0..count {
+            let Some(machine) = self.machines.get(index) else {
+                break;
+            };
+            if machine.device.as_deref() != Some(device) {
+                continue;
+            }
+            let Some((running, cnc)) = &machine.signals else {
+                continue;
+            };
+            let sample = StateSample {
+                t: ts_ms,
+                running: active(running, points),
+                cnc: active(cnc, points),
+            };
+            self.on_state(index, sample);
+        }
+        self.windows.forget_stale(ts_ms);
+    }
+
+    fn on_state(&mut self, index: usize, sample: StateSample) {
+        let (Some(machine), Some(state)) = (self.machines.get(index), self.states.get(index))
+        else {
+            return;
+        };
+        let hold = machine.hold_ms;
+        let state = state.clone();
+        if let Some(last) = state.last {
+            if sample.t == last.t {
+                return;
+            }
+            if sample.t > last.t {
+                let from = state.integrated_until.max(last.t);
+                let to = sample.t.min(last.t.saturating_add(hold));
+                self.integrate(from, to, last);
+            }
+        }
+        if let Some(state) = self.states.get_mut(index) {
+            state.last = Some(sample);
+            state.integrated_until = sample.t;
+        }
+    }
+
+    /// Adds `[from, to)` in state `sample` to the open windows it overlaps.
+    fn integrate(&mut self, from: u64, to: u64, sample: StateSample) {
+        let Some((running, cnc)) = sample.running.zip(sample.cnc) else {
+            return;
+        };
+        if !running || from >= to {
+            return;
+        }
+        let grid = self.windows.grid().clone();
+        let mut window = grid.window_containing(from);
+        while let Some(w) = window {
+            if w.start >= to {
+                break;
+            }
+            let overlap = w.overlap_ms(from, to);
+            if let Some(acc) = self.windows.acc(w) {
+                acc.running_ms = acc.running_ms.saturating_add(overlap);
+                if cnc {
+                    acc.cnc_running_ms = acc.cnc_running_ms.saturating_add(overlap);
+                }
+            }
+            window = grid.next(w);
+        }
+    }
+
+    /// Adds every held state up to the end of `window`, which is closing.
+    fn settle(&mut self, window: Window) {
+        for index in 0..self.machines.len() {
+            let (Some(machine), Some(state)) = (self.machines.get(index), self.states.get(index))
+            else {
+                break;
+            };
+            let Some(last) = state.last else { continue };
+            let from = state.integrated_until.max(last.t);
+            let to = window.end.min(last.t.saturating_add(machine.hold_ms));
+            if to > from {
+                self.integrate(from, to, last);
+                if let Some(state) = self.states.get_mut(index) {
+                    state.integrated_until = to;
+                }
+            }
+        }
+    }
+
+    pub(super) fn close_due(
+        &mut self,
+        now_ms: u64,
+        max_age_ms: u64,
+        availability: &Availability,
+        out: &mut Vec<KpiWindowOut>,
+    ) {
+        for _ in 0..MAX_WINDOWS_PER_CALL {
+            let Some(window) = self.windows.next_due(now_ms, max_age_ms) else {
+                break;
+            };
+            self.settle(window);
+            let acc = self.windows.take(window).unwrap_or_default();
+            out.push(self.close(window, &acc, availability));
+        }
+    }
+
+    fn close(&self, window: Window, acc: &CncWindow, availability: &Availability) -> KpiWindowOut {
+        let equipment = self.machines.len();
+        let numerically_controlled = self
+            .machines
+            .iter()
+            .filter(|m| m.numerically_controlled)
+            .count();
+        let networked = self
+            .machines
+            .iter()
+            .zip(acc.answered.iter())
+            .filter(|(m, seen)| m.device.is_some() && **seen)
+            .count();
+        let timed = self.machines.iter().any(|m| m.signals.is_some());
+        let running_s = ms_to_f64(acc.running_ms) / 1000.0;
+        let cnc_running_s = ms_to_f64(acc.cnc_running_ms) / 1000.0;
+        let flags = availability.flags(self.devices.iter().map(String::as_str), window);
+        let quality = if !acc.polled {
+            Quality::NoData
+        } else if !flags.is_empty() {
+            Quality::Partial
+        } else {
+            Quality::Good
+        };
+        let all = count_f64(equipment);
+        let mut body = String::with_capacity(384);
+        push_head(&mut body, KpiKind::CncCoverage, &self.name, window);
+        push_field(
+            &mut body,
+            "count_ratio",
+            ratio(Some(count_f64(numerically_controlled)), Some(all)),
+        );
+        let networked_ratio = if acc.polled {
+            ratio(Some(count_f64(networked)), Some(all))
+        } else {
+            None
+        };
+        push_field(&mut body, "networked_ratio", networked_ratio);
+        let time_ratio = if timed && acc.running_ms > 0 {
+            ratio(Some(cnc_running_s), Some(running_s))
+        } else {
+            None
+        };
+        push_field(&mut body, "time_ratio", time_ratio);
+        push_field(&mut body, "equipment", Some(all));
+        push_field(
+            &mut body,
+            "numerically_controlled",
+            Some(count_f64(numerically_controlled)),
+        );
+        push_field(&mut body, "networked", Some(count_f64(networked)));
+        push_field(&mut body, "running_s", Some(running_s));
+        push_field(&mut body, "cnc_running_s", Some(cnc_running_s));
+        push_tail(&mut body, quality, &flags);
+        KpiWindowOut {
+            kind: KpiKind::CncCoverage,
+            name: self.name.clone(),
+            window,
+            quality,
+            flags,
+            body,
+        }
+    }
+
+    pub(super) fn save(&self) -> CncState {
+        CncState {
+            name: self.name.clone(),
+            fingerprint: self.fingerprint.clone(),
+            windows: self.windows.save(),
+            machines: self.states.clone(),
+        }
+    }
+
+    pub(super) fn load(&mut self, saved: CncState) {
+        let same =
+            saved.fingerprint == self.fingerprint && saved.machines.len() == self.machines.len();
+        self.windows.load(saved.windows, same);
+        if same {
+            self.states = saved.machines;
+        }
+    }
+}
+
+/// Whether `signal` is active in this poll; `None` when its point is
+/// missing, errored or text.
+fn active(signal: &Signal, points: &[PolledPoint<'_>]) -> Option<bool> {
+    let (_, outcome) = points.iter().find(|(name, _)| *name == signal.point)?;
+    let decoded = outcome.ok()?;
+    let number = match decoded.value {
+        PointValue::Bool(b) if signal.values.is_empty() => return Some(b),
+        PointValue::Bool(b) => f64::from(u8::from(b)),
+        PointValue::Number(n) if signal.values.is_empty() => return Some(n != 0.0),
+        PointValue::Number(n) => n,
+        PointValue::Text(_) => return None,
+    };
+    Some(
+        signal
+            .values
+            .iter()
+            .any(|v| (v - number).abs() <= 1e-9 * v.abs().max(1.0)),
+    )
+}
+
+/// A count as a JSON number.
+#[allow(clippy::cast_precision_loss)]
+fn count_f64(n: usize) -> f64 {
+    n as f64
+}

@@ -1,0 +1,502 @@
+//! Energy (kgce and CO2) per unit of output for one `[[kpi.energy_per_output]]`.
+//!
+//! Owns, per input counter (the energy points, then the output points): the
+//! last sample and the counter's *unwrapped* running total `u` in raw units
+//! (each step adds its rise, wrap or reset delta from [`super::counter`]),
+//! and per open window the values of `u` at the window's two boundaries,
+//! interpolated linearly between the samples on either side, plus the first
+//! and last `u` sampled inside the window.
+//!
+//! A window's consumption of an input is `u(end) − u(start)`, in raw units,
+//! times the point's `scale`, times `to_carrier_unit` (1 for outputs). A
+//! boundary with no sample yet on its far side (the device went quiet) is
+//! replaced by the last sample inside the window, one with no sample before
+//! it by the first sample inside: the window is then `partial`. A sample
+//! gap longer than two poll intervals of the input's device only gives
+//! boundaries to the windows at its two ends; the windows strictly inside
+//! it get nothing from this input (and are `no_data` when nothing else was
+//! measured there, as after an agent outage).
+//!
+//! An input has data in a window when it was sampled inside it or both
+//! boundaries were interpolated; it is *good* when both boundaries have a
+//! sample within two poll intervals on each side. The window is `no_data`
+//! when no input has data; `no_output` when the output has data and is
+//! zero; `partial` when an input is not good or an input device was offline
+//! in the window; else `good`.
+//!
+//! Per carrier, the consumption is the sum over its inputs with data
+//! (`null` when none has); `kgce` and `kgco2` are `null` when a carrier's
+//! consumption is; `value = kgce / output` and `co2_kg_per_unit = kgco2 /
+//! output` are `null` unless both are known and the output is not zero.
+//! Besides SPEC §5's members each carrier object carries the coefficients
+//! used (`kgce_per_unit`, `kgco2_per_unit`), as DOMAIN §2–3 asks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use spindle_config::model::{Carrier, Config, EnergyPerOutputKpi, PointRef};
+
+use super::counter::{self, CounterSpec, Reading, StepKind};
+use super::window::{OpenWindows, OpenWindowsState, Window, WindowGrid};
+use super::{
+    Availability, KpiKind, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, push_field,
+    push_head, push_opt, push_tail, ratio, two_polls,
+};
+use crate::telemetry::push_json_string;
+
+/// One counter the KPI reads.
+#[derive(Debug, Clone)]
+struct Input {
+    device: String,
+    point: String,
+    spec: CounterSpec,
+    /// Raw units to carrier (or output) units: `scale × to_carrier_unit`.
+    factor: f64,
+    /// Two poll intervals of the device.
+    gap_ms: u64,
+    /// `None` for an output.
+    carrier: Option<String>,
+}
+
+/// An input's last sample.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct LastSample {
+    t: u64,
+    reading: Reading,
+    /// Unwrapped running total, raw units, since the input was first sampled.
+    u: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct InputState {
+    last: Option<LastSample>,
+    /// Rise per ms over the last rising step (for the wrap rule).
+    rate: Option<f64>,
+}
+
+/// `u` interpolated at a window boundary, with the distance to the samples
+/// it was interpolated between.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Boundary {
+    u: f64,
+    before_ms: u64,
+    after_ms: u64,
+}
+
+/// One input in one open window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct InputWindow {
+    start: Option<Boundary>,
+    end: Option<Boundary>,
+    first: Option<f64>,
+    last: Option<f64>,
+    wrap: bool,
+    reset: bool,
+}
+
+impl InputWindow {
+    fn has_data(&self) -> bool {
+        self.first.is_some() || (self.start.is_some() && self.end.is_some())
+    }
+
+    /// Raw consumption in the window, when it has data.
+    fn consumption(&self) -> Option<f64> {
+        if !self.has_data() {
+            return None;
+        }
+        let start = self.start.map(|b| b.u).or(self.first)?;
+        let end = self.end.map(|b| b.u).or(self.last)?;
+        Some((end - start).max(0.0))
+    }
+
+    fn good(&self, gap_ms: u64) -> bool {
+        let near =
+            |b: Option<Boundary>| b.is_some_and(|b| b.before_ms <= gap_ms && b.after_ms <= gap_ms);
+        near(self.start) && near(self.end)
+    }
+}
+
+/// One open window: a slot per input.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct EnergyWindow {
+    inputs: Vec<InputWindow>,
+}
+
+/// What a restart needs of one energy KPI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct EnergyState {
+    pub(super) name: String,
+    fingerprint: String,
+    windows: OpenWindowsState<EnergyWindow>,
+    inputs: Vec<InputState>,
+}
+
+/// One `[[kpi.energy_per_output]]` and its running state.
+#[derive(Debug)]
+pub(super) struct EnergyKpi {
+    name: String,
+    output_unit: String,
+    inputs: Vec<Input>,
+    carriers: BTreeMap<String, Carrier>,
+    fingerprint: String,
+    windows: OpenWindows<EnergyWindow>,
+    states: Vec<InputState>,
+}
+
+impl EnergyKpi {
+    /// `None` when the window length is zero (validation prevents it).
+    pub(super) fn new(config: &Config, kpi: &EnergyPerOutputKpi) -> Option<Self> {
+        let grid = WindowGrid::new(
+            config.agent.timezone.clone(),
+            config.agent.day_start,
+            kpi.window,
+        )?;
+        let mut inputs = Vec::new();
+        for energy in &kpi.energy {
+            inputs.push(input(
+                config,
+                &energy.point,
+                energy.to_carrier_unit,
+                Some(&energy.carrier),
+            ));
+        }
+        for output in &kpi.output {
+            inputs.push(input(config, output, 1.0, None));
+        }
+        let grace = inputs.iter().map(|i| i.gap_ms).max().unwrap_or(0);
+        let carriers = kpi
+            .energy
+            .iter()
+            .filter_map(|e| Some((e.carrier.clone(), config.carriers.get(&e.carrier)?.clone())))
+            .collect();
+        let fingerprint = format!(
+            "{}|{}|{:?}|{}|{:?}",
+            grid.length_ms(),
+            config.agent.timezone_name,
+            config.agent.day_start,
+            kpi.output_unit,
+            inputs,
+        );
+        Some(EnergyKpi {
+            name: kpi.name.clone(),
+            output_unit: kpi.output_unit.clone(),
+            states: vec![InputState::default(); inputs.len()],
+            inputs,
+            carriers,
+            fingerprint,
+            windows: OpenWindows::new(grid, grace),
+        })
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn cursor(&self) -> Option<u64> {
+        self.windows.cursor()
+    }
+
+    pub(super) fn on_poll(&mut self, device: &str, ts_ms: u64, points: &[PolledPoint<'_>]) {
+        for index in 0..self.inputs.len() {
+            let Some(input) = self.inputs.get(index) else {
+                break;
+            };
+            if input.device != device {
+                continue;
+            }
+            let reading = points
+                .iter()
+                .find(|(name, _)| *name == input.point)
+                .and_then(|(_, outcome)| outcome.ok())
+                .and_then(|decoded| Reading::from_raw(&decoded.raw));
+            if let Some(reading) = reading {
+                self.on_sample(index, ts_ms, reading);
+            }
+        }
+        self.windows.forget_stale(ts_ms);
+    }
+
+    fn on_sample(&mut self, index: usize, t: u64, reading: Reading) {
+        let (Some(input), Some(state)) = (self.inputs.get(index), self.states.get_mut(index))
+        else {
+            return;
+        };
+        let spec = input.spec;
+        let gap_ms = input.gap_ms;
+        let u = match state.last {
+            None => 0.0,
+            Some(last) if t == last.t => return,
+            // The clock went back: start over from here, count nothing across.
+            Some(last) if t < last.t => last.u,
+            Some(last) => {
+                let dt = t - last.t;
+                let step = counter::step(spec, last.reading, reading, dt, state.rate);
+                if step.kind == StepKind::Rise {
+                    state.rate = counter::rate(step.delta, dt);
+                }
+                let u = last.u + step.delta;
+                state.last = Some(LastSample { t, reading, u });
+                self.spread_step(index, gap_ms, (last.t, last.u), (t, u), step.kind);
+                self.record_sample(index, t, u);
+                return;
+            }
+        };
+        state.last = Some(LastSample { t, reading, u });
+        self.record_sample(index, t, u);
+    }
+
+    fn record_sample(&mut self, index: usize, t: u64, u: f64) {
+        let n = self.inputs.len();
+        let Some(window) = self.windows.grid().window_containing(t) else {
+            return;
+        };
+        if let Some(slot) = slot(&mut self.windows, window, index, n) {
+            slot.first.get_or_insert(u);
+            slot.last = Some(u);
+        }
+    }
+
+    /// Gives the boundaries inside the step `(tp, tc]` their interpolated
+    /// `u`, and flags the windows the step's delta falls in.
+    fn spread_step(
+        &mut self,
+        index: usize,
+        gap_ms: u64,
+        (tp, up): (u64, f64),
+        (tc, uc): (u64, f64),
+        kind: StepKind,
+    ) {
+        let n = self.inputs.len();
+        let grid = self.windows.grid().clone();
+        let (Some(first), Some(last)) =
+            (grid.window_containing(tp), grid.window_containing(tc - 1))
+        else {
+            return;
+        };
+        let boundary = |b: u64| Boundary {
+            u: counter::interpolate(tp, up, tc, uc, b),
+            before_ms: b - tp,
+            after_ms: tc - b,
+        };
+        // The windows the step passes through: all of them for a short step,
+        // only the two ends for a long one.
+        let mut visited = vec![first];
+        if first != last {
+            if tc - tp <= gap_ms {
+                let mut w = first;
+                while let Some(next) = grid.next(w) {
+                    if next.start >= last.start || visited.len() > MAX_WINDOWS_PER_CALL {
+                        break;
+                    }
+                    visited.push(next);
+                    w = next;
+                }
+            }
+            visited.push(last);
+        }
+        let mut boundaries: Vec<u64> = visited.iter().map(|w| w.end).filter(|&b| b <= tc).collect();
+        if first != last && !boundaries.contains(&last.start) {
+            boundaries.push(last.start);
+        }
+        for b in boundaries {
+            let value = boundary(b);
+            if let Some(before) = grid.window_containing(b - 1)
+                && let Some(slot) = slot(&mut self.windows, before, index, n)
+            {
+                slot.end = Some(value);
+            }
+            if let Some(after) = grid.window_containing(b)
+                && let Some(slot) = slot(&mut self.windows, after, index, n)
+            {
+                slot.start = Some(value);
+            }
+        }
+        if kind != StepKind::Rise {
+            for w in visited {
+                if let Some(slot) = slot(&mut self.windows, w, index, n) {
+                    match kind {
+                        StepKind::Wrap => slot.wrap = true,
+                        StepKind::Reset => slot.reset = true,
+                        StepKind::Rise => {}
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn close_due(
+        &mut self,
+        now_ms: u64,
+        max_age_ms: u64,
+        availability: &Availability,
+        out: &mut Vec<KpiWindowOut>,
+    ) {
+        for _ in 0..MAX_WINDOWS_PER_CALL {
+            let Some(window) = self.windows.next_due(now_ms, max_age_ms) else {
+                break;
+            };
+            let acc = self.windows.take(window).unwrap_or_default();
+            out.push(self.close(window, &acc, availability));
+        }
+    }
+
+    fn close(
+        &self,
+        window: Window,
+        acc: &EnergyWindow,
+        availability: &Availability,
+    ) -> KpiWindowOut {
+        let empty = InputWindow::default();
+        let mut any_data = false;
+        let mut all_good = true;
+        let (mut wrap, mut reset) = (false, false);
+        let mut per_carrier: BTreeMap<&str, Option<f64>> = BTreeMap::new();
+        let mut output: Option<f64> = None;
+        for (index, input) in self.inputs.iter().enumerate() {
+            let slot = acc.inputs.get(index).unwrap_or(&empty);
+            any_data |= slot.has_data();
+            all_good &= slot.good(input.gap_ms);
+            wrap |= slot.wrap;
+            reset |= slot.reset;
+            let value = slot.consumption().map(|raw| raw * input.factor);
+            let total = match &input.carrier {
+                Some(carrier) => per_carrier.entry(carrier.as_str()).or_insert(None),
+                None => &mut output,
+            };
+            if let Some(value) = value {
+                *total = Some(total.unwrap_or(0.0) + value);
+            }
+        }
+        for carrier in self.carriers.keys() {
+            per_carrier.entry(carrier.as_str()).or_insert(None);
+        }
+        let offline = availability.flags(self.inputs.iter().map(|i| i.device.as_str()), window);
+        let quality = if !any_data {
+            Quality::NoData
+        } else if output == Some(0.0) {
+            Quality::NoOutput
+        } else if !all_good || !offline.is_empty() {
+            Quality::Partial
+        } else {
+            Quality::Good
+        };
+        let mut flags = Vec::new();
+        if reset {
+            flags.push("reset".to_owned());
+        }
+        if wrap {
+            flags.push("wrap".to_owned());
+        }
+        flags.extend(offline);
+
+        let mut kgce = Some(0.0);
+        let mut kgco2 = Some(0.0);
+        let mut energy = String::from(",\"energy\":{");
+        for (i, (name, consumption)) in per_carrier.iter().enumerate() {
+            let carrier = self.carriers.get(*name);
+            let ce = consumption.zip(carrier).map(|(c, k)| c * k.kgce_per_unit);
+            let co2 = consumption.zip(carrier).map(|(c, k)| c * k.kgco2_per_unit);
+            kgce = kgce.zip(ce).map(|(a, b)| a + b);
+            kgco2 = kgco2.zip(co2).map(|(a, b)| a + b);
+            if i > 0 {
+                energy.push(',');
+            }
+            push_json_string(&mut energy, name);
+            energy.push_str(":{\"consumption\":");
+            push_opt(&mut energy, *consumption);
+            energy.push_str(",\"unit\":");
+            push_json_string(&mut energy, carrier.map_or("", |c| c.unit.as_str()));
+            push_field(&mut energy, "kgce", ce);
+            push_field(&mut energy, "kgco2", co2);
+            push_field(
+                &mut energy,
+                "kgce_per_unit",
+                carrier.map(|c| c.kgce_per_unit),
+            );
+            push_field(
+                &mut energy,
+                "kgco2_per_unit",
+                carrier.map(|c| c.kgco2_per_unit),
+            );
+            energy.push('}');
+        }
+        energy.push('}');
+        if !any_data {
+            kgce = None;
+            kgco2 = None;
+        }
+
+        let mut body = String::with_capacity(512);
+        push_head(&mut body, KpiKind::EnergyPerOutput, &self.name, window);
+        push_field(&mut body, "value", ratio(kgce, output));
+        body.push_str(",\"unit\":");
+        push_json_string(&mut body, &format!("kgce/{}", self.output_unit));
+        push_field(&mut body, "co2_kg_per_unit", ratio(kgco2, output));
+        push_field(&mut body, "output", output);
+        push_field(&mut body, "kgce", kgce);
+        push_field(&mut body, "kgco2", kgco2);
+        body.push_str(&energy);
+        push_tail(&mut body, quality, &flags);
+        KpiWindowOut {
+            kind: KpiKind::EnergyPerOutput,
+            name: self.name.clone(),
+            window,
+            quality,
+            flags,
+            body,
+        }
+    }
+
+    pub(super) fn save(&self) -> EnergyState {
+        EnergyState {
+            name: self.name.clone(),
+            fingerprint: self.fingerprint.clone(),
+            windows: self.windows.save(),
+            inputs: self.states.clone(),
+        }
+    }
+
+    pub(super) fn load(&mut self, saved: EnergyState) {
+        let same = saved.fingerprint == self.fingerprint && saved.inputs.len() == self.inputs.len();
+        self.windows.load(saved.windows, same);
+        if same {
+            self.states = saved.inputs;
+        }
+    }
+}
+
+fn input(config: &Config, point: &PointRef, to_unit: f64, carrier: Option<&String>) -> Input {
+    let configured = config
+        .devices
+        .iter()
+        .find(|d| d.name == point.device)
+        .and_then(|d| d.points.iter().find(|p| p.name == point.point));
+    Input {
+        device: point.device.clone(),
+        point: point.point.clone(),
+        spec: configured.map_or(
+            CounterSpec {
+                rollover: None,
+                signed_bits: None,
+            },
+            CounterSpec::for_point,
+        ),
+        factor: configured.map_or(1.0, |p| p.scale) * to_unit,
+        gap_ms: two_polls(&config.devices, &point.device),
+        carrier: carrier.cloned(),
+    }
+}
+
+/// The slot of input `index` in `window`, opening the window if needed.
+fn slot(
+    windows: &mut OpenWindows<EnergyWindow>,
+    window: Window,
+    index: usize,
+    inputs: usize,
+) -> Option<&mut InputWindow> {
+    let acc = windows.acc(window)?;
+    if acc.inputs.len() < inputs {
+        acc.inputs.resize_with(inputs, InputWindow::default);
+    }
+    acc.inputs.get_mut(index)
+}

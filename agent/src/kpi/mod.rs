@@ -1,0 +1,391 @@
+//! The KPI engine: samples in, KPI windows out (SPEC §4, the
+//! `kpi/{kind}/{name}` topic of §5).
+//!
+//! Pure: no tokio, no I/O, no clock reads. The runtime feeds every poll of
+//! every device ([`KpiEngine::on_poll`]) and every availability change
+//! ([`KpiEngine::on_availability`]), asks for the windows that are due
+//! ([`KpiEngine::due`]) and appends their bodies to the outbox, and stores
+//! [`KpiEngine::state`] after each poll batch and window close so that a
+//! restart resumes open windows ([`KpiEngine::restore`]).
+//!
+//! Owns: the per-KPI window bookkeeping ([`window`]), counter arithmetic
+//! ([`counter`]), energy per output (`energy`), CNC coverage (`cnc`), and
+//! which device was offline when.
+//!
+//! Invariants:
+//! - every window of every KPI is returned by `due` exactly once, in window
+//!   order per KPI, after its end plus a grace of two poll intervals of the
+//!   KPI's slowest input device; nothing closes while the clock is not
+//!   plausible; windows missed while the agent was down come out as
+//!   `no_data`, back to `buffer.max_age`;
+//! - memory is bounded: per KPI, the open windows (those not yet due, a
+//!   handful) with a fixed-size accumulator per input, and the last sample
+//!   of each input; never the sample history;
+//! - no NaN or infinity in a payload: a number that cannot be computed is
+//!   `null` and the window's `quality` says why;
+//! - `state()` then `restore()` on a fresh engine of the same configuration
+//!   gives the same windows as no restart.
+//!
+//! Quality, one per window: `no_data` (nothing measured in the window),
+//! `no_output` (energy: the output was measured and is zero), `partial` (a
+//! boundary lacks a sample within two poll intervals on one side, an input
+//! has no data, or an input device was offline in the window), else `good`.
+//! Flags: `reset`, `wrap`, `offline:DEVICE` (sorted).
+
+pub mod counter;
+pub mod window;
+
+mod cnc;
+mod energy;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use spindle_config::model::{Config, Device, Kpis};
+use spindle_protocols::modbus::Decoded;
+use thiserror::Error;
+
+use crate::telemetry::{push_json_string, push_number};
+use cnc::CncKpi;
+use energy::EnergyKpi;
+pub use window::{Window, WindowGrid};
+
+/// One point of a poll: its name and its decoded value or error word.
+pub type PolledPoint<'a> = (&'a str, Result<&'a Decoded, &'a str>);
+
+/// Most windows one KPI hands out per [`KpiEngine::due`] call (the rest come
+/// on the next call), so a long outage does not make one huge batch.
+pub const MAX_WINDOWS_PER_CALL: usize = 4096;
+
+/// Version of the [`KpiEngine::state`] format.
+const STATE_VERSION: u32 = 1;
+
+/// Which KPI a window belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KpiKind {
+    CncCoverage,
+    EnergyPerOutput,
+}
+
+impl KpiKind {
+    /// The `{kind}` of the topic and the `kind` member.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KpiKind::CncCoverage => "cnc_coverage",
+            KpiKind::EnergyPerOutput => "energy_per_output",
+        }
+    }
+}
+
+/// A window's `quality`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Quality {
+    Good,
+    Partial,
+    NoOutput,
+    NoData,
+}
+
+impl Quality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Good => "good",
+            Quality::Partial => "partial",
+            Quality::NoOutput => "no_output",
+            Quality::NoData => "no_data",
+        }
+    }
+}
+
+/// One closed KPI window, ready for the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiWindowOut {
+    pub kind: KpiKind,
+    pub name: String,
+    pub window: Window,
+    pub quality: Quality,
+    pub flags: Vec<String>,
+    /// The members after `seq`/`ts`/`store`, each preceded by a comma:
+    /// `,"kind":"energy_per_output","name":"line1","window":{…},…`.
+    pub body: String,
+}
+
+/// A stored KPI state that cannot be used.
+#[derive(Debug, Error)]
+pub enum KpiStateError {
+    #[error("the stored KPI state is not readable: {0}")]
+    Unreadable(#[from] serde_json::Error),
+    #[error("the stored KPI state has format version {found}; this build reads version {expected}")]
+    Version { found: u32, expected: u32 },
+}
+
+/// Computes every configured KPI from polls.
+#[derive(Debug)]
+pub struct KpiEngine {
+    energy: Vec<EnergyKpi>,
+    cnc: Vec<CncKpi>,
+    availability: Availability,
+    max_age_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EngineState {
+    version: u32,
+    energy: Vec<energy::EnergyState>,
+    cnc: Vec<cnc::CncState>,
+    availability: Availability,
+}
+
+impl KpiEngine {
+    /// The engine for a validated configuration.
+    pub fn new(config: &Config) -> Self {
+        KpiEngine::from_parts(config, &config.kpis)
+    }
+
+    /// The engine for `kpis` over the devices, equipment, carriers and agent
+    /// settings of `config`.
+    pub fn from_parts(config: &Config, kpis: &Kpis) -> Self {
+        let max_age_ms = millis(config.buffer.max_age);
+        let energy = kpis
+            .energy_per_output
+            .iter()
+            .filter_map(|kpi| EnergyKpi::new(config, kpi))
+            .collect();
+        let cnc = kpis
+            .cnc_coverage
+            .iter()
+            .filter_map(|kpi| CncKpi::new(config, kpi))
+            .collect();
+        KpiEngine {
+            energy,
+            cnc,
+            availability: Availability::default(),
+            max_age_ms,
+        }
+    }
+
+    /// Whether no KPI is configured (the runtime can skip the engine).
+    pub fn is_empty(&self) -> bool {
+        self.energy.is_empty() && self.cnc.is_empty()
+    }
+
+    /// One poll of `device` whose first request was sent at `ts_ms`: every
+    /// point's decoded value or error word. Points the KPIs do not use are
+    /// ignored; so are polls of devices they do not use (except that any
+    /// poll shows the agent was running in that window).
+    pub fn on_poll(&mut self, device: &str, ts_ms: u64, points: &[PolledPoint<'_>]) {
+        for kpi in &mut self.energy {
+            kpi.on_poll(device, ts_ms, points);
+        }
+        // The device answered when a request came back at all: with data,
+        // with a Modbus exception, or with registers that did not decode.
+        let answered = points.iter().any(|(_, outcome)| match outcome {
+            Ok(_) => true,
+            Err(word) => *word == "decode" || word.starts_with("exception"),
+        });
+        for kpi in &mut self.cnc {
+            kpi.on_poll(device, ts_ms, points, answered);
+        }
+    }
+
+    /// `device` went online or offline at `ts_ms` (the availability rule).
+    pub fn on_availability(&mut self, device: &str, ts_ms: u64, online: bool) {
+        self.availability.set(device, ts_ms, online);
+    }
+
+    /// The windows due at `now_ms`, oldest first (window order within each
+    /// KPI); none while the clock is not plausible.
+    pub fn due(&mut self, now_ms: u64, clock_plausible: bool) -> Vec<KpiWindowOut> {
+        if !clock_plausible {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for kpi in &mut self.energy {
+            kpi.close_due(now_ms, self.max_age_ms, &self.availability, &mut out);
+        }
+        for kpi in &mut self.cnc {
+            kpi.close_due(now_ms, self.max_age_ms, &self.availability, &mut out);
+        }
+        out.sort_by_key(|w| (w.window.end, w.window.start));
+        let oldest_open = self
+            .energy
+            .iter()
+            .map(EnergyKpi::cursor)
+            .chain(self.cnc.iter().map(CncKpi::cursor))
+            .min()
+            .flatten();
+        if let Some(oldest) = oldest_open {
+            self.availability.forget_before(oldest);
+        }
+        out
+    }
+
+    /// The state a restart needs, as bytes (JSON).
+    pub fn state(&self) -> Vec<u8> {
+        let state = EngineState {
+            version: STATE_VERSION,
+            energy: self.energy.iter().map(EnergyKpi::save).collect(),
+            cnc: self.cnc.iter().map(CncKpi::save).collect(),
+            availability: self.availability.clone(),
+        };
+        serde_json::to_vec(&state).unwrap_or_default()
+    }
+
+    /// Resumes from [`Self::state`] bytes. A KPI is matched by name; one
+    /// whose configuration changed keeps only its publishing cursor (so no
+    /// window is published twice); KPIs not in the state start fresh. On an
+    /// error nothing changes.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), KpiStateError> {
+        let state: EngineState = serde_json::from_slice(bytes)?;
+        if state.version != STATE_VERSION {
+            return Err(KpiStateError::Version {
+                found: state.version,
+                expected: STATE_VERSION,
+            });
+        }
+        let mut energy: BTreeMap<String, energy::EnergyState> = state
+            .energy
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        for kpi in &mut self.energy {
+            if let Some(saved) = energy.remove(kpi.name()) {
+                kpi.load(saved);
+            }
+        }
+        let mut cnc: BTreeMap<String, cnc::CncState> =
+            state.cnc.into_iter().map(|s| (s.name.clone(), s)).collect();
+        for kpi in &mut self.cnc {
+            if let Some(saved) = cnc.remove(kpi.name()) {
+                kpi.load(saved);
+            }
+        }
+        self.availability = state.availability;
+        Ok(())
+    }
+}
+
+/// When each device was offline, as far back as open windows need.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Availability {
+    devices: BTreeMap<String, Offline>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Offline {
+    /// Offline since then, until now.
+    since: Option<u64>,
+    /// Closed offline intervals `[from, to)`, oldest first.
+    past: Vec<(u64, u64)>,
+}
+
+/// Most closed offline intervals kept per device; beyond it the two oldest
+/// merge (which can only widen what counts as offline).
+const MAX_OFFLINE_INTERVALS: usize = 64;
+
+impl Availability {
+    fn set(&mut self, device: &str, ts_ms: u64, online: bool) {
+        let entry = self.devices.entry(device.to_owned()).or_default();
+        match (online, entry.since) {
+            (false, None) => entry.since = Some(ts_ms),
+            (true, Some(from)) => {
+                entry.since = None;
+                entry.past.push((from, ts_ms.max(from)));
+                if entry.past.len() > MAX_OFFLINE_INTERVALS
+                    && let [first, second, ..] = entry.past.as_mut_slice()
+                {
+                    second.0 = first.0.min(second.0);
+                    entry.past.remove(0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `device` was offline at any time inside `window`.
+    fn offline_in(&self, device: &str, window: Window) -> bool {
+        self.devices.get(device).is_some_and(|d| {
+            d.since.is_some_and(|from| from < window.end)
+                || d.past
+                    .iter()
+                    .any(|&(from, to)| from < window.end && to > window.start)
+        })
+    }
+
+    /// The `offline:DEVICE` flags of `devices` (sorted, unique) for `window`.
+    fn flags<'a>(&self, devices: impl Iterator<Item = &'a str>, window: Window) -> Vec<String> {
+        let mut flags: Vec<String> = devices
+            .filter(|d| self.offline_in(d, window))
+            .map(|d| format!("offline:{d}"))
+            .collect();
+        flags.sort();
+        flags.dedup();
+        flags
+    }
+
+    fn forget_before(&mut self, ts_ms: u64) {
+        for device in self.devices.values_mut() {
+            device.past.retain(|&(_, to)| to > ts_ms);
+        }
+        self.devices
+            .retain(|_, d| d.since.is_some() || !d.past.is_empty());
+    }
+}
+
+/// Milliseconds of a duration, saturating.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Two poll intervals of the named device (0 for an unknown device).
+fn two_polls(devices: &[Device], device: &str) -> u64 {
+    devices
+        .iter()
+        .find(|d| d.name == device)
+        .map_or(0, |d| millis(d.poll).saturating_mul(2))
+}
+
+/// The members every KPI body starts with.
+fn push_head(body: &mut String, kind: KpiKind, name: &str, window: Window) {
+    let _ = write!(body, ",\"kind\":\"{}\",\"name\":", kind.as_str());
+    push_json_string(body, name);
+    let _ = write!(
+        body,
+        ",\"window\":{{\"start\":{},\"end\":{}}}",
+        window.start, window.end
+    );
+}
+
+/// The members every KPI body ends with.
+fn push_tail(body: &mut String, quality: Quality, flags: &[String]) {
+    let _ = write!(body, ",\"quality\":\"{}\",\"flags\":[", quality.as_str());
+    for (i, flag) in flags.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        push_json_string(body, flag);
+    }
+    body.push(']');
+}
+
+/// `,"key":number` or `,"key":null`.
+fn push_field(body: &mut String, key: &str, value: Option<f64>) {
+    let _ = write!(body, ",\"{key}\":");
+    push_opt(body, value);
+}
+
+/// A number, or `null` when unknown (or not finite).
+fn push_opt(body: &mut String, value: Option<f64>) {
+    match value {
+        Some(v) => push_number(body, v),
+        None => body.push_str("null"),
+    }
+}
+
+/// `a / b` when both are known, `b` is not zero and the result is finite.
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    let r = a / b;
+    (b != 0.0 && r.is_finite()).then_some(r)
+}

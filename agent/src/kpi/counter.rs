@@ -22,17 +22,21 @@
 //!    wrapped in two's complement: `delta = current − previous + 2^bits`
 //!    (`M = 2^bits`).
 //! 2. The wrapped delta must be plausible: at most half the range
-//!    (`M / 2`), and at most `max(4 × rate × Δt, M / 1000)`, where `rate`
-//!    is the counter's rise per millisecond over its last rising step (zero
-//!    when not yet known) and `Δt` the time between the two readings. So a
-//!    counter just below its rollover that comes back small is a wrap, and a
-//!    fall from mid-range to near zero is a reset even though a wrap could
-//!    produce it.
+//!    (`M / 2`), and at most an allowance: once the counter's rate is known
+//!    (its rise per millisecond over its last rising step), `max(4 × rate ×
+//!    Δt, 16)` raw units, `Δt` being the time between the two readings;
+//!    before that, `M / 1000`. So a counter just below its rollover that
+//!    comes back small is a wrap, and a fall from mid-range to near zero is
+//!    a reset even though a wrap could produce it.
 //! 3. Otherwise it is a reset: `delta = current` (zero if negative).
 //!
-//! A reset at a reading within `M / 1000` of the rollover, before the
-//! counter's rate is known, reads as a wrap: the only ambiguity left, and a
-//! bounded one (the over-count is at most `M / 1000` raw units).
+//! Either way the two readings of a wrap and a reset differ by exactly
+//! `R − previous + 1`, the distance from the previous reading to the
+//! rollover, and the rule only calls a fall a wrap when that distance fits
+//! in the allowance. So a misread fall costs at most the allowance: about
+//! four readings' worth of consumption once the rate is known (a reset just
+//! below the rollover reads as a wrap; a wrap right after an idle spell, as
+//! a reset), at most `M / 1000` raw units on a counter's first step.
 
 use serde::{Deserialize, Serialize};
 use spindle_config::model::{Point, ValueType};
@@ -43,7 +47,7 @@ use spindle_protocols::modbus::RawValue;
 pub enum Reading {
     Unsigned(u64),
     Signed(i64),
-    Float(f64),
+    Float(#[serde(with = "super::exact_f64")] f64),
 }
 
 impl Reading {
@@ -120,8 +124,10 @@ pub struct Step {
 
 /// Rate allowance factor of the wrap rule (rule 2 of the module doc).
 pub const WRAP_RATE_SLACK: f64 = 4.0;
-/// Share of the range a wrapped delta may always take (rule 2).
-pub const WRAP_FLOOR_FRACTION: f64 = 0.001;
+/// Raw units a wrapped delta may always take once the rate is known (rule 2).
+pub const WRAP_MIN_ALLOWANCE: f64 = 16.0;
+/// Share of the range a wrapped delta may take before the rate is known (rule 2).
+pub const WRAP_FIRST_STEP_FRACTION: f64 = 0.001;
 /// Largest share of the range a wrapped delta may take (rule 2).
 pub const WRAP_MAX_FRACTION: f64 = 0.5;
 
@@ -188,8 +194,10 @@ fn rise(delta: f64) -> Step {
 
 /// Rule 2 of the module doc.
 fn plausible_wrap(delta: f64, range: f64, dt_ms: u64, rate: Option<f64>) -> bool {
-    let by_rate = WRAP_RATE_SLACK * rate.unwrap_or(0.0).max(0.0) * ms_to_f64(dt_ms);
-    let allowance = by_rate.max(WRAP_FLOOR_FRACTION * range);
+    let allowance = match rate {
+        Some(rate) => (WRAP_RATE_SLACK * rate.max(0.0) * ms_to_f64(dt_ms)).max(WRAP_MIN_ALLOWANCE),
+        None => WRAP_FIRST_STEP_FRACTION * range,
+    };
     delta > 0.0 && delta <= WRAP_MAX_FRACTION * range && delta <= allowance
 }
 

@@ -64,6 +64,7 @@ struct LastSample {
     t: u64,
     reading: Reading,
     /// Unwrapped running total, raw units, since the input was first sampled.
+    #[serde(with = "super::exact_f64")]
     u: f64,
 }
 
@@ -71,6 +72,7 @@ struct LastSample {
 struct InputState {
     last: Option<LastSample>,
     /// Rise per ms over the last rising step (for the wrap rule).
+    #[serde(with = "super::exact_f64::option")]
     rate: Option<f64>,
 }
 
@@ -78,6 +80,7 @@ struct InputState {
 /// it was interpolated between.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Boundary {
+    #[serde(with = "super::exact_f64")]
     u: f64,
     before_ms: u64,
     after_ms: u64,
@@ -88,7 +91,9 @@ struct Boundary {
 struct InputWindow {
     start: Option<Boundary>,
     end: Option<Boundary>,
+    #[serde(with = "super::exact_f64::option")]
     first: Option<f64>,
+    #[serde(with = "super::exact_f64::option")]
     last: Option<f64>,
     wrap: bool,
     reset: bool,
@@ -279,7 +284,7 @@ impl EnergyKpi {
             after_ms: tc - b,
         };
         // The windows the step passes through: all of them for a short step,
-        // only the two ends for a long one.
+        // only the two ends for a long one (longer than two poll intervals).
         let mut visited = vec![first];
         if first != last {
             if tc - tp <= gap_ms {
@@ -294,22 +299,24 @@ impl EnergyKpi {
             }
             visited.push(last);
         }
-        let mut boundaries: Vec<u64> = visited.iter().map(|w| w.end).filter(|&b| b <= tc).collect();
-        if first != last && !boundaries.contains(&last.start) {
-            boundaries.push(last.start);
+        // Each visited window gets the boundaries that lie inside the step,
+        // so a window strictly inside a long gap gets none (it has no data).
+        for &w in &visited {
+            if let Some(slot) = slot(&mut self.windows, w, index, n) {
+                if w.start > tp {
+                    slot.start = Some(boundary(w.start));
+                }
+                if w.end <= tc {
+                    slot.end = Some(boundary(w.end));
+                }
+            }
         }
-        for b in boundaries {
-            let value = boundary(b);
-            if let Some(before) = grid.window_containing(b - 1)
-                && let Some(slot) = slot(&mut self.windows, before, index, n)
-            {
-                slot.end = Some(value);
-            }
-            if let Some(after) = grid.window_containing(b)
-                && let Some(slot) = slot(&mut self.windows, after, index, n)
-            {
-                slot.start = Some(value);
-            }
+        // A sample exactly on a boundary starts the next window.
+        if last.end == tc
+            && let Some(after) = grid.window_containing(tc)
+            && let Some(slot) = slot(&mut self.windows, after, index, n)
+        {
+            slot.start = Some(boundary(tc));
         }
         if kind != StepKind::Rise {
             for w in visited {

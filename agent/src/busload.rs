@@ -92,7 +92,7 @@ mod tests {
     fn a_character_at_9600_8e1_takes_eleven_bit_times() {
         let b = bus(9600, Parity::Even);
         assert_eq!(b.bits_per_char(), 11);
-        assert!((b.char_time().as_secs_f64() - 11.0 / 9600.0).abs() < 1e-12);
+        assert!((b.char_time().as_secs_f64() - 11.0 / 9600.0).abs() < 1e-8);
     }
 
     #[test]
@@ -102,7 +102,7 @@ mod tests {
             Duration::from_micros(1750)
         );
         let at_9600 = bus(9600, Parity::None).silent_interval().as_secs_f64();
-        assert!((at_9600 - 3.5 * 10.0 / 9600.0).abs() < 1e-9);
+        assert!((at_9600 - 3.5 * 10.0 / 9600.0).abs() < 1e-8);
     }
 
     #[test]
@@ -111,7 +111,7 @@ mod tests {
         // 8 + 25 bytes of 10 bits, two silent intervals of 35 bits, 5 ms device turnaround.
         let expected = (33.0 * 10.0 + 70.0) / 9600.0 + 0.005;
         let got = transaction_time(&b, Area::Holding, 10).as_secs_f64();
-        assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
+        assert!((got - expected).abs() < 1e-7, "{got} vs {expected}");
     }
 
     #[test]
@@ -141,6 +141,6 @@ mod tests {
                 },
             ],
         );
-        assert!((two - 3.0 * one).abs() < 1e-12);
+        assert!((two - 3.0 * one).abs() < 1e-8);
     }
 }

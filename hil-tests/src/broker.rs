@@ -115,3 +115,35 @@ fn mosquitto_path() -> PathBuf {
     }
     PathBuf::from("mosquitto")
 }
+
+impl Broker {
+    /// SIGTERM and wait: mosquitto saves its persistence database on the way out.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the broker freezes (neither acknowledges nor forwards) until [`Broker::resume`] or a kill.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-STOP")
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+}

@@ -4,6 +4,8 @@
 
 pub mod agent;
 pub mod broker;
+pub mod plant;
+pub mod proxy;
 pub mod subscriber;
 
 pub mod schema;

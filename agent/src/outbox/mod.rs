@@ -17,7 +17,8 @@
 //!   append. A record leaves the store only by [`Outbox::ack`] (the broker has
 //!   it) or by a drop; drops are gathered into one pending [`Gap`] per
 //!   maximal burst of drops, persisted in the same batch as the removals, and
-//!   appended as a `gap` record when the burst ends.
+//!   appended as a `gap` record when the burst ends (a check finds nothing to
+//!   drop, and an ack since the last drop or free space shows room again).
 //! - **Bounded.** `bytes` (the sum of encoded record lengths) stays at or
 //!   below `max_size` after every call; records older than `max_age` are
 //!   dropped. Drop order: telemetry and health first, then availability, KPI
@@ -230,6 +231,10 @@ pub struct Outbox<S: Store> {
     pending_gap: Option<Gap>,
     /// Records handed to the publisher and not yet acknowledged: seq → encoded length.
     in_flight: BTreeMap<u64, u64>,
+    /// An ack freed room since the last drop (ends a burst of drops).
+    acked_since_drop: bool,
+    /// Largest record appended since the open gap began.
+    burst_max_len: u64,
     stats: OutboxStats,
 }
 
@@ -243,14 +248,25 @@ impl Outbox<SledStore> {
         opts: OutboxOptions,
         now_ms: u64,
     ) -> Result<(Self, Option<Recovery>), OutboxError> {
+        let id_file = read_store_id_file(dir);
         let attempt = SledStore::open(dir, opts.cache_capacity)
             .map_err(OutboxError::from)
-            .and_then(|store| Outbox::from_store(store, opts.clone()));
+            .and_then(|store| Outbox::from_store(store, opts.clone()))
+            .and_then(|outbox| match &id_file {
+                // A store that opens but no longer holds the id written beside
+                // it has lost its contents (sled may open a damaged directory
+                // as an empty database).
+                Some(id) if *id != outbox.store_id => Err(OutboxError::Damaged(format!(
+                    "the store holds id {} but was created as {id}",
+                    outbox.store_id
+                ))),
+                _ => Ok(outbox),
+            });
         let err = match attempt {
             Ok(outbox) => return Ok((outbox, None)),
             Err(e) => e,
         };
-        let lost_store = read_store_id_file(dir);
+        let lost_store = id_file;
         let moved_to = PathBuf::from(format!("{}.damaged-{now_ms}", dir.display()));
         std::fs::rename(dir, &moved_to).map_err(|source| OutboxError::MoveAside {
             from: dir.to_owned(),
@@ -399,6 +415,8 @@ impl<S: Store> Outbox<S> {
             count,
             pending_gap,
             in_flight: BTreeMap::new(),
+            acked_since_drop: true,
+            burst_max_len: 0,
             stats: OutboxStats::default(),
         })
     }
@@ -522,15 +540,26 @@ impl<S: Store> Outbox<S> {
             // The record is lost (a full disk): its seq is used, the loss is
             // part of the open gap and is announced once writes work again.
             self.stats.appends_failed += 1;
-            self.note_drop(seq, DropReason::OutboxFull);
+            // Nothing can be written now, so an open gap of another reason
+            // cannot be announced first: the lost record joins it (its count
+            // stays exact; only its reason word is the open gap's).
+            let reason = self
+                .pending_gap
+                .map_or(DropReason::OutboxFull, |g| g.reason);
+            self.note_drop(seq, reason);
             return Err(AppendError::Store(e));
         }
         self.bytes += len as u64;
         self.count += 1;
+        self.burst_max_len = self.burst_max_len.max(len as u64);
         Ok(seq)
     }
 
     fn note_drop(&mut self, seq: u64, reason: DropReason) {
+        self.acked_since_drop = false;
+        if self.pending_gap.is_none() {
+            self.burst_max_len = 0;
+        }
         match reason {
             DropReason::OutboxFull => self.stats.dropped_outbox_full += 1,
             DropReason::MaxAge => self.stats.dropped_max_age += 1,
@@ -562,7 +591,12 @@ impl<S: Store> Outbox<S> {
             now_ms.saturating_sub(u64::try_from(self.opts.max_age.as_millis()).unwrap_or(u64::MAX));
         let mut dropped = self.drop_expired(cutoff, now_ms)?;
         dropped |= self.drop_for_size(now_ms)?;
-        if !dropped && self.pending_gap.is_some() {
+        // A burst of drops ends when this check drops nothing and there is
+        // room again: an ack since the last drop, or space for two more
+        // records as large as the burst's largest. (While the broker is away
+        // every append drops the oldest: one burst, one gap.)
+        let headroom = self.bytes.saturating_add(2 * self.burst_max_len) <= self.opts.max_size;
+        if !dropped && (self.acked_since_drop || headroom) && self.pending_gap.is_some() {
             self.close_gap(now_ms)?;
         }
         // Announced gaps take room too; what they push out opens (or
@@ -638,7 +672,12 @@ impl<S: Store> Outbox<S> {
         if victims.is_empty() {
             return Ok(());
         }
-        let saved = (self.pending_gap, self.stats.clone());
+        let saved = (
+            self.pending_gap,
+            self.stats.clone(),
+            self.acked_since_drop,
+            self.burst_max_len,
+        );
         let mut closed = Vec::new();
         let mut batch = WriteBatch::default();
         for &(seq, _, reason) in victims {
@@ -648,39 +687,58 @@ impl<S: Store> Outbox<S> {
             batch.remove(seq_key(seq).to_vec());
             self.note_drop(seq, reason);
         }
+        // A gap closed by a change of reason is announced in the same batch
+        // that replaces it as the open gap, so a crash keeps one or the other.
+        let mut next_seq = self.next_seq;
+        let mut added = 0u64;
+        for gap in &closed {
+            added += self.gap_record_into(&mut batch, *gap, next_seq, now_ms);
+            next_seq += 1;
+        }
         if let Some(gap) = self.pending_gap {
             batch.insert(META_PENDING_GAP, gap.encode());
         }
         if let Err(e) = self.store.apply(batch) {
-            (self.pending_gap, self.stats) = saved;
+            (
+                self.pending_gap,
+                self.stats,
+                self.acked_since_drop,
+                self.burst_max_len,
+            ) = saved;
             return Err(e);
         }
         for &(_, len, _) in victims {
             self.bytes = self.bytes.saturating_sub(len);
             self.count = self.count.saturating_sub(1);
         }
-        for gap in closed {
-            self.announce(gap, now_ms, false)?;
-        }
+        self.next_seq = next_seq;
+        self.bytes += added;
+        self.count += closed.len() as u64;
+        self.stats.gaps_announced += closed.len() as u64;
         Ok(())
     }
 
     /// Appends the open gap as a `gap` record and clears it, in one batch.
     fn close_gap(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        let Some(gap) = self.pending_gap.take() else {
+        let Some(gap) = self.pending_gap else {
             return Ok(());
         };
-        if let Err(e) = self.announce(gap, now_ms, true) {
-            self.pending_gap = Some(gap);
-            return Err(e);
-        }
+        let seq = self.next_seq;
+        let mut batch = WriteBatch::default();
+        let len = self.gap_record_into(&mut batch, gap, seq, now_ms);
+        batch.remove(META_PENDING_GAP);
+        self.store.apply(batch)?;
+        self.pending_gap = None;
+        self.next_seq = seq + 1;
+        self.bytes += len;
+        self.count += 1;
+        self.stats.gaps_announced += 1;
         Ok(())
     }
 
-    /// Appends a `gap` record for `gap`; with `clear_pending`, the persisted
-    /// open gap is removed in the same batch.
-    fn announce(&mut self, gap: Gap, now_ms: u64, clear_pending: bool) -> Result<(), StoreError> {
-        let seq = self.next_seq;
+    /// Adds a `gap` record with `seq` (and the next seq after it) to `batch`;
+    /// returns its encoded length.
+    fn gap_record_into(&self, batch: &mut WriteBatch, gap: Gap, seq: u64, now_ms: u64) -> u64 {
         let payload = Envelope {
             seq,
             ts: now_ms,
@@ -702,18 +760,9 @@ impl<S: Store> Outbox<S> {
         };
         let bytes = record.encode();
         let len = bytes.len() as u64;
-        let mut batch = WriteBatch::default();
         batch.insert(seq_key(seq), bytes);
         batch.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes());
-        if clear_pending {
-            batch.remove(META_PENDING_GAP);
-        }
-        self.store.apply(batch)?;
-        self.next_seq = seq + 1;
-        self.bytes += len;
-        self.count += 1;
-        self.stats.gaps_announced += 1;
-        Ok(())
+        len
     }
 
     /// Up to `limit` durable records with seq `>= from_seq`, in seq order.
@@ -780,6 +829,7 @@ impl<S: Store> Outbox<S> {
             return Ok(0);
         }
         self.store.apply(batch)?;
+        self.acked_since_drop = true;
         for seq in seqs {
             self.in_flight.remove(seq);
         }

@@ -340,7 +340,9 @@ impl<S: Store> Publisher<S> {
                     Err(_) => return, // the client's queue is full: wait for progress
                 }
             }
-            if !handed_any {
+            // The backlog is drained once nothing is left below its bound
+            // and all of it is durable (an unflushed record is not there yet).
+            if !handed_any && lane.below <= self.outbox.durable_next() {
                 self.delivery.backlog_drained(lane);
             }
         }

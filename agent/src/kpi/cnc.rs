@@ -22,7 +22,8 @@
 //!   that, or while either signal's point errored, counts as neither.
 //!
 //! Quality: `no_data` when no poll of any device happened in the window
-//! (the agent was not running); `partial` when an equipment's device was
+//! (the agent was not running: the times are then 0 and the ratios other
+//! than `count_ratio` null); `partial` when an equipment's device was
 //! offline in the window (flag `offline:DEVICE`); else `good`.
 
 use std::collections::BTreeSet;
@@ -191,7 +192,7 @@ impl CncKpi {
             };
             self.on_state(index, sample);
         }
-        self.windows.forget_stale(ts_ms);
+        self.windows.bound_unanchored();
     }
 
     fn on_state(&mut self, index: usize, sample: StateSample) {
@@ -291,9 +292,16 @@ impl CncKpi {
             .zip(acc.answered.iter())
             .filter(|(m, seen)| m.device.is_some() && **seen)
             .count();
+        // A window without polls measured nothing, not even the tail of a
+        // state held from before it.
+        let (run_ms, program_ms) = if acc.polled {
+            (acc.running_ms, acc.cnc_running_ms)
+        } else {
+            (0, 0)
+        };
         let timed = self.machines.iter().any(|m| m.signals.is_some());
-        let running_s = ms_to_f64(acc.running_ms) / 1000.0;
-        let cnc_running_s = ms_to_f64(acc.cnc_running_ms) / 1000.0;
+        let running_s = ms_to_f64(run_ms) / 1000.0;
+        let cnc_running_s = ms_to_f64(program_ms) / 1000.0;
         let flags = availability.flags(self.devices.iter().map(String::as_str), window);
         let quality = if !acc.polled {
             Quality::NoData
@@ -316,7 +324,7 @@ impl CncKpi {
             None
         };
         push_field(&mut body, "networked_ratio", networked_ratio);
-        let time_ratio = if timed && acc.running_ms > 0 {
+        let time_ratio = if timed && run_ms > 0 {
             ratio(Some(cnc_running_s), Some(running_s))
         } else {
             None

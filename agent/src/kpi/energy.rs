@@ -218,7 +218,7 @@ impl EnergyKpi {
                 self.on_sample(index, ts_ms, reading);
             }
         }
-        self.windows.forget_stale(ts_ms);
+        self.windows.bound_unanchored();
     }
 
     fn on_sample(&mut self, index: usize, t: u64, reading: Reading) {
@@ -273,8 +273,7 @@ impl EnergyKpi {
     ) {
         let n = self.inputs.len();
         let grid = self.windows.grid().clone();
-        let (Some(first), Some(last)) =
-            (grid.window_containing(tp), grid.window_containing(tc - 1))
+        let (Some(first), Some(last)) = (grid.window_containing(tp), grid.window_containing(tc))
         else {
             return;
         };
@@ -283,8 +282,10 @@ impl EnergyKpi {
             before_ms: b - tp,
             after_ms: tc - b,
         };
-        // The windows the step passes through: all of them for a short step,
-        // only the two ends for a long one (longer than two poll intervals).
+        // The windows holding `[tp, tc]`: all of them for a short step, only
+        // the two holding a sample for a long one (longer than two poll
+        // intervals), so a window strictly inside a gap gets nothing from
+        // this input and has no data.
         let mut visited = vec![first];
         if first != last {
             if tc - tp <= gap_ms {
@@ -299,8 +300,7 @@ impl EnergyKpi {
             }
             visited.push(last);
         }
-        // Each visited window gets the boundaries that lie inside the step,
-        // so a window strictly inside a long gap gets none (it has no data).
+        // Each visited window gets the boundaries that lie inside the step.
         for &w in &visited {
             if let Some(slot) = slot(&mut self.windows, w, index, n) {
                 if w.start > tp {
@@ -311,13 +311,8 @@ impl EnergyKpi {
                 }
             }
         }
-        // A sample exactly on a boundary starts the next window.
-        if last.end == tc
-            && let Some(after) = grid.window_containing(tc)
-            && let Some(slot) = slot(&mut self.windows, after, index, n)
-        {
-            slot.start = Some(boundary(tc));
-        }
+        // Only windows that get a share of the delta are flagged.
+        visited.retain(|w| w.start < tc);
         if kind != StepKind::Rise {
             for w in visited {
                 if let Some(slot) = slot(&mut self.windows, w, index, n) {

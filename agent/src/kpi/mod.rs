@@ -8,6 +8,15 @@
 //! [`KpiEngine::state`] after each poll batch and window close so that a
 //! restart resumes open windows ([`KpiEngine::restore`]).
 //!
+//! Driving it: call `on_poll` for every poll (failed ones too: any poll
+//! shows the agent was running), `on_availability` on every availability
+//! change, and `due` regularly (after each poll batch, or every second) with
+//! the clock's plausibility; append what `due` returns to the outbox in the
+//! order given, then store `state()`. Call `restore` once, before the first
+//! poll. Until the first `due` with a plausible clock, a KPI keeps at most
+//! [`window::MAX_UNANCHORED_WINDOWS`] open windows; from then on windows are
+//! published from the oldest one seen (or the current one).
+//!
 //! Owns: the per-KPI window bookkeeping ([`window`]), counter arithmetic
 //! ([`counter`]), energy per output (`energy`), CNC coverage (`cnc`), and
 //! which device was offline when.
@@ -425,4 +434,136 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     let (a, b) = (a?, b?);
     let r = a / b;
     (b != 0.0 && r.is_finite()).then_some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spindle_protocols::modbus::{PointValue, RawValue};
+
+    /// 2026-11-27 08:00 Asia/Shanghai.
+    const T0: u64 = 1_795_737_600_000;
+
+    fn config(window: &str) -> Config {
+        let text = format!(
+            r#"
+[agent]
+id = "gw"
+site = "plant"
+data_dir = "/tmp/spindle-kpi-unit"
+timezone = "Asia/Shanghai"
+day_start = "08:00"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[device]]
+name = "meter"
+tcp = "127.0.0.1:5020"
+unit = 1
+poll = "1s"
+
+[[device.point]]
+name = "energy"
+area = "holding"
+address = 0
+type = "u32"
+unit = "kWh"
+counter = true
+
+[[kpi.energy_per_output]]
+name = "line1"
+window = "{window}"
+energy = [ {{ point = "meter.energy", carrier = "electricity" }} ]
+output = [ {{ point = "meter.energy" }} ]
+output_unit = "kWh"
+"#
+        );
+        spindle_config::parse("unit.toml", &text).unwrap()
+    }
+
+    fn feed(engine: &mut KpiEngine, t: u64, raw: u64) {
+        let decoded = Decoded {
+            raw: RawValue::Unsigned(raw),
+            #[allow(clippy::cast_precision_loss)]
+            value: PointValue::Number(raw as f64),
+        };
+        engine.on_poll("meter", t, &[("energy", Ok(&decoded))]);
+    }
+
+    #[test]
+    fn polls_stamped_in_1970_before_ntp_do_not_turn_into_windows_once_the_clock_is_set() {
+        let mut engine = KpiEngine::new(&config("1m"));
+        for s in 0..30 {
+            feed(&mut engine, 5_000 + s * 1000, s);
+            assert!(engine.due(5_000 + s * 1000, false).is_empty());
+        }
+        for s in 0..130 {
+            feed(&mut engine, T0 + s * 1000, 100 + s);
+        }
+        let out = engine.due(T0 + 130_000, true);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.first().map(|w| w.window.start), Some(T0));
+    }
+
+    #[test]
+    fn a_kpi_whose_window_changed_keeps_only_its_cursor_across_a_restart() {
+        let mut engine = KpiEngine::new(&config("1m"));
+        for s in 0..200 {
+            feed(&mut engine, T0 + s * 1000, s);
+        }
+        let published = engine.due(T0 + 200_000, true);
+        assert_eq!(published.len(), 3);
+        let bytes = engine.state();
+        let mut engine = KpiEngine::new(&config("5m"));
+        engine.restore(&bytes).unwrap();
+        let out = engine.due(T0 + 20 * 60_000, true);
+        // The old cursor (03:00 into the day) is inside 00:00–05:00, which
+        // was published in part: go on from 05:00.
+        assert_eq!(out.first().map(|w| w.window.start), Some(T0 + 5 * 60_000));
+        assert!(
+            out.iter()
+                .all(|w| w.window.end - w.window.start == 5 * 60_000)
+        );
+    }
+
+    #[test]
+    fn a_state_that_does_not_parse_is_refused_and_changes_nothing() {
+        let mut engine = KpiEngine::new(&config("1m"));
+        feed(&mut engine, T0, 1);
+        let before = engine.state();
+        assert!(matches!(
+            engine.restore(b"{not json"),
+            Err(KpiStateError::Unreadable(_))
+        ));
+        let other_version = String::from_utf8(before.clone())
+            .unwrap()
+            .replace("\"version\":1", "\"version\":99");
+        assert!(matches!(
+            engine.restore(other_version.as_bytes()),
+            Err(KpiStateError::Version { found: 99, .. })
+        ));
+        assert_eq!(engine.state(), before);
+    }
+
+    #[test]
+    fn a_flapping_device_keeps_a_bounded_offline_history_that_only_widens() {
+        let mut availability = Availability::default();
+        for i in 0..200 {
+            availability.set("meter", i * 10, false);
+            availability.set("meter", i * 10 + 5, true);
+        }
+        let kept = availability
+            .devices
+            .get("meter")
+            .map_or(0, |d| d.past.len());
+        assert!(kept <= MAX_OFFLINE_INTERVALS);
+        for i in 0..200 {
+            let window = Window {
+                start: i * 10,
+                end: i * 10 + 1,
+            };
+            assert!(availability.offline_in("meter", window));
+        }
+    }
 }

@@ -154,13 +154,17 @@ impl WindowGrid {
     }
 }
 
+/// Most open windows a KPI keeps before its cursor is set, i.e. while the
+/// clock has not been plausible yet (a gateway without RTC before NTP).
+pub const MAX_UNANCHORED_WINDOWS: usize = 64;
+
 /// The windows of one KPI that are not published yet, each with its
 /// accumulator, and the publishing cursor.
 ///
 /// Invariants: every open window starts at or after the cursor (once the
 /// cursor is set), so a window is published at most once and in order; the
 /// cursor only moves forward; before it is set (no plausible clock yet),
-/// windows that would already be due are forgotten, which bounds memory.
+/// only the newest [`MAX_UNANCHORED_WINDOWS`] are kept, which bounds memory.
 #[derive(Debug, Clone)]
 pub struct OpenWindows<A> {
     grid: WindowGrid,
@@ -219,12 +223,13 @@ impl<A: Default + Clone> OpenWindows<A> {
         Some(&mut slot.1)
     }
 
-    /// Before the cursor is set: forget windows that are already due at `ts_ms`.
-    pub fn forget_stale(&mut self, ts_ms: u64) {
+    /// Before the cursor is set (no plausible `due` yet): keep only the
+    /// newest [`MAX_UNANCHORED_WINDOWS`] open windows.
+    pub fn bound_unanchored(&mut self) {
         if self.cursor.is_none() {
-            let grace = self.grace_ms;
-            self.open
-                .retain(|_, (window, _)| window.end.saturating_add(grace) > ts_ms);
+            while self.open.len() > MAX_UNANCHORED_WINDOWS {
+                self.open.pop_first();
+            }
         }
     }
 
@@ -242,11 +247,9 @@ impl<A: Default + Clone> OpenWindows<A> {
             Some(cursor) => cursor.max(floor),
             None => self
                 .open
-                .keys()
+                .range(floor..)
                 .next()
-                .copied()
-                .filter(|&start| start >= floor)
-                .map_or(current.start, |start| start.min(current.start)),
+                .map_or(current.start, |(&start, _)| start.min(current.start)),
         };
         let mut window = self.grid.window_containing(next)?;
         if window.start < next {

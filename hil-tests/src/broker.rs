@@ -66,7 +66,7 @@ impl Broker {
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
         let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence {p}\npersistence_location {dir}/\n\
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence {p}\npersistence_location {dir}/\n\
              max_inflight_messages 0\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n",
             port = self.port,
             p = self.persistence,

@@ -89,7 +89,7 @@ fn every_seq_arrives_after_the_broker_was_stopped_for_a_minute_under_200_message
         "after a {outage:?} outage every seq arrives: {} seqs up to {:?}, first hole {:?}; log tail:\n{}",
         s.len(),
         s.last(),
-        (1..).find(|x| !s.contains(x)),
+        first_hole(&s),
         tail(&agent.log())
     );
     assert!(
@@ -135,7 +135,7 @@ fn messages_in_flight_when_the_broker_loses_its_state_are_sent_again() {
     assert!(
         ok,
         "every seq arrives: first hole {:?} (max before {max_before}); log tail:\n{}",
-        (1..).find(|x| !all.contains(x)),
+        first_hole(&all),
         tail(&agent.log())
     );
     let resent: Vec<u64> = seqs(&got)
@@ -198,7 +198,7 @@ fn fifty_kill_9s_under_load_lose_nothing_durable_and_never_reuse_a_seq_for_anoth
         "seqs are dense over 50 crashes: {} seqs up to {:?}, first hole {:?}",
         s.len(),
         s.last(),
-        (1..).find(|x| !s.contains(x))
+        first_hole(&s)
     );
     let twice: Vec<u64> = by_seq(&got)
         .into_iter()
@@ -219,4 +219,8 @@ fn fifty_kill_9s_under_load_lose_nothing_durable_and_never_reuse_a_seq_for_anoth
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn first_hole(s: &BTreeSet<u64>) -> Option<u64> {
+    (1..=s.last().copied().unwrap_or(0) + 1).find(|x| !s.contains(x))
 }

@@ -72,6 +72,17 @@ pub fn encode_request(unit: u8, area: Area, start: u16, count: u16) -> [u8; 8] {
     ]
 }
 
+/// Bytes of the answer to a read of `count` values of `area` (an exception
+/// answer is shorter: 5 bytes): unit, function, byte count, data, CRC.
+pub fn response_len(area: Area, count: u16) -> usize {
+    let data = if area.is_bit() {
+        usize::from(count).div_ceil(8)
+    } else {
+        2 * usize::from(count)
+    };
+    5 + data
+}
+
 /// What the bytes received so far are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {

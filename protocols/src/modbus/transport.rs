@@ -12,17 +12,59 @@
 //! * after a timeout or any other link error, the link is made clean before
 //!   its next request, so a late reply is never taken as the answer to the
 //!   next request: TCP drops the connection and reconnects lazily on the next
-//!   request; RTU waits until the line has been quiet for
-//!   `max(timeout, silent interval, 20 ms)` (discarding what arrives), then
-//!   discards the port's input buffer. On RTU, a reply later than about
-//!   twice the timeout cannot be told from an answer and is the one case this
-//!   cannot catch: set timeouts above the device's worst answer time;
+//!   request; RTU follows the drain rule below;
+//! * an RTU request's timeout bounds the wait for the first byte of the
+//!   answer after the request has left the wire; once the answer has started,
+//!   the rest gets its on-wire time (plus 20 ms of slack for USB adapters
+//!   that deliver bytes in bursts);
 //! * RTU frames are separated by at least the bus's silent interval plus its
 //!   `turnaround`; an RTU link is one bus, shared by its devices one request
 //!   at a time (it takes the unit id per request);
 //! * a link that cannot be (re)opened waits a jittered exponential
 //!   [`Backoff`] before trying again; meanwhile reads fail at once with a
 //!   `disconnected` error ([`LinkError::Connect`]).
+//!
+//! # The RTU drain rule
+//!
+//! An RS-485 line has no transaction ids: the only thing that ties an answer
+//! to its request is that it comes next. A reply that arrives after its
+//! request timed out would be taken as the answer to the next request; our
+//! own framing (unit id, function, byte count, CRC: [`rtu`]) is what lets us
+//! tell most such replies apart, and the rule leans on it:
+//!
+//! * a request that got no usable answer (timeout, truncated or garbled
+//!   answer) leaves its unit *unanswered* for a quiet period,
+//!   `max(timeout, silent interval, 20 ms)` from the failure: its reply may
+//!   still come;
+//! * **re-asking an unanswered unit** is the one case framing cannot save —
+//!   its late reply would have the right unit, function, byte count and CRC.
+//!   Before that request the line is drained *long*: whatever arrives is
+//!   discarded until the unit's quiet period has passed and the line has been
+//!   quiet for `max(silent interval, 20 ms)`;
+//! * **asking another unit** after a failure needs only a *short* drain: the
+//!   line must have been quiet for one silent interval, counted from the last
+//!   byte seen (after a plain timeout the line has been quiet all along, so
+//!   this costs nothing), and the input buffer is discarded. A dead or slow
+//!   device therefore costs the bus its timeout per request, not twice that;
+//! * a late reply that still shows up in front of another unit's answer is
+//!   recognized: its unit id is not the one asked. If it parses as a whole,
+//!   CRC-checked answer to that unit's unanswered request, it is discarded
+//!   and the answer behind it is read as usual (counted in
+//!   [`RtuLink::late_replies`]). Anything else — a reply garbled by a
+//!   collision on the wire, noise — is a typed error (`WrongUnit`, `BadCrc`,
+//!   …): the line is drained and, when another unit's reply was due, the
+//!   request is asked once more (after a long drain, since the asked unit is
+//!   now unanswered too);
+//! * a reply later than its quiet period after the failure is the one case
+//!   left: if the same unit is asked again, it could be taken as the answer.
+//!   Set timeouts above the device's worst answer time.
+//!
+//! Line faults end the same way: garbage, a truncated frame, a bad CRC, a
+//! reply from the wrong unit, a reply after the timeout each give a typed
+//! [`LinkError`] and a drained line, and the next request to another device
+//! goes out after at most a silent interval of quiet. An I/O error (EIO from
+//! an unplugged USB adapter, a closed peer) closes the port; the next read
+//! reopens it with backoff.
 
 use std::fmt;
 use std::future::Future;
@@ -292,11 +334,34 @@ impl Link for TcpLink {
     }
 }
 
-/// Shortest quiet period that ends an RTU drain.
+/// Shortest quiet period that ends a long RTU drain, and the slack an answer
+/// that has started to arrive gets to finish (USB adapters deliver bytes in
+/// bursts, up to their latency timer apart).
 const MIN_QUIET: Duration = Duration::from_millis(20);
 
 /// Longest an RTU drain waits for the line to go quiet, in quiet periods.
 const DRAIN_LIMIT: u32 = 8;
+
+/// A request sent on an RTU line that got no usable answer: its unit may
+/// still send one until `until`.
+#[derive(Debug, Clone, Copy)]
+struct Unanswered {
+    unit: u8,
+    area: Area,
+    count: u16,
+    until: Instant,
+}
+
+/// What the bytes at the start of a buffer are, against the unanswered
+/// requests of other units.
+enum LateReply {
+    /// A whole, CRC-checked answer to an unanswered request, `len` bytes.
+    Whole { len: usize, index: usize },
+    /// Could still become one: read more.
+    Partial,
+    /// Not an answer to any unanswered request.
+    No,
+}
 
 /// A Modbus RTU link: one serial bus (RS-485), shared by its devices one
 /// request at a time. The RTU framing is our own ([`rtu`]).
@@ -305,11 +370,21 @@ pub struct RtuLink {
     bus: SerialBus,
     timeout: Duration,
     port: Option<SerialStream>,
-    /// A timeout or link error happened: drain before the next request.
-    dirty: bool,
+    /// After a link error: the line is drained before the next request, until
+    /// it has been quiet for a silent interval counted from this instant (the
+    /// last byte seen, or the end of the request when nothing came back).
+    dirty: Option<Instant>,
+    /// Requests whose answers may still arrive (see the module doc).
+    unanswered: Vec<Unanswered>,
+    /// The request on the line now: sent, not yet answered.
+    in_flight: Option<(u8, Area, u16)>,
+    /// When the line last carried a byte (ours or a device's).
+    last_activity: Instant,
     /// Earliest instant the next request may start (silent interval and
     /// turnaround after the last frame).
     line_free_at: Option<Instant>,
+    /// Late replies recognized (and discarded) in front of another answer.
+    late_replies: u64,
     backoff: Backoff,
     retry_at: Option<Instant>,
 }
@@ -321,8 +396,12 @@ impl RtuLink {
             bus: bus.clone(),
             timeout,
             port: None,
-            dirty: false,
+            dirty: None,
+            unanswered: Vec::new(),
+            in_flight: None,
+            last_activity: Instant::now(),
             line_free_at: None,
+            late_replies: 0,
             backoff: reconnect_backoff(),
             retry_at: None,
         }
@@ -353,9 +432,16 @@ impl RtuLink {
         self.retry_at
     }
 
-    /// How long the line must stay silent to end a drain.
+    /// How long a unit that did not answer may still answer late: a unit
+    /// re-asked within this time after its failure gets a long drain first.
     pub fn quiet_period(&self) -> Duration {
         self.timeout.max(self.bus.silent_interval()).max(MIN_QUIET)
+    }
+
+    /// Late replies recognized and discarded so far (each one the answer to
+    /// a request that had timed out, arriving in front of another answer).
+    pub fn late_replies(&self) -> u64 {
+        self.late_replies
     }
 
     fn builder(&self) -> tokio_serial::SerialPortBuilder {
@@ -407,6 +493,7 @@ impl RtuLink {
                 self.port = Some(port);
                 self.backoff.reset();
                 self.retry_at = None;
+                self.dirty = None;
                 self.line_free_at = Some(Instant::now() + self.bus.silent_interval());
                 Ok(())
             }
@@ -424,31 +511,100 @@ impl RtuLink {
             // pseudo-terminal's other side keeps it open).
             let _ = port.set_exclusive(false);
         }
+        self.in_flight = None;
+        self.unanswered.clear();
     }
 
-    /// Wait until the line has been quiet for a quiet period, discarding
-    /// whatever arrives, then discard the port's input buffer.
-    async fn drain(&mut self) -> Result<(), LinkError> {
-        let quiet = self.quiet_period();
-        let give_up = Instant::now() + quiet * DRAIN_LIMIT;
+    /// On-wire time of `chars` characters.
+    fn chars(&self, chars: usize) -> Duration {
+        self.bus
+            .char_time()
+            .saturating_mul(u32::try_from(chars).unwrap_or(u32::MAX))
+    }
+
+    /// Make the line ready for a request to `unit` (see the module doc): a
+    /// long drain if `unit` may still answer an earlier request, a short one
+    /// after any other link error, none on a clean line.
+    async fn prepare(&mut self, unit: u8) -> Result<(), LinkError> {
+        let now = Instant::now();
+        self.unanswered.retain(|entry| entry.until > now);
+        let own = self
+            .unanswered
+            .iter()
+            .filter(|entry| entry.unit == unit)
+            .map(|entry| entry.until)
+            .max();
+        match (own, self.dirty) {
+            (Some(until), quiet_since) => {
+                let quiet = self.bus.silent_interval().max(MIN_QUIET);
+                self.drain(until, quiet_since.unwrap_or(now), quiet).await?;
+                self.unanswered.retain(|entry| entry.unit != unit);
+            }
+            (None, Some(quiet_since)) => {
+                let quiet = self.bus.silent_interval();
+                self.drain(now, quiet_since, quiet).await?;
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Discard whatever arrives until `until` has passed and the line has
+    /// been quiet for `quiet` (counted from `quiet_since` or the last byte),
+    /// then discard the port's input buffer.
+    async fn drain(
+        &mut self,
+        until: Instant,
+        quiet_since: Instant,
+        quiet: Duration,
+    ) -> Result<(), LinkError> {
+        let give_up = until.max(Instant::now()) + self.quiet_period() * DRAIN_LIMIT;
         let port = self.port.as_mut().ok_or(LinkError::Closed)?;
         let mut scratch = [0_u8; 256];
+        let mut last = quiet_since;
         loop {
-            match tokio::time::timeout(quiet, port.read(&mut scratch)).await {
+            let end = until.max(last + quiet);
+            // `timeout_at` polls the read first: bytes already there are
+            // read even when `end` has passed.
+            match tokio::time::timeout_at(end, port.read(&mut scratch)).await {
                 Err(_) => break,
                 Ok(Ok(0)) => return Err(LinkError::Closed),
-                Ok(Ok(_)) if Instant::now() >= give_up => {
-                    return Err(LinkError::Malformed {
-                        detail: "the line does not go quiet".into(),
-                    });
+                Ok(Ok(_)) => {
+                    last = Instant::now();
+                    self.last_activity = last;
+                    if last >= give_up {
+                        return Err(LinkError::Malformed {
+                            detail: "the line does not go quiet".into(),
+                        });
+                    }
                 }
-                Ok(Ok(_)) => {}
                 Ok(Err(error)) => return Err(link_io_error(error)),
             }
         }
         let _ = port.clear(tokio_serial::ClearBuffer::Input);
-        self.dirty = false;
+        self.dirty = None;
         Ok(())
+    }
+
+    /// Whether `buf` starts with the answer to an unanswered request of
+    /// unit `got` (another unit than the one asked now).
+    fn late_reply(&self, buf: &[u8], got: u8) -> LateReply {
+        let mut partial = false;
+        for (index, entry) in self.unanswered.iter().enumerate() {
+            if entry.unit != got {
+                continue;
+            }
+            match rtu::parse_response(buf, got, entry.area, entry.count) {
+                Ok(Parsed::Complete { len, .. }) => return LateReply::Whole { len, index },
+                Ok(Parsed::Incomplete) => partial = true,
+                Err(_) => {}
+            }
+        }
+        if partial {
+            LateReply::Partial
+        } else {
+            LateReply::No
+        }
     }
 
     async fn exchange(
@@ -459,20 +615,18 @@ impl RtuLink {
         count: u16,
     ) -> Result<Response, ReadError> {
         self.open()?;
-        if self.dirty {
-            self.drain().await?;
-        }
+        self.prepare(unit).await?;
         if let Some(at) = self.line_free_at {
             tokio::time::sleep_until(at).await;
         }
         let timeout = self.timeout;
         let frame = rtu::encode_request(unit, area, start, count);
         // The answer cannot start before the request has left the wire.
-        let on_wire = self
-            .bus
-            .char_time()
-            .saturating_mul(u32::try_from(frame.len()).unwrap_or(u32::MAX));
-        let deadline = Instant::now() + on_wire + timeout;
+        let sent_at = Instant::now() + self.chars(frame.len());
+        let mut deadline = sent_at + timeout;
+        let answer_time = self.chars(rtu::response_len(area, count)) + MIN_QUIET;
+        self.in_flight = Some((unit, area, count));
+        self.last_activity = sent_at;
         let port = self.port.as_mut().ok_or(LinkError::Closed)?;
         match tokio::time::timeout_at(deadline, async {
             port.write_all(&frame).await?;
@@ -486,7 +640,9 @@ impl RtuLink {
         }
         let mut received = Vec::with_capacity(256);
         let mut chunk = [0_u8; 256];
+        let mut answering = false;
         loop {
+            let port = self.port.as_mut().ok_or(LinkError::Closed)?;
             let got = match tokio::time::timeout_at(deadline, port.read(&mut chunk)).await {
                 Err(_) if received.is_empty() => {
                     return Err(LinkError::Timeout { after: timeout }.into());
@@ -501,20 +657,84 @@ impl RtuLink {
                 Ok(Ok(got)) => got,
                 Ok(Err(error)) => return Err(link_io_error(error).into()),
             };
+            self.last_activity = Instant::now();
+            if !answering {
+                // The timeout bounds the wait for the first byte; the rest of
+                // the frame then follows at line speed.
+                answering = true;
+                deadline = deadline.max(self.last_activity + answer_time);
+            }
             received.extend_from_slice(chunk.get(..got).unwrap_or_default());
-            match rtu::parse_response(&received, unit, area, count)? {
-                Parsed::Incomplete => {}
-                Parsed::Complete { answer, len } => {
-                    self.line_free_at =
-                        Some(Instant::now() + self.bus.silent_interval() + self.bus.turnaround);
-                    if received.len() > len {
-                        // Bytes after the answer: clean the line before the next request.
-                        self.dirty = true;
+            loop {
+                let error = match rtu::parse_response(&received, unit, area, count) {
+                    Ok(Parsed::Incomplete) => break,
+                    Ok(Parsed::Complete { answer, len }) => {
+                        self.in_flight = None;
+                        self.line_free_at =
+                            Some(Instant::now() + self.bus.silent_interval() + self.bus.turnaround);
+                        if received.len() > len {
+                            // Bytes after the answer: clean the line before the next request.
+                            self.dirty = Some(self.last_activity);
+                        }
+                        return answer.map_err(ReadError::Exception);
                     }
-                    return answer.map_err(ReadError::Exception);
+                    Err(error) => error,
+                };
+                let LinkError::WrongUnit { got, .. } = error else {
+                    return Err(error.into());
+                };
+                match self.late_reply(&received, got) {
+                    LateReply::Whole { len, index } => {
+                        // Another unit's answer to a request that had timed
+                        // out: it cannot be ours (unit id and CRC checked).
+                        received.drain(..len.min(received.len()));
+                        if index < self.unanswered.len() {
+                            self.unanswered.swap_remove(index);
+                        }
+                        self.late_replies += 1;
+                        tracing::debug!(
+                            unit = got,
+                            asked = unit,
+                            "Discarded a late reply in front of the answer"
+                        );
+                    }
+                    LateReply::Partial => break,
+                    LateReply::No => return Err(error.into()),
                 }
             }
         }
+    }
+
+    /// One exchange, and the line's bookkeeping after it failed.
+    async fn read_once(
+        &mut self,
+        unit: u8,
+        area: Area,
+        start: u16,
+        count: u16,
+    ) -> Result<Response, ReadError> {
+        let result = self.exchange(unit, area, start, count).await;
+        if let Err(ReadError::Link(error)) = &result {
+            if let Some((unit, area, count)) = self.in_flight.take() {
+                // Its answer may still come: re-asking this unit waits for it.
+                self.unanswered.push(Unanswered {
+                    unit,
+                    area,
+                    count,
+                    until: Instant::now() + self.quiet_period(),
+                });
+            }
+            if matches!(error, LinkError::Connect { .. }) {
+                // Nothing was sent: the port could not be opened.
+                return result;
+            }
+            self.dirty = Some(self.last_activity);
+            if matches!(error, LinkError::Io { .. } | LinkError::Closed) {
+                // EIO, a vanished adapter, a closed peer: reopen.
+                self.close();
+            }
+        }
+        result
     }
 }
 
@@ -526,19 +746,26 @@ impl Link for RtuLink {
         start: u16,
         count: u16,
     ) -> Result<Response, ReadError> {
-        let result = self.exchange(unit, area, start, count).await;
-        if let Err(ReadError::Link(error)) = &result {
-            if matches!(error, LinkError::Connect { .. }) {
-                // Nothing was sent: the port could not be opened.
-                return result;
+        let now = Instant::now();
+        let exposed = self
+            .unanswered
+            .iter()
+            .any(|entry| entry.unit != unit && entry.until > now);
+        let result = self.read_once(unit, area, start, count).await;
+        match &result {
+            // A garbled answer while another unit's answer was still due: most
+            // likely a late reply collided with it. Ask again, once; this unit
+            // is unanswered now, so the line is drained long first.
+            Err(ReadError::Link(error)) if exposed && !error.is_unreachable() => {
+                tracing::debug!(
+                    unit,
+                    %error,
+                    "Asking again after a garbled answer on a line with a late reply due"
+                );
+                self.read_once(unit, area, start, count).await
             }
-            self.dirty = true;
-            if matches!(error, LinkError::Io { .. } | LinkError::Closed) {
-                // EIO, a vanished adapter, a closed peer: reopen.
-                self.close();
-            }
+            _ => result,
         }
-        result
     }
 }
 

@@ -9,14 +9,20 @@
 //! 1. it logs it (every unit id), then ignores it (no answer) unless it is
 //!    for one of its unit ids — on a shared RS-485 bus only the addressed
 //!    slave may talk;
-//! 2. `down`: no answer;
-//! 3. `garbage` (RTU only): writes those bytes instead of an answer;
+//! 2. `down`: no answer; with `timeout_probability`: no answer that often;
+//! 3. `garbage` (RTU only): writes those bytes instead of an answer; with
+//!    `garbage_probability`: writes 1–8 random bytes that often;
 //! 4. anything but a read (function 1–4): exception 1 (illegal function) —
 //!    the simulator is read-only, like the agent;
 //! 5. a count of 0 or over the protocol maximum: exception 3; a range past
-//!    65535 or touching a `missing` range: exception 2;
+//!    65535 or touching a `missing` range: exception 2; touching an
+//!    `exceptions` range: that range's code;
 //! 6. otherwise the values at the time of the request, `short_by` registers
-//!    (bytes of bits) fewer, after `reply_delay`.
+//!    (bytes of bits) fewer, after `reply_delay` (or, with
+//!    `late_probability`, after `late_delay` that often).
+//!
+//! The random faults draw from a counter-based generator seeded by
+//! `Faults::seed`: the same seed and the same requests give the same faults.
 
 use std::future::Future;
 use std::io::Write as _;
@@ -28,10 +34,11 @@ use std::time::Duration;
 use spindle_config::model::{Area, Point};
 use tokio_modbus::{ExceptionCode, Request, SlaveRequest};
 
+use super::dynamics::{splitmix64, unit_interval};
 use crate::modbus::decode::{EncodeError, RawValue, encode_bit, encode_point};
 
 /// Fault knobs of a simulated device. The default is a healthy device.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     /// Answer this long after the request (set it above the client's
     /// timeout to make a late reply).
@@ -46,6 +53,18 @@ pub struct Faults {
     /// RTU only: send these bytes instead of an answer (ignored over TCP,
     /// where it means no answer).
     pub garbage: Option<Vec<u8>>,
+    /// Share of requests (0–1) not answered at all.
+    pub timeout_probability: f64,
+    /// Share of replies (0–1) sent after `late_delay` instead of `reply_delay`.
+    pub late_probability: f64,
+    pub late_delay: Duration,
+    /// Requests touching these ranges get this exception code.
+    pub exceptions: Vec<(Area, RangeInclusive<u16>, u8)>,
+    /// Share of requests (0–1) answered with 1–8 random bytes (RTU; no
+    /// answer over TCP).
+    pub garbage_probability: f64,
+    /// Seeds the random faults.
+    pub seed: u64,
 }
 
 /// A request the device received.
@@ -68,6 +87,8 @@ struct State {
     discretes: Vec<bool>,
     faults: Faults,
     received: Vec<Received>,
+    /// Random draws made so far (the generator's counter).
+    draws: u64,
 }
 
 const ADDRESSES: usize = 1 << 16;
@@ -101,6 +122,7 @@ impl SimDevice {
                 discretes: vec![false; ADDRESSES],
                 faults: Faults::default(),
                 received: Vec::new(),
+                draws: 0,
             })),
         }
     }
@@ -216,7 +238,8 @@ impl SimDevice {
 
     /// Decide the answer to `request` for `unit`, at the time of the call.
     pub(crate) fn answer(&self, unit: u8, request: &Request<'_>) -> Answer {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let (area, start, count) = match *request {
             Request::ReadCoils(start, count) => (Some(Area::Coil), start, count),
             Request::ReadDiscreteInputs(start, count) => (Some(Area::Discrete), start, count),
@@ -233,10 +256,20 @@ impl SimDevice {
         if !state.units.contains(&unit) || state.faults.down {
             return Answer::Silent;
         }
+        if state.chance(state.faults.timeout_probability) {
+            return Answer::Silent;
+        }
         if let Some(garbage) = &state.faults.garbage {
             return Answer::Garbage(garbage.clone());
         }
-        let delay = state.faults.reply_delay;
+        if state.chance(state.faults.garbage_probability) {
+            return Answer::Garbage(state.random_bytes());
+        }
+        let delay = if state.chance(state.faults.late_probability) {
+            state.faults.late_delay
+        } else {
+            state.faults.reply_delay
+        };
         let Some(area) = area else {
             return Answer::Reply {
                 delay,
@@ -251,6 +284,27 @@ impl SimDevice {
 }
 
 impl State {
+    /// The next random number of this device's fault generator.
+    fn draw(&mut self) -> u64 {
+        self.draws = self.draws.wrapping_add(1);
+        splitmix64(self.faults.seed ^ splitmix64(self.draws))
+    }
+
+    /// True with `probability` (never for 0 or less, always for 1 or more).
+    fn chance(&mut self, probability: f64) -> bool {
+        if probability <= 0.0 {
+            return false;
+        }
+        unit_interval(self.draw()) < probability
+    }
+
+    /// 1 to 8 random bytes.
+    fn random_bytes(&mut self) -> Vec<u8> {
+        let bits = self.draw();
+        let count = usize::from(bits.to_le_bytes().first().copied().unwrap_or(0) % 8) + 1;
+        self.draw().to_le_bytes().into_iter().take(count).collect()
+    }
+
     fn read(
         &self,
         area: Area,
@@ -271,6 +325,16 @@ impl State {
         });
         if touches_missing {
             return Err(ExceptionCode::IllegalDataAddress);
+        }
+        let touched = self
+            .faults
+            .exceptions
+            .iter()
+            .find(|(range_area, range, _)| {
+                *range_area == area && *range.start() <= last && start <= *range.end()
+            });
+        if let Some((_, _, code)) = touched {
+            return Err(ExceptionCode::new(*code));
         }
         let short = usize::from(self.faults.short_by);
         let words = |image: &[u16]| {
@@ -412,5 +476,54 @@ mod tests {
             device.answer(1, &Request::ReadInputRegisters(0, 3)),
             Answer::Silent
         ));
+    }
+
+    #[test]
+    fn an_exception_range_answers_its_code() {
+        let device = SimDevice::new([1]);
+        device.update_faults(|f| f.exceptions.push((Area::Holding, 100..=110, 4)));
+        assert_eq!(
+            reply(device.answer(1, &Request::ReadHoldingRegisters(105, 1))),
+            Err(ExceptionCode::ServerDeviceFailure)
+        );
+        assert!(reply(device.answer(1, &Request::ReadHoldingRegisters(90, 10))).is_ok());
+        assert!(reply(device.answer(1, &Request::ReadInputRegisters(105, 1))).is_ok());
+    }
+
+    /// How many of 10 000 requests get each kind of answer.
+    fn tally(faults: Faults) -> (usize, usize, usize) {
+        let device = SimDevice::new([1]);
+        device.set_faults(faults);
+        let (mut silent, mut garbage, mut late) = (0, 0, 0);
+        for _ in 0..10_000 {
+            match device.answer(1, &Request::ReadHoldingRegisters(0, 1)) {
+                Answer::Silent => silent += 1,
+                Answer::Garbage(bytes) => {
+                    assert!((1..=8).contains(&bytes.len()));
+                    garbage += 1;
+                }
+                Answer::Reply { delay, .. } => late += usize::from(!delay.is_zero()),
+            }
+        }
+        (silent, garbage, late)
+    }
+
+    #[test]
+    fn random_faults_happen_at_their_rate_and_repeat_with_the_seed() {
+        let faults = Faults {
+            timeout_probability: 0.1,
+            garbage_probability: 0.05,
+            late_probability: 0.2,
+            late_delay: Duration::from_secs(2),
+            seed: 7,
+            ..Faults::default()
+        };
+        let (silent, garbage, late) = tally(faults.clone());
+        assert!((800..1200).contains(&silent), "{silent} timeouts");
+        // Garbage is drawn among the answered, late among the rest.
+        assert!((300..600).contains(&garbage), "{garbage} garbage");
+        assert!((1400..2000).contains(&late), "{late} late");
+        assert_eq!(tally(faults.clone()), (silent, garbage, late));
+        assert_ne!(tally(Faults { seed: 8, ..faults }), (silent, garbage, late));
     }
 }

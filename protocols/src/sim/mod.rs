@@ -7,8 +7,13 @@
 //! device over TCP; [`SimPtyServer`] serves devices over RTU on a
 //! pseudo-terminal. Both use tokio-modbus's servers, which keeps the
 //! client's own RTU framing honest against an independent implementation.
+//!
+//! [`dynamics`] moves point values with time (pure formulas); [`config`]
+//! reads and checks the `[device.sim]` tables `spindle simulate` takes.
 
+pub mod config;
 mod device;
+pub mod dynamics;
 #[cfg(unix)]
 mod pty;
 mod tcp;

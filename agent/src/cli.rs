@@ -43,6 +43,8 @@ pub enum Command {
     Read(commands::read::Args),
     /// List the built-in device profiles and their points.
     Profiles(commands::profiles::Args),
+    /// Serve simulated devices (TCP and pseudo-terminals) from a config's `[device.sim]` tables.
+    Simulate(commands::simulate::Args),
 }
 
 /// Sets up the tracing subscriber on stderr.
@@ -65,5 +67,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Check(args) => commands::check::run(&args),
         Command::Read(args) => commands::read::run(&args),
         Command::Profiles(args) => commands::profiles::run(&args),
+        Command::Simulate(args) => commands::simulate::run(&args),
     }
 }

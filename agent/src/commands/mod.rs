@@ -4,3 +4,4 @@ pub mod check;
 pub mod profiles;
 pub mod read;
 pub mod run;
+pub mod simulate;

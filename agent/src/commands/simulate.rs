@@ -1,0 +1,500 @@
+//! `spindle simulate -c FILE [--pty-link [BUS=]PATH]... [--for SECONDS]`:
+//! serve the configured devices as simulators, for integrators and tests.
+//!
+//! The file is a normal configuration whose devices may carry a
+//! `[device.sim]` table (schema: `spindle_protocols::sim::config`). Every TCP
+//! device is served on its `tcp` address (or its `sim.listen`); every serial
+//! bus gets one pseudo-terminal with all its devices on it. A bus's
+//! pseudo-terminal is linked (a symlink) at the `--pty-link` path given for
+//! it, or else at the bus's own `port` when that port lies outside `/dev`
+//! (so `port = "/tmp/spindle-rs485-1"` in the file makes the link the agent's
+//! configuration opens). Links are replaced when stale and removed on exit.
+//!
+//! An update task sets every point from its dynamics every 100 ms, from the
+//! formulas of `spindle_protocols::sim::dynamics` at the time since start.
+//!
+//! Exit 1 for a bad config or arguments (every error listed, with the file
+//! position), 2 when an address cannot be bound or a pseudo-terminal opened,
+//! 0 after Ctrl-C, SIGTERM or `--for`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spindle_config::model::{Config, DeviceLink};
+use spindle_config::{ParseOptions, Parsed};
+use spindle_protocols::sim::config::{SimDeviceConfig, locate, sim_device};
+use spindle_protocols::sim::dynamics::Sampler;
+use spindle_protocols::sim::{SimDevice, SimTcpServer};
+
+use crate::cli::{EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME};
+
+/// How often every point's value is recomputed.
+const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (devices, with optional `[device.sim]` tables).
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Make a symlink to a bus's pseudo-terminal: `BUS=PATH`, or `PATH` when
+    /// the file has one serial bus. Repeatable.
+    #[arg(long = "pty-link", value_name = "[BUS=]PATH")]
+    pub pty_links: Vec<String>,
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long = "for", value_name = "SECONDS")]
+    pub run_for: Option<f64>,
+}
+
+/// One device to serve.
+struct Served {
+    sim: SimDeviceConfig,
+    device: SimDevice,
+    samplers: Vec<Sampler>,
+}
+
+pub fn run(args: &Args) -> u8 {
+    let parsed = match spindle_config::load_with(&args.config, ParseOptions { allow_sim: true }) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let sims = match sim_configs(&args.config, &parsed) {
+        Ok(sims) => sims,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s) in {}", errors.len(), args.config.display());
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let links = match pty_links(&parsed.config, &args.pty_links) {
+        Ok(links) => links,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if let Err(message) = check_addresses(&parsed.config, &sims) {
+        eprintln!("error: {message}");
+        return EXIT_BAD_INPUT;
+    }
+    let run_for = match args.run_for.map(Duration::try_from_secs_f64) {
+        None => None,
+        Some(Ok(duration)) => Some(duration),
+        Some(Err(_)) => {
+            eprintln!("error: --for takes a number of seconds ≥ 0");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    runtime.block_on(serve(&parsed.config, sims, &links, run_for))
+}
+
+/// Every device's sim config, or every error with its file position.
+fn sim_configs(path: &Path, parsed: &Parsed) -> Result<Vec<SimDeviceConfig>, Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut sims = Vec::new();
+    let mut errors = Vec::new();
+    for device in &parsed.config.devices {
+        match sim_device(device, parsed.sim.get(&device.name)) {
+            Ok(sim) => sims.push(sim),
+            Err(found) => errors.extend(found.into_iter().map(|error| {
+                match locate(&text, &device.name, &error.path) {
+                    Some((line, column)) => {
+                        format!("{}:{line}:{column}: {error}", path.display())
+                    }
+                    None => format!("{}: {error}", path.display()),
+                }
+            })),
+        }
+    }
+    if errors.is_empty() {
+        Ok(sims)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The link path of each serial bus that gets one.
+fn pty_links(config: &Config, given: &[String]) -> Result<BTreeMap<String, PathBuf>, String> {
+    let mut links = BTreeMap::new();
+    for link in given {
+        let (bus, path) = match link.split_once('=') {
+            Some((bus, path)) => (bus.to_owned(), path),
+            None => match config.serial.as_slice() {
+                [only] => (only.name.clone(), link.as_str()),
+                buses => {
+                    return Err(format!(
+                        "--pty-link {link}: the file has {} serial buses; write BUS=PATH",
+                        buses.len()
+                    ));
+                }
+            },
+        };
+        if !config.serial.iter().any(|serial| serial.name == bus) {
+            let names: Vec<&str> = config.serial.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "--pty-link {link}: no serial bus {bus:?}; the file has: {}",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        if path.is_empty() {
+            return Err(format!("--pty-link {link}: the path is empty"));
+        }
+        if links.insert(bus.clone(), PathBuf::from(path)).is_some() {
+            return Err(format!("--pty-link: bus {bus:?} is linked twice"));
+        }
+    }
+    for serial in &config.serial {
+        if !links.contains_key(&serial.name) && !serial.port.starts_with("/dev/") {
+            links.insert(serial.name.clone(), PathBuf::from(&serial.port));
+        }
+    }
+    Ok(links)
+}
+
+/// Where a TCP device is served.
+fn listen_address(config: &Config, sim: &SimDeviceConfig) -> Option<String> {
+    let device = config.devices.iter().find(|d| d.name == sim.device)?;
+    match &device.link {
+        DeviceLink::Tcp(address) => Some(sim.listen.clone().unwrap_or_else(|| address.clone())),
+        DeviceLink::Serial(_) => None,
+    }
+}
+
+/// Two TCP devices on one address cannot both be served.
+fn check_addresses(config: &Config, sims: &[SimDeviceConfig]) -> Result<(), String> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for sim in sims {
+        let Some(address) = listen_address(config, sim) else {
+            continue;
+        };
+        if address.ends_with(":0") {
+            continue;
+        }
+        if let Some(first) = seen.insert(address.clone(), &sim.device) {
+            return Err(format!(
+                "devices {first:?} and {:?} would both be served on {address}; give one a `listen` in its [device.sim]",
+                sim.device
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn serve(
+    config: &Config,
+    sims: Vec<SimDeviceConfig>,
+    links: &BTreeMap<String, PathBuf>,
+    run_for: Option<Duration>,
+) -> u8 {
+    let mut served: Vec<Served> = Vec::new();
+    for sim in sims {
+        let unit = config
+            .devices
+            .iter()
+            .find(|d| d.name == sim.device)
+            .map_or(1, |d| d.unit);
+        let device = SimDevice::new([unit]);
+        device.set_faults(sim.faults.clone());
+        let samplers = sim.points.iter().cloned().map(Sampler::new).collect();
+        served.push(Served {
+            sim,
+            device,
+            samplers,
+        });
+    }
+    let started = tokio::time::Instant::now();
+    update(&mut served, Duration::ZERO);
+
+    let mut out = String::new();
+    let mut tcp_servers = Vec::new();
+    for entry in &served {
+        let Some(address) = listen_address(config, &entry.sim) else {
+            continue;
+        };
+        let bound = match bind(&entry.device, &address).await {
+            Ok(listener) => listener,
+            Err(message) => {
+                eprintln!("error: device {:?}: {message}", entry.sim.device);
+                return EXIT_RUNTIME;
+            }
+        };
+        let _ = writeln!(
+            out,
+            "tcp {} {} (unit {})",
+            bound.local_addr(),
+            entry.sim.device,
+            entry.device.units().first().copied().unwrap_or(0)
+        );
+        tcp_servers.push(bound);
+    }
+    let (pty_servers, made_links) = match open_buses(config, &served, links, &mut out) {
+        Ok(opened) => opened,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_RUNTIME;
+        }
+    };
+    print!("{out}");
+    println!(
+        "Simulating {} device(s) from {}; Ctrl-C stops.",
+        served.len(),
+        config.source.display()
+    );
+    let _ = std::io::stdout().flush();
+    tracing::info!(devices = served.len(), "Simulator started.");
+
+    let stop = wait_for_stop(run_for);
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = ticker.tick() => update(&mut served, started.elapsed()),
+        }
+    }
+    for path in &made_links {
+        remove_link(path);
+    }
+    drop(pty_servers);
+    drop(tcp_servers);
+    tracing::info!("Simulator stopped.");
+    EXIT_OK
+}
+
+/// Set every point to its value at `elapsed`.
+fn update(served: &mut [Served], elapsed: Duration) {
+    for entry in served {
+        for sampler in &mut entry.samplers {
+            let raw = sampler.raw_at(elapsed);
+            if let Err(error) = entry.device.set_point(&sampler.sim.point, &raw) {
+                tracing::debug!(
+                    device = %entry.sim.device,
+                    point = %sampler.sim.point.name,
+                    %error,
+                    "Simulated value does not fit its point."
+                );
+            }
+        }
+    }
+}
+
+async fn bind(device: &SimDevice, address: &str) -> Result<SimTcpServer, String> {
+    let resolved = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address} resolves to no address"))?;
+    SimTcpServer::bind(device.clone(), resolved)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))
+}
+
+#[cfg(unix)]
+type PtyServers = Vec<spindle_protocols::sim::SimPtyServer>;
+#[cfg(not(unix))]
+type PtyServers = Vec<()>;
+
+/// One pseudo-terminal per serial bus with devices; the links made.
+#[cfg(unix)]
+fn open_buses(
+    config: &Config,
+    served: &[Served],
+    links: &BTreeMap<String, PathBuf>,
+    out: &mut String,
+) -> Result<(PtyServers, Vec<PathBuf>), String> {
+    use spindle_protocols::sim::SimPtyServer;
+    let mut servers = Vec::new();
+    let mut made: Vec<PathBuf> = Vec::new();
+    for bus in &config.serial {
+        let on_bus: Vec<&Served> = served
+            .iter()
+            .filter(|entry| {
+                config.devices.iter().any(|d| {
+                    d.name == entry.sim.device && d.link == DeviceLink::Serial(bus.name.clone())
+                })
+            })
+            .collect();
+        if on_bus.is_empty() {
+            continue;
+        }
+        let pty = SimPtyServer::open(on_bus.iter().map(|e| e.device.clone()).collect())
+            .map_err(|e| format!("bus {:?}: cannot open a pseudo-terminal: {e}", bus.name))?;
+        let devices = on_bus
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} (unit {})",
+                    e.sim.device,
+                    e.device.units().first().copied().unwrap_or(0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let link = links.get(&bus.name);
+        if let Some(link) = link {
+            if let Err(message) = make_link(Path::new(pty.path()), link) {
+                for path in &made {
+                    remove_link(path);
+                }
+                return Err(format!("bus {:?}: {message}", bus.name));
+            }
+            made.push(link.clone());
+            let _ = writeln!(
+                out,
+                "pty {} -> {} bus {}: {devices}",
+                link.display(),
+                pty.path(),
+                bus.name
+            );
+        } else {
+            let _ = writeln!(out, "pty {} bus {}: {devices}", pty.path(), bus.name);
+        }
+        servers.push(pty);
+    }
+    Ok((servers, made))
+}
+
+#[cfg(not(unix))]
+fn open_buses(
+    config: &Config,
+    _served: &[Served],
+    _links: &BTreeMap<String, PathBuf>,
+    _out: &mut String,
+) -> Result<(PtyServers, Vec<PathBuf>), String> {
+    if config.serial.is_empty() {
+        Ok((Vec::new(), Vec::new()))
+    } else {
+        Err("serial buses are simulated on pseudo-terminals, which need a Unix system".into())
+    }
+}
+
+/// A symlink at `link` to `target`, replacing a stale symlink (never a file).
+#[cfg(unix)]
+fn make_link(target: &Path, link: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            std::fs::remove_file(link)
+                .map_err(|e| format!("cannot replace the old link {}: {e}", link.display()))?;
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{} exists and is not a symlink; not replacing it",
+                link.display()
+            ));
+        }
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(target, link).map_err(|e| {
+        format!(
+            "cannot link {} to {}: {e}",
+            link.display(),
+            target.display()
+        )
+    })
+}
+
+/// Remove a link this process made (if it is still a symlink).
+fn remove_link(link: &Path) {
+    let is_link = std::fs::symlink_metadata(link).is_ok_and(|meta| meta.file_type().is_symlink());
+    if is_link {
+        if let Err(error) = std::fs::remove_file(link) {
+            tracing::warn!(link = %link.display(), %error, "Cannot remove the pseudo-terminal link.");
+        }
+    }
+}
+
+/// Ctrl-C, SIGTERM or the end of `run_for`.
+async fn wait_for_stop(run_for: Option<Duration>) {
+    let deadline = async {
+        match run_for {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                () = deadline => {}
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    tokio::select! {
+        () = deadline => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_BUSES: &str = r#"
+[agent]
+id = "gw"
+site = "s"
+data_dir = "/tmp/x"
+timezone = "UTC"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[[serial]]
+name = "a"
+port = "/dev/ttyS1"
+baud = 9600
+parity = "none"
+[[serial]]
+name = "b"
+port = "/tmp/spindle-b"
+baud = 9600
+parity = "none"
+"#;
+
+    fn config() -> Config {
+        spindle_config::parse("t.toml", TWO_BUSES).unwrap()
+    }
+
+    #[test]
+    fn a_bare_link_path_needs_a_single_bus() {
+        let error = pty_links(&config(), &["/tmp/x".into()]).unwrap_err();
+        assert!(error.contains("write BUS=PATH"), "{error}");
+        let error = pty_links(&config(), &["c=/tmp/x".into()]).unwrap_err();
+        assert!(error.contains("no serial bus \"c\""), "{error}");
+    }
+
+    #[test]
+    fn a_bus_port_outside_dev_is_its_default_link() {
+        let links = pty_links(&config(), &["a=/tmp/link-a".into()]).unwrap();
+        assert_eq!(links["a"], PathBuf::from("/tmp/link-a"));
+        assert_eq!(links["b"], PathBuf::from("/tmp/spindle-b"));
+        let links = pty_links(&config(), &[]).unwrap();
+        assert!(!links.contains_key("a"), "never a link under /dev");
+    }
+}

@@ -55,6 +55,11 @@
 //!   …): the line is drained and, when another unit's reply was due, the
 //!   request is asked once more (after a long drain, since the asked unit is
 //!   now unanswered too);
+//! * a device's own retries re-ask the same unit, so the long drain comes
+//!   between them: a dead device with `retries = 1` costs its bus about three
+//!   timeouts per poll until it is marked offline; after that it is probed
+//!   with single tries, normally further apart than its quiet period, at the
+//!   cost of one timeout each;
 //! * a reply later than its quiet period after the failure is the one case
 //!   left: if the same unit is asked again, it could be taken as the answer.
 //!   Set timeouts above the device's worst answer time.

@@ -1,4 +1,5 @@
-//! Serving simulated devices over Modbus RTU on a pseudo-terminal.
+//! Serving simulated devices over Modbus RTU on a pseudo-terminal, optionally
+//! with the line timing of a real RS-485 bus.
 //!
 //! [`SimPtyServer`] opens a pseudo-terminal pair. The simulator keeps the
 //! master side and serves it with tokio-modbus's RTU server; a client opens
@@ -13,19 +14,52 @@
 //!   takes the stream by value: each run gets a duplicate of the master, and
 //!   a supervisor starts a new run when one ends; the original master stays
 //!   open throughout, so the path stays valid;
-//! * `SerialStream::pair()` has no line timing and ignores parity: timing and
-//!   parity are not simulated.
+//! * `SerialStream::pair()` ignores parity and has no line timing of its own:
+//!   a pseudo-terminal moves bytes at memory speed.
+//!
+//! # Line timing ([`SimPtyServer::open_timed`])
+//!
+//! With timing on, the bytes cross the line no faster than the configured
+//! baud rate and character format allow (bits per character = start + data +
+//! parity + stop). tokio-modbus's RTU server only takes a real
+//! `SerialStream`, so the server gets a second, inner pseudo-terminal, and
+//! two relay threads carry the bytes between the client's pseudo-terminal
+//! and the server's, holding each frame for its on-wire time:
+//!
+//! * a request (whatever one read of the client's bytes brings, normally one
+//!   whole frame) reaches the devices when its last character would have
+//!   arrived: `max(now, end of the previous request) + bytes × char time`;
+//! * an answer (or garbage) starts no sooner than one silent interval plus
+//!   the configured answer delay after the end of the request (a device
+//!   needs 3.5 quiet characters to see the request's end, then its own
+//!   processing time), nor before the previous answer has left the wire; it
+//!   reaches the client whole, at the end of its on-wire time.
+//!
+//! Frames are paced against `Instant` deadlines computed for the whole frame
+//! (one character at 9600 baud is about 1.15 ms, finer than tokio's
+//! millisecond timers): each relay thread sleeps to just short of the
+//! deadline and spins the rest. The relays are plain threads so that the
+//! pacing does not depend on the runtime the test or benchmark runs on.
 
-use std::io;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::io::{self, Read as _, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
 
 use serialport::{SerialPort as _, TTYPort};
+use spindle_config::model::SerialBus;
 use tokio::task::JoinHandle;
 use tokio_modbus::{Response, SlaveRequest, server::Service};
 use tokio_serial::SerialStream;
 
 use super::device::{RawWriter, SimDevice, SimService};
+
+/// How long a relay thread blocks in a read before it checks for shutdown.
+const RELAY_POLL: Duration = Duration::from_millis(20);
+
+/// How much of a pacing wait is spun rather than slept (sleeps overshoot).
+const SPIN: Duration = Duration::from_micros(300);
 
 /// Simulated devices on a pseudo-terminal.
 #[derive(Debug)]
@@ -34,10 +68,13 @@ pub struct SimPtyServer {
     task: JoinHandle<()>,
     /// Held so that the master never sees EIO between clients.
     _slave: TTYPort,
+    /// With line timing: the relay threads and their stop flag.
+    relay: Option<Relay>,
 }
 
 impl SimPtyServer {
-    /// Serve `devices` on a new pseudo-terminal (inside a tokio runtime).
+    /// Serve `devices` on a new pseudo-terminal (inside a tokio runtime),
+    /// without line timing: bytes move at memory speed.
     pub fn open(devices: Vec<SimDevice>) -> io::Result<Self> {
         let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
         let path = slave
@@ -51,6 +88,40 @@ impl SimPtyServer {
             path,
             task,
             _slave: slave,
+            relay: None,
+        })
+    }
+
+    /// Serve `devices` on a new pseudo-terminal (inside a tokio runtime) with
+    /// the line timing of `bus` (baud rate, data, parity and stop bits): every
+    /// frame takes its on-wire time, and the devices start answering one
+    /// silent interval plus `answer_delay` after a request's end.
+    pub fn open_timed(
+        devices: Vec<SimDevice>,
+        bus: &SerialBus,
+        answer_delay: Duration,
+    ) -> io::Result<Self> {
+        let timing = Timing {
+            char_time: bus.char_time(),
+            silent_interval: bus.silent_interval(),
+            answer_delay,
+        };
+        // The client's pseudo-terminal (outer) and the server's (inner).
+        let (outer_master, outer_slave) = TTYPort::pair().map_err(io::Error::from)?;
+        let path = outer_slave
+            .name()
+            .ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
+        let (inner_master, inner_slave) = TTYPort::pair().map_err(io::Error::from)?;
+        let raw: RawWriter = Arc::new(Mutex::new(Box::new(
+            inner_master.try_clone_native().map_err(io::Error::from)?,
+        )));
+        let relay = Relay::start(outer_master, inner_slave, timing)?;
+        let task = tokio::spawn(supervise(inner_master, devices, raw));
+        Ok(Self {
+            path,
+            task,
+            _slave: outer_slave,
+            relay: Some(relay),
         })
     }
 
@@ -63,6 +134,9 @@ impl SimPtyServer {
 impl Drop for SimPtyServer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(relay) = self.relay.take() {
+            relay.stop();
+        }
     }
 }
 
@@ -115,6 +189,145 @@ impl Service for Bus {
         match owner {
             Some(service) => service.call(request),
             None => Box::pin(async { Ok(None) }),
+        }
+    }
+}
+
+/// The line timing a relay emulates.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    char_time: Duration,
+    silent_interval: Duration,
+    answer_delay: Duration,
+}
+
+impl Timing {
+    fn frame_time(&self, bytes: usize) -> Duration {
+        self.char_time
+            .saturating_mul(u32::try_from(bytes).unwrap_or(u32::MAX))
+    }
+}
+
+/// When each direction of the line is next free.
+#[derive(Debug)]
+struct LineState {
+    /// End of the last request's last character.
+    request_end: Instant,
+    /// End of the last answer's last character.
+    answer_end: Instant,
+}
+
+/// The two relay threads of a timed line.
+#[derive(Debug)]
+struct Relay {
+    stop: Arc<AtomicBool>,
+    threads: Vec<ThreadHandle<()>>,
+}
+
+impl Relay {
+    fn start(outer_master: TTYPort, inner_slave: TTYPort, timing: Timing) -> io::Result<Self> {
+        let now = Instant::now();
+        let line = Arc::new(Mutex::new(LineState {
+            request_end: now,
+            answer_end: now,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut from_client = outer_master.try_clone_native().map_err(io::Error::from)?;
+        let mut to_server = inner_slave.try_clone_native().map_err(io::Error::from)?;
+        let mut from_server = inner_slave;
+        let mut to_client = outer_master;
+        from_client
+            .set_timeout(RELAY_POLL)
+            .map_err(io::Error::from)?;
+        from_server
+            .set_timeout(RELAY_POLL)
+            .map_err(io::Error::from)?;
+        let requests = {
+            let (line, stop) = (Arc::clone(&line), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("sim-line-requests".into())
+                .spawn(move || {
+                    relay(&mut from_client, &mut to_server, &stop, |bytes| {
+                        let mut line = line.lock().unwrap_or_else(PoisonError::into_inner);
+                        let end = Instant::now().max(line.request_end) + timing.frame_time(bytes);
+                        line.request_end = end;
+                        end
+                    });
+                })?
+        };
+        let answers = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("sim-line-answers".into())
+                .spawn(move || {
+                    relay(&mut from_server, &mut to_client, &stop, |bytes| {
+                        let mut line = line.lock().unwrap_or_else(PoisonError::into_inner);
+                        let start = Instant::now()
+                            .max(line.answer_end)
+                            .max(line.request_end + timing.silent_interval + timing.answer_delay);
+                        let end = start + timing.frame_time(bytes);
+                        line.answer_end = end;
+                        end
+                    });
+                })?
+        };
+        Ok(Self {
+            stop,
+            threads: vec![requests, answers],
+        })
+    }
+
+    /// Stop both threads and wait for them (they close their ends of the
+    /// pseudo-terminals, so the client sees the port vanish).
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Copy frames from `from` to `to` until `stop`, each delivered at the
+/// deadline `deliver_at` gives for its length.
+fn relay(
+    from: &mut TTYPort,
+    to: &mut TTYPort,
+    stop: &AtomicBool,
+    mut deliver_at: impl FnMut(usize) -> Instant,
+) {
+    let mut buf = [0_u8; 512];
+    while !stop.load(Ordering::Relaxed) {
+        match from.read(&mut buf) {
+            Ok(0) => std::thread::sleep(RELAY_POLL),
+            Ok(got) => {
+                let deadline = deliver_at(got);
+                wait_until(deadline, stop);
+                let frame = buf.get(..got).unwrap_or_default();
+                if let Err(error) = to.write_all(frame) {
+                    tracing::debug!(%error, "Simulated line could not pass a frame on.");
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::TimedOut => {}
+            Err(error) => {
+                tracing::debug!(%error, "Simulated line read failed; retrying.");
+                std::thread::sleep(RELAY_POLL);
+            }
+        }
+    }
+}
+
+/// Sleep to just short of `deadline`, then spin to it (or until `stop`).
+fn wait_until(deadline: Instant, stop: &AtomicBool) {
+    loop {
+        let now = Instant::now();
+        if now >= deadline || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let left = deadline - now;
+        if left > SPIN {
+            std::thread::sleep(left.saturating_sub(SPIN).min(RELAY_POLL));
+        } else {
+            std::hint::spin_loop();
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum Command {
     Profiles(commands::profiles::Args),
     /// Serve simulated devices (TCP and pseudo-terminals) from a config's `[device.sim]` tables.
     Simulate(commands::simulate::Args),
+    /// Find which unit ids answer on an RS-485 bus.
+    Scan(commands::scan::Args),
 }
 
 /// Sets up the tracing subscriber on stderr.
@@ -68,5 +70,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Read(args) => commands::read::run(&args),
         Command::Profiles(args) => commands::profiles::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
+        Command::Scan(args) => commands::scan::run(&args),
     }
 }

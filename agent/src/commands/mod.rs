@@ -4,4 +4,5 @@ pub mod check;
 pub mod profiles;
 pub mod read;
 pub mod run;
+pub mod scan;
 pub mod simulate;

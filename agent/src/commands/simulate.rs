@@ -115,14 +115,14 @@ fn sim_configs(path: &Path, parsed: &Parsed) -> Result<Vec<SimDeviceConfig>, Vec
     for device in &parsed.config.devices {
         match sim_device(device, parsed.sim.get(&device.name)) {
             Ok(sim) => sims.push(sim),
-            Err(found) => errors.extend(found.into_iter().map(|error| {
-                match locate(&text, &device.name, &error.path) {
+            Err(found) => {
+                errors.extend(found.into_iter().map(|error| match locate(&text, &error) {
                     Some((line, column)) => {
                         format!("{}:{line}:{column}: {error}", path.display())
                     }
                     None => format!("{}: {error}", path.display()),
-                }
-            })),
+                }));
+            }
         }
     }
     if errors.is_empty() {

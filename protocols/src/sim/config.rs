@@ -66,6 +66,8 @@ pub struct SimConfigError {
     /// From inside `sim` (empty: the table itself).
     pub path: Vec<KeyPart>,
     pub message: String,
+    /// The mistake is the key itself (unknown), not its value.
+    pub on_key: bool,
 }
 
 impl SimConfigError {
@@ -131,7 +133,7 @@ pub fn sim_device(
             for (name, value) in points {
                 let found = device.points.iter().position(|point| point.name == *name);
                 c.at(name, |c| match found {
-                    None => c.error(format!(
+                    None => c.key_error(format!(
                         "the device has no point {name:?}; its points: {}",
                         device
                             .points
@@ -197,7 +199,16 @@ impl Checker {
             device: self.device.clone(),
             path: self.path.clone(),
             message: message.into(),
+            on_key: false,
         });
+    }
+
+    /// An error about the key at the end of the path, not its value.
+    fn key_error(&mut self, message: impl Into<String>) {
+        self.error(message);
+        if let Some(error) = self.errors.last_mut() {
+            error.on_key = true;
+        }
     }
 
     fn at<T>(&mut self, key: &str, check: impl FnOnce(&mut Self) -> T) -> T {
@@ -223,7 +234,7 @@ impl Checker {
                     .collect::<Vec<_>>()
                     .join(", ");
                 self.at(key, |c| {
-                    c.error(format!("unknown key, expected one of {expected}"));
+                    c.key_error(format!("unknown key, expected one of {expected}"));
                 });
             }
         }
@@ -635,7 +646,7 @@ impl Checker {
             faults.late_probability = self.probability(table, "late_probability", 1.0);
         } else if table.contains_key("late_probability") {
             self.at("late_probability", |c| {
-                c.error("`late_probability` needs `late_reply` (how late)");
+                c.key_error("`late_probability` needs `late_reply` (how late)");
             });
         }
         if let Some(value) = table.get("exception") {
@@ -729,11 +740,12 @@ impl Checker {
     }
 }
 
-/// Line and column (1-based, column in characters) of `path` inside the
-/// `[device.sim]` table of the device named `device` in the file `text`;
-/// the deepest part of the path that exists. `None` if the file does not
-/// parse or has no such device.
-pub fn locate(text: &str, device: &str, path: &[KeyPart]) -> Option<(usize, usize)> {
+/// Line and column (1-based, column in characters) in the file `text` of
+/// what `error` is about: the value at its path inside the device's
+/// `[device.sim]` table (the key itself when `on_key`), or the deepest part
+/// of the path that exists. `None` if the file does not parse or has no such
+/// device.
+pub fn locate(text: &str, error: &SimConfigError) -> Option<(usize, usize)> {
     use toml::de::{DeTable, DeValue};
     let root = DeTable::parse(text).ok()?;
     let devices = root.get_ref().get("device")?;
@@ -745,11 +757,20 @@ pub fn locate(text: &str, device: &str, path: &[KeyPart]) -> Option<(usize, usiz
             .get_ref()
             .get("name")
             .and_then(|name| name.get_ref().as_str())
-            == Some(device)
+            == Some(error.device.as_str())
     })?;
     let mut current = entry.get_ref().get("sim")?;
     let mut span = current.span();
-    for part in path {
+    for (index, part) in error.path.iter().enumerate() {
+        let last = index + 1 == error.path.len();
+        if let (true, true, KeyPart::Key(key), DeValue::Table(table)) =
+            (last, error.on_key, part, current.get_ref())
+        {
+            if let Some((found, _)) = table.iter().find(|(found, _)| found.get_ref() == key) {
+                span = found.span();
+                break;
+            }
+        }
         let next = match part {
             KeyPart::Key(key) => current.get_ref().get(key.as_str()),
             KeyPart::Index(index) => current.get_ref().get(*index),
@@ -939,7 +960,7 @@ faults = { timeout_probability = 2, exception = { area = "holding", from = 10, t
     fn a_key_is_located_in_the_file() {
         let (device, table, text) = parse("seed = 1\npoints.parts = { counter = { rate = -1 } }\n");
         let error = sim_device(&device, table.as_ref()).unwrap_err().remove(0);
-        let (line, column) = locate(&text, "cnc", &error.path).unwrap();
+        let (line, column) = locate(&text, &error).unwrap();
         let line_text = text.lines().nth(line - 1).unwrap();
         assert!(line_text.starts_with("points.parts"), "{line_text}");
         assert_eq!(&line_text[column - 1..=column], "-1");

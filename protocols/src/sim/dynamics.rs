@@ -15,7 +15,8 @@
 //!   reflects between them (a triangle wave), `wrap` starts again at `min`,
 //!   `hold` stops at the bound (the default with one bound).
 //! * **counter**: in raw units, `raw = base + ⌊(rate/scale)·dt⌋` for integer
-//!   types (exact integer arithmetic after the floor) and without the floor
+//!   types (the floor forgives a relative 1e-12, so a product that is an
+//!   integer on paper counts as one; integer arithmetic after it), without the floor
 //!   for floats; `base` is `start` converted to raw, or 0 after `reset_at`
 //!   (a one-time meter reset). With `wrap = W` the raw value runs
 //!   `0..=W` (`raw mod (W+1)`, the SPEC's rollover rule); without it an
@@ -329,6 +330,12 @@ fn integer_raw(value_type: ValueType, value: i128) -> RawValue {
     }
 }
 
+/// `⌊x⌋`, counting a product that lands a hair (a relative 1e-12) below an
+/// integer in floating point as that integer: `105 × 2356.2` is 247401.
+fn floor_exact(x: f64) -> f64 {
+    (x + x.abs().max(1.0) * 1e-12).floor()
+}
+
 /// A float rounded to the nearest integer, saturated to `i128`.
 #[allow(clippy::cast_possible_truncation)] // `as` saturates; NaN becomes 0
 fn round_to_i128(value: f64) -> i128 {
@@ -367,7 +374,7 @@ fn counter_raw(point: &Point, counter: &Counter, t: Duration) -> RawValue {
     let (base, seconds) = counter.origin(t, start_raw);
     if let Some((low, high)) = integer_range(point.value_type) {
         #[allow(clippy::cast_possible_truncation)] // saturating, by design
-        let steps = (raw_rate * seconds).floor() as i128;
+        let steps = floor_exact(raw_rate * seconds) as i128;
         let total = round_to_i128(base).saturating_add(steps);
         let value = match counter.wrap {
             Some(wrap) => total.rem_euclid(i128::from(wrap) + 1),

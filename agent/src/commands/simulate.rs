@@ -10,6 +10,9 @@
 //! (so `port = "/tmp/spindle-rs485-1"` in the file makes the link the agent's
 //! configuration opens). Links are replaced when stale and removed on exit.
 //!
+//! `--line-timing` gives each pseudo-terminal the timing of its bus (baud
+//! rate, character format), as a real RS-485 line has.
+//!
 //! An update task sets every point from its dynamics every 100 ms, from the
 //! formulas of `spindle_protocols::sim::dynamics` at the time since start.
 //!
@@ -46,6 +49,18 @@ pub struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long = "for", value_name = "SECONDS")]
     pub run_for: Option<f64>,
+    /// Give each bus's pseudo-terminal the line timing of its baud rate and
+    /// character format (frames take their on-wire time, answers come after
+    /// the silent interval), so a bus's load is as on a real RS-485 line.
+    #[arg(long)]
+    pub line_timing: bool,
+}
+
+/// How to serve.
+#[derive(Debug, Clone, Copy)]
+struct ServeOptions {
+    run_for: Option<Duration>,
+    line_timing: bool,
 }
 
 /// One device to serve.
@@ -104,7 +119,11 @@ pub fn run(args: &Args) -> u8 {
             return EXIT_RUNTIME;
         }
     };
-    runtime.block_on(serve(&parsed.config, sims, &links, run_for))
+    let options = ServeOptions {
+        run_for,
+        line_timing: args.line_timing,
+    };
+    runtime.block_on(serve(&parsed.config, sims, &links, options))
 }
 
 /// Every device's sim config, or every error with its file position.
@@ -207,7 +226,7 @@ async fn serve(
     config: &Config,
     sims: Vec<SimDeviceConfig>,
     links: &BTreeMap<String, PathBuf>,
-    run_for: Option<Duration>,
+    options: ServeOptions,
 ) -> u8 {
     let mut served: Vec<Served> = Vec::new();
     for sim in sims {
@@ -250,13 +269,14 @@ async fn serve(
         );
         tcp_servers.push(bound);
     }
-    let (pty_servers, made_links) = match open_buses(config, &served, links, &mut out) {
-        Ok(opened) => opened,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return EXIT_RUNTIME;
-        }
-    };
+    let (pty_servers, made_links) =
+        match open_buses(config, &served, links, options.line_timing, &mut out) {
+            Ok(opened) => opened,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return EXIT_RUNTIME;
+            }
+        };
     print!("{out}");
     println!(
         "Simulating {} device(s) from {}; Ctrl-C stops.",
@@ -266,7 +286,7 @@ async fn serve(
     let _ = std::io::stdout().flush();
     tracing::info!(devices = served.len(), "Simulator started.");
 
-    let stop = wait_for_stop(run_for);
+    let stop = wait_for_stop(options.run_for);
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -324,6 +344,7 @@ fn open_buses(
     config: &Config,
     served: &[Served],
     links: &BTreeMap<String, PathBuf>,
+    line_timing: bool,
     out: &mut String,
 ) -> Result<(PtyServers, Vec<PathBuf>), String> {
     use spindle_protocols::sim::SimPtyServer;
@@ -341,7 +362,13 @@ fn open_buses(
         if on_bus.is_empty() {
             continue;
         }
-        let pty = SimPtyServer::open(on_bus.iter().map(|e| e.device.clone()).collect())
+        let devices = on_bus.iter().map(|e| e.device.clone()).collect();
+        let opened = if line_timing {
+            SimPtyServer::open_timed(devices, bus, Duration::ZERO)
+        } else {
+            SimPtyServer::open(devices)
+        };
+        let pty = opened
             .map_err(|e| format!("bus {:?}: cannot open a pseudo-terminal: {e}", bus.name))?;
         let devices = on_bus
             .iter()
@@ -383,6 +410,7 @@ fn open_buses(
     config: &Config,
     _served: &[Served],
     _links: &BTreeMap<String, PathBuf>,
+    _line_timing: bool,
     _out: &mut String,
 ) -> Result<(PtyServers, Vec<PathBuf>), String> {
     if config.serial.is_empty() {

@@ -89,6 +89,19 @@ struct State {
     received: Vec<Received>,
     /// Random draws made so far (the generator's counter).
     draws: u64,
+    /// Called before each request is answered (outside the lock).
+    before_read: Option<BeforeRead>,
+}
+
+/// A hook run before a simulated device answers: it may set registers from
+/// the time of the request (exact ground truth for tests).
+#[derive(Clone)]
+pub(crate) struct BeforeRead(Arc<dyn Fn(&SimDevice) + Send + Sync>);
+
+impl std::fmt::Debug for BeforeRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeRead")
+    }
 }
 
 const ADDRESSES: usize = 1 << 16;
@@ -123,12 +136,19 @@ impl SimDevice {
                 faults: Faults::default(),
                 received: Vec::new(),
                 draws: 0,
+                before_read: None,
             })),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `hook` before every answer, e.g. to set registers from a formula
+    /// of the request's time.
+    pub fn set_before_read(&self, hook: Arc<dyn Fn(&SimDevice) + Send + Sync>) {
+        self.lock().before_read = Some(BeforeRead(hook));
     }
 
     pub fn units(&self) -> Vec<u8> {
@@ -238,6 +258,10 @@ impl SimDevice {
 
     /// Decide the answer to `request` for `unit`, at the time of the call.
     pub(crate) fn answer(&self, unit: u8, request: &Request<'_>) -> Answer {
+        let hook = self.lock().before_read.clone();
+        if let Some(BeforeRead(hook)) = hook {
+            hook(self);
+        }
         let mut guard = self.lock();
         let state = &mut *guard;
         let (area, start, count) = match *request {

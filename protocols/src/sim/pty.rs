@@ -10,6 +10,9 @@
 //! Invariants and the quirks they handle:
 //! * the simulator also holds the slave side open, so the master never reads
 //!   EIO while no client has the port open (a closed peer reads as EIO);
+//! * every descriptor is closed on exec, so a child process (the agent under
+//!   test) never holds the master: dropping the server makes the port vanish
+//!   for its client, as unplugging a USB adapter does;
 //! * tokio-modbus's RTU server stops on the first frame it cannot decode, and
 //!   takes the stream by value: each run gets a duplicate of the master, and
 //!   a supervisor starts a new run when one ends; the original master stays
@@ -76,7 +79,7 @@ impl SimPtyServer {
     /// Serve `devices` on a new pseudo-terminal (inside a tokio runtime),
     /// without line timing: bytes move at memory speed.
     pub fn open(devices: Vec<SimDevice>) -> io::Result<Self> {
-        let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
+        let (master, slave) = pty_pair()?;
         let path = slave
             .name()
             .ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
@@ -107,11 +110,11 @@ impl SimPtyServer {
             answer_delay,
         };
         // The client's pseudo-terminal (outer) and the server's (inner).
-        let (outer_master, outer_slave) = TTYPort::pair().map_err(io::Error::from)?;
+        let (outer_master, outer_slave) = pty_pair()?;
         let path = outer_slave
             .name()
             .ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
-        let (inner_master, inner_slave) = TTYPort::pair().map_err(io::Error::from)?;
+        let (inner_master, inner_slave) = pty_pair()?;
         let raw: RawWriter = Arc::new(Mutex::new(Box::new(
             inner_master.try_clone_native().map_err(io::Error::from)?,
         )));
@@ -138,6 +141,18 @@ impl Drop for SimPtyServer {
             relay.stop();
         }
     }
+}
+
+/// A pseudo-terminal pair (master, slave) whose descriptors are closed on
+/// exec. `TTYPort::pair` leaves them inheritable: a child process started
+/// meanwhile (the agent under test) would keep the master open, and the port
+/// would never vanish for it.
+fn pty_pair() -> io::Result<(TTYPort, TTYPort)> {
+    let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
+    // The duplicates are made with F_DUPFD_CLOEXEC; the originals close here.
+    let master = master.try_clone_native().map_err(io::Error::from)?;
+    let slave = slave.try_clone_native().map_err(io::Error::from)?;
+    Ok((master, slave))
 }
 
 /// Run tokio-modbus's RTU server on duplicates of `master` until aborted.

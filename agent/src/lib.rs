@@ -7,6 +7,7 @@ pub mod commands;
 pub mod events;
 pub mod health;
 pub mod kpi;
+pub mod kpi_task;
 pub mod outbox;
 pub mod poll;
 pub mod publish;

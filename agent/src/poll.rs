@@ -27,7 +27,7 @@ use crate::busload::DeviceLoad;
 use crate::clock::now_ms;
 use crate::health::{BusStats, DeviceStats};
 use crate::outbox::Kind;
-use crate::publish::OutMessage;
+use crate::publish::{OutMessage, Outgoing};
 use crate::telemetry::{
     Availability, PointOutcome, Reachability, TelemetryEncoder, availability_body,
 };
@@ -127,7 +127,7 @@ pub async fn run_link(
     mut link: AnyLink,
     mut devices: Vec<ScheduledDevice>,
     bus: Option<Arc<BusStats>>,
-    out: mpsc::Sender<OutMessage>,
+    out: mpsc::Sender<Outgoing>,
     reports: Option<PollSink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -177,7 +177,7 @@ pub async fn run_link(
         });
         for msg in messages.out {
             tokio::select! {
-                sent = out.send(msg) => if sent.is_err() { return },
+                sent = out.send(msg.into()) => if sent.is_err() { return },
                 _ = shutdown.changed() => return,
             }
         }

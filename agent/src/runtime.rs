@@ -24,10 +24,12 @@ use crate::busload::{self, DeviceLoad};
 use crate::clock::{now_ms, plausible};
 use crate::events::Counters;
 use crate::health::{BusStats, DeviceStats, HealthSources, health_body};
-use crate::outbox::{Kind, Outbox, OutboxOptions};
+use crate::kpi::KpiEngine;
+use crate::kpi_task::{STATE_KEY, run_kpis};
+use crate::outbox::{Kind, Outbox, OutboxOptions, SledStore};
 use crate::poll::{ScheduledDevice, run_link};
 use crate::publish::connection::ConnectionSettings;
-use crate::publish::{OutMessage, Publisher, PublisherOptions};
+use crate::publish::{OutMessage, Outgoing, Publisher, PublisherOptions};
 use crate::telemetry::push_json_string;
 
 /// Largest message accepted into the outbox, and the MQTT packet limit set
@@ -64,9 +66,9 @@ fn check_data_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Runs the agent until a signal; `Err` only for start-up failures.
-pub async fn run(config: Config) -> Result<(), StartError> {
-    let started = Instant::now();
+/// Checks the data directory and opens the outbox (moving a damaged store
+/// aside); also returns the stored KPI state.
+fn open_outbox(config: &Config) -> Result<(Outbox<SledStore>, Option<Vec<u8>>), StartError> {
     check_data_dir(&config.agent.data_dir)?;
     let outbox_dir = config.agent.data_dir.join("outbox");
     let opts = OutboxOptions {
@@ -87,6 +89,20 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Err(e) = outbox.write_id_file(&outbox_dir) {
         tracing::warn!(error = %e, "Could not write the store id file");
     }
+    let kpi_state = match outbox.meta(STATE_KEY) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read the KPI state");
+            None
+        }
+    };
+    Ok((outbox, kpi_state))
+}
+
+/// Runs the agent until a signal; `Err` only for start-up failures.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let started = Instant::now();
+    let (outbox, kpi_state) = open_outbox(&config)?;
     let store_id = outbox.store_id().to_owned();
     tracing::info!(store = %store_id, next_seq = outbox.next_seq(), depth = outbox.stats().depth, "Outbox open");
 
@@ -108,7 +124,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     )?;
 
     let counters = Arc::new(Counters::default());
-    let (out_tx, out_rx) = mpsc::channel::<OutMessage>(QUEUE);
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUE);
     let (stop_tx, stop_rx) = watch::channel(false);
     let publisher = Publisher::new(
         outbox,
@@ -128,16 +144,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ..HealthSources::default()
     };
     let mut tasks = Vec::new();
+    let report_tx = spawn_kpis(&config, kpi_state, &out_tx, &stop_rx, &mut tasks);
     for (link, devices, bus_stats) in build_links(&config, &mut sources) {
         tasks.push(tokio::spawn(run_link(
             link,
             devices,
             bus_stats,
             out_tx.clone(),
-            None,
+            report_tx.clone(),
             stop_rx.clone(),
         )));
     }
+    drop(report_tx);
     let sources = Arc::new(sources);
     tasks.push(tokio::spawn(health_loop(
         sources,
@@ -163,6 +181,37 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tracing::warn!("Publisher did not stop in time");
     }
     Ok(())
+}
+
+/// Starts the KPI task when KPIs are configured; returns where polls go.
+fn spawn_kpis(
+    config: &Config,
+    state: Option<Vec<u8>>,
+    out: &mpsc::Sender<Outgoing>,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Option<mpsc::Sender<crate::poll::PollReport>> {
+    let mut engine = KpiEngine::new(config);
+    if engine.is_empty() {
+        return None;
+    }
+    if let Some(bytes) = state {
+        match engine.restore(&bytes) {
+            Ok(()) => tracing::info!("KPI state restored: open windows continue"),
+            Err(e) => {
+                tracing::warn!(error = %e, "KPI state not usable; open windows start over (partial)");
+            }
+        }
+    }
+    let (tx, rx) = mpsc::channel(1024);
+    tasks.push(tokio::spawn(run_kpis(
+        engine,
+        Arc::new(config.clone()),
+        rx,
+        out.clone(),
+        stop.clone(),
+    )));
+    Some(tx)
 }
 
 type LinkTask = (AnyLink, Vec<ScheduledDevice>, Option<Arc<BusStats>>);
@@ -219,7 +268,7 @@ async fn health_loop(
     sources: Arc<HealthSources>,
     data_dir: std::path::PathBuf,
     started: Instant,
-    out: mpsc::Sender<OutMessage>,
+    out: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval_at(Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
@@ -245,7 +294,7 @@ async fn health_loop(
             body,
         };
         tokio::select! {
-            sent = out.send(msg) => if sent.is_err() { return },
+            sent = out.send(msg.into()) => if sent.is_err() { return },
             _ = shutdown.changed() => return,
         }
     }

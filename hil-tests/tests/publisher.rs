@@ -104,7 +104,7 @@ fn every_message_arrives_and_leaves_the_outbox_only_after_its_puback() {
             ),
         );
         for i in 0..2000 {
-            tx.send(telemetry(i)).await.unwrap();
+            tx.send(telemetry(i).into()).await.unwrap();
         }
         let (ok, got) = tokio::task::block_in_place(|| {
             sub.wait_until(Duration::from_secs(30), |m| seqs(m).len() >= 2000)
@@ -156,13 +156,13 @@ fn messages_queued_while_the_broker_is_down_all_arrive_after_it_returns_without_
             ),
         );
         for i in 0..500 {
-            tx.send(telemetry(i)).await.unwrap();
+            tx.send(telemetry(i).into()).await.unwrap();
         }
         // Stop the broker while messages are still flowing, keep producing.
         broker.stop();
         let before = seqs(&first.messages());
         for i in 500..1500 {
-            tx.send(telemetry(i)).await.unwrap();
+            tx.send(telemetry(i).into()).await.unwrap();
         }
         broker.restart().unwrap();
         let sub = tokio::task::block_in_place(|| Subscriber::start(sub_port, "spindle/#").unwrap());

@@ -72,6 +72,11 @@ pub(super) struct CncWindow {
     answered: Vec<bool>,
     running_ms: u64,
     cnc_running_ms: u64,
+    /// Milliseconds of the window each timed machine's state was known
+    /// (samples held at most two poll intervals); below the window's length
+    /// the time ratio is `partial`.
+    #[serde(default)]
+    known_ms: Vec<u64>,
 }
 
 /// What a restart needs of one CNC-coverage KPI.
@@ -209,7 +214,7 @@ impl CncKpi {
             if sample.t > last.t {
                 let from = state.integrated_until.max(last.t);
                 let to = sample.t.min(last.t.saturating_add(hold));
-                self.integrate(from, to, last);
+                self.integrate(index, from, to, last);
             }
         }
         if let Some(state) = self.states.get_mut(index) {
@@ -219,13 +224,14 @@ impl CncKpi {
     }
 
     /// Adds `[from, to)` in state `sample` to the open windows it overlaps.
-    fn integrate(&mut self, from: u64, to: u64, sample: StateSample) {
+    fn integrate(&mut self, machine: usize, from: u64, to: u64, sample: StateSample) {
         let Some((running, cnc)) = sample.running.zip(sample.cnc) else {
             return;
         };
-        if !running || from >= to {
+        if from >= to {
             return;
         }
+        let machines = self.machines.len();
         let grid = self.windows.grid().clone();
         let mut window = grid.window_containing(from);
         while let Some(w) = window {
@@ -234,9 +240,15 @@ impl CncKpi {
             }
             let overlap = w.overlap_ms(from, to);
             if let Some(acc) = self.windows.acc(w) {
-                acc.running_ms = acc.running_ms.saturating_add(overlap);
-                if cnc {
-                    acc.cnc_running_ms = acc.cnc_running_ms.saturating_add(overlap);
+                acc.known_ms.resize(machines, 0);
+                if let Some(known) = acc.known_ms.get_mut(machine) {
+                    *known = known.saturating_add(overlap);
+                }
+                if running {
+                    acc.running_ms = acc.running_ms.saturating_add(overlap);
+                    if cnc {
+                        acc.cnc_running_ms = acc.cnc_running_ms.saturating_add(overlap);
+                    }
                 }
             }
             window = grid.next(w);
@@ -254,7 +266,7 @@ impl CncKpi {
             let from = state.integrated_until.max(last.t);
             let to = window.end.min(last.t.saturating_add(machine.hold_ms));
             if to > from {
-                self.integrate(from, to, last);
+                self.integrate(index, from, to, last);
                 if let Some(state) = self.states.get_mut(index) {
                     state.integrated_until = to;
                 }
@@ -303,9 +315,16 @@ impl CncKpi {
         let running_s = ms_to_f64(run_ms) / 1000.0;
         let cnc_running_s = ms_to_f64(program_ms) / 1000.0;
         let flags = availability.flags(self.devices.iter().map(String::as_str), window);
+        // Every timed machine's state must be known over the whole window
+        // (a millisecond of rounding allowed) for the time ratio to be good.
+        let length = window.end.saturating_sub(window.start);
+        let unknown_time = self.machines.iter().enumerate().any(|(i, m)| {
+            m.signals.is_some()
+                && acc.known_ms.get(i).copied().unwrap_or(0).saturating_add(1) < length
+        });
         let quality = if !acc.polled {
             Quality::NoData
-        } else if !flags.is_empty() {
+        } else if !flags.is_empty() || unknown_time {
             Quality::Partial
         } else {
             Quality::Good

@@ -147,6 +147,17 @@ impl Gap {
     }
 }
 
+/// A message for [`Outbox::append_atomic`]: its own JSON members, each
+/// preceded by a comma; `seq`, `ts` and `store` are put in front.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    pub kind: Kind,
+    pub retain: bool,
+    pub topic: &'a str,
+    pub ts_ms: u64,
+    pub body: &'a str,
+}
+
 /// What every payload carries, handed to the payload builder.
 #[derive(Debug, Clone, Copy)]
 pub struct Envelope<'a> {
@@ -333,8 +344,12 @@ fn for_each_record<S: Store>(
     mut visit: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>,
 ) -> Result<(), StoreError> {
     let mut from = seq_key(0).to_vec();
+    // Most visits stop after a record or two (the oldest is what a drop
+    // wants): start small, grow to SCAN_CHUNK.
+    let mut size = 4;
     loop {
-        let chunk = store.scan(RECORD_PREFIX, &from, SCAN_CHUNK)?;
+        let chunk = store.scan(RECORD_PREFIX, &from, size)?;
+        size = (size * 4).min(SCAN_CHUNK);
         let Some((last_key, _)) = chunk.last() else {
             return Ok(());
         };
@@ -491,12 +506,94 @@ impl<S: Store> Outbox<S> {
         build: impl FnOnce(&Envelope<'_>) -> Vec<u8>,
     ) -> Result<u64, AppendError> {
         let seq = self.append_raw(kind, retain, topic, now_ms, build)?;
-        if self.enforce_limits(now_ms).is_err() {
+        if self.enforce_size(now_ms).is_err() {
             // The record is stored; the store refused the drops (a full
             // disk). They are retried on the next append or tick.
             self.stats.enforce_failed += 1;
         }
         Ok(seq)
+    }
+
+    /// Appends several messages and writes one meta value (e.g. the KPI
+    /// engine's state) in a single atomic batch: after a crash either all of
+    /// them are there or none. Then enforces the limits. Returns the seqs.
+    pub fn append_atomic(
+        &mut self,
+        records: &[NewRecord<'_>],
+        meta: Option<(&[u8], &[u8])>,
+        now_ms: u64,
+    ) -> Result<Vec<u64>, AppendError> {
+        let mut batch = WriteBatch::default();
+        let mut seqs = Vec::with_capacity(records.len());
+        let mut added = 0u64;
+        let mut largest = 0u64;
+        let mut seq = self.next_seq;
+        for r in records {
+            let payload = Envelope {
+                seq,
+                ts: r.ts_ms,
+                store: &self.store_id,
+            }
+            .wrap(r.body);
+            let record = Record {
+                kind: r.kind,
+                retain: r.retain,
+                created_ms: now_ms,
+                topic: r.topic.to_owned(),
+                payload,
+            };
+            let len = record.encoded_len();
+            if len > self.opts.max_record || r.topic.len() > usize::from(u16::MAX) {
+                return Err(AppendError::TooLarge {
+                    len,
+                    max: self.opts.max_record,
+                });
+            }
+            batch.insert(seq_key(seq), record.encode());
+            seqs.push(seq);
+            added += len as u64;
+            largest = largest.max(len as u64);
+            seq += 1;
+        }
+        if let Some((key, value)) = meta {
+            if key.first() == Some(&record::RECORD_PREFIX) {
+                return Err(AppendError::Store(StoreError::Io(
+                    "meta keys must not look like record keys".into(),
+                )));
+            }
+            batch.insert(key.to_vec(), value.to_vec());
+        }
+        if batch.is_empty() {
+            return Ok(seqs);
+        }
+        batch.insert(META_NEXT_SEQ, seq.to_be_bytes());
+        if let Some(gap) = self.pending_gap {
+            batch.insert(META_PENDING_GAP, gap.encode());
+        }
+        let first = self.next_seq;
+        self.next_seq = seq;
+        if let Err(e) = self.store.apply(batch) {
+            self.stats.appends_failed += seqs.len() as u64;
+            let reason = self
+                .pending_gap
+                .map_or(DropReason::OutboxFull, |g| g.reason);
+            for lost in first..seq {
+                self.note_drop(lost, reason);
+            }
+            return Err(AppendError::Store(e));
+        }
+        self.bytes += added;
+        self.count += seqs.len() as u64;
+        self.burst_max_len = self.burst_max_len.max(largest);
+        if self.enforce_size(now_ms).is_err() {
+            self.stats.enforce_failed += 1;
+        }
+        Ok(seqs)
+    }
+
+    /// A meta value written by [`Outbox::append_atomic`].
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(key)
     }
 
     fn append_raw(
@@ -591,6 +688,18 @@ impl<S: Store> Outbox<S> {
             now_ms.saturating_sub(u64::try_from(self.opts.max_age.as_millis()).unwrap_or(u64::MAX));
         let mut dropped = self.drop_expired(cutoff, now_ms)?;
         dropped |= self.drop_for_size(now_ms)?;
+        self.end_burst_if_room(dropped, now_ms)
+    }
+
+    /// What an append needs: the size cap (ages are checked by the periodic
+    /// [`Outbox::enforce_limits`], so an append costs no scan unless the
+    /// outbox is full).
+    fn enforce_size(&mut self, now_ms: u64) -> Result<(), StoreError> {
+        let dropped = self.drop_for_size(now_ms)?;
+        self.end_burst_if_room(dropped, now_ms)
+    }
+
+    fn end_burst_if_room(&mut self, dropped: bool, now_ms: u64) -> Result<(), StoreError> {
         // A burst of drops ends when this check drops nothing and there is
         // room again: an ack since the last drop, or space for two more
         // records as large as the burst's largest. (While the broker is away
@@ -612,10 +721,10 @@ impl<S: Store> Outbox<S> {
             let Ok(seq) = key_seq(k) else {
                 return ControlFlow::Continue(());
             };
-            match Record::decode(v) {
-                Err(_) => victims.push((seq, v.len() as u64, DropReason::StoreDamaged)),
-                Ok(rec) if rec.created_ms >= cutoff_ms => return ControlFlow::Break(()),
-                Ok(rec) => {
+            match record::peek_header(v) {
+                None => victims.push((seq, v.len() as u64, DropReason::StoreDamaged)),
+                Some(rec) if rec.created_ms >= cutoff_ms => return ControlFlow::Break(()),
+                Some(rec) => {
                     if rec.kind.drop_class().is_some() && !in_flight.contains_key(&seq) {
                         victims.push((seq, v.len() as u64, DropReason::MaxAge));
                     }
@@ -642,10 +751,10 @@ impl<S: Store> Outbox<S> {
                 if in_flight.contains_key(&seq) {
                     return ControlFlow::Continue(());
                 }
-                let reason = match Record::decode(v) {
-                    Ok(rec) if rec.kind.drop_class() == Some(class) => DropReason::OutboxFull,
-                    Err(_) if class == 0 => DropReason::StoreDamaged,
-                    Ok(_) | Err(_) => return ControlFlow::Continue(()),
+                let reason = match record::peek_header(v) {
+                    Some(rec) if rec.kind.drop_class() == Some(class) => DropReason::OutboxFull,
+                    None if class == 0 => DropReason::StoreDamaged,
+                    Some(_) | None => return ControlFlow::Continue(()),
                 };
                 let len = v.len() as u64;
                 victims.push((seq, len, reason));

@@ -191,14 +191,16 @@ pub struct Header {
     pub created_ms: u64,
 }
 
-/// Reads a record's kind and creation time, verifying its checksum.
-pub fn decode_header(bytes: &[u8]) -> Result<Header, RecordError> {
-    // Verifying the checksum needs the whole record anyway; decode is cheap.
-    let record = Record::decode(bytes)?;
-    Ok(Header {
-        kind: record.kind,
-        created_ms: record.created_ms,
-    })
+/// Reads a record's kind and creation time from its header, without
+/// verifying the checksum (drop decisions need no more; records are verified
+/// when the store opens and when they are read for publishing).
+pub fn peek_header(bytes: &[u8]) -> Option<Header> {
+    if bytes.len() < HEADER_LEN + CRC_LEN || bytes.first() != Some(&FORMAT_VERSION) {
+        return None;
+    }
+    let kind = Kind::from_byte(*bytes.get(1)?)?;
+    let created_ms = u64::from_be_bytes(bytes.get(4..12)?.try_into().ok()?);
+    Some(Header { kind, created_ms })
 }
 
 /// The store key of a seq.
@@ -243,7 +245,9 @@ mod tests {
             let record = Record { kind, retain, created_ms, topic, payload };
             let bytes = record.encode();
             prop_assert_eq!(bytes.len(), record.encoded_len());
-            prop_assert_eq!(Record::decode(&bytes).unwrap(), record);
+            prop_assert_eq!(Record::decode(&bytes).unwrap(), record.clone());
+            let header = peek_header(&bytes).unwrap();
+            prop_assert_eq!((header.kind, header.created_ms), (record.kind, record.created_ms));
         }
 
         #[test]
@@ -260,6 +264,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Record::decode(&bytes);
+            let _ = peek_header(&bytes);
             let _ = key_seq(&bytes);
         }
 

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
 use crate::events::Counters;
-use crate::outbox::{AppendError, Kind, Outbox, Store, StoreError};
+use crate::outbox::{AppendError, Kind, NewRecord, Outbox, Store, StoreError};
 use connection::{ConnEvent, ConnectionSettings};
 use state::DeliveryState;
 
@@ -44,6 +44,25 @@ pub struct OutMessage {
     /// comma (`,"device":"a","values":{…}`); `seq`, `ts` and `store` are
     /// put in front of them.
     pub body: String,
+}
+
+/// What producers send the publisher.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// One message.
+    Message(OutMessage),
+    /// Messages and a meta value stored in one atomic batch (KPI windows
+    /// with the engine state that says they were made).
+    Atomic {
+        messages: Vec<OutMessage>,
+        meta: Option<(Vec<u8>, Vec<u8>)>,
+    },
+}
+
+impl From<OutMessage> for Outgoing {
+    fn from(m: OutMessage) -> Self {
+        Outgoing::Message(m)
+    }
 }
 
 /// Publisher settings.
@@ -110,7 +129,7 @@ impl<S: Store> Publisher<S> {
     pub async fn run(
         mut self,
         settings: ConnectionSettings,
-        mut messages: mpsc::Receiver<OutMessage>,
+        mut messages: mpsc::Receiver<Outgoing>,
         drain: Duration,
     ) -> Outbox<S> {
         let (conn_tx, mut conn_rx) = mpsc::channel(4096);
@@ -199,7 +218,41 @@ impl<S: Store> Publisher<S> {
         self.outbox
     }
 
-    fn append(&mut self, msg: OutMessage) {
+    fn append(&mut self, out: Outgoing) {
+        match out {
+            Outgoing::Message(msg) => self.append_one(msg),
+            Outgoing::Atomic { messages, meta } => {
+                let records: Vec<NewRecord<'_>> = messages
+                    .iter()
+                    .map(|m| NewRecord {
+                        kind: m.kind,
+                        retain: m.retain,
+                        topic: &m.topic,
+                        ts_ms: m.ts_ms,
+                        body: &m.body,
+                    })
+                    .collect();
+                let meta = meta.as_ref().map(|(k, v)| (k.as_slice(), v.as_slice()));
+                match self.outbox.append_atomic(&records, meta, now_ms()) {
+                    Ok(seqs) => self.counters.outbox_appended.add(seqs.len() as u64),
+                    Err(AppendError::TooLarge { len, max }) => {
+                        self.counters.outbox_refused_too_large.inc();
+                        tracing::error!(
+                            len,
+                            max,
+                            "A KPI message larger than the packet limit was refused; the batch is lost"
+                        );
+                    }
+                    Err(AppendError::Store(e)) => {
+                        self.counters.outbox_store_errors.inc();
+                        tracing::error!(error = %e, "Outbox write failed (disk full?); the messages are dropped and will be announced on gap");
+                    }
+                }
+            }
+        }
+    }
+
+    fn append_one(&mut self, msg: OutMessage) {
         let OutMessage {
             kind,
             retain,

@@ -146,7 +146,10 @@ impl DevicePoller {
                 index += 1;
                 continue;
             }
-            started.get_or_insert_with(|| (SystemTime::now(), Instant::now()));
+            if started.is_none() {
+                link.ready().await;
+                started = Some((SystemTime::now(), Instant::now()));
+            }
             let (result, attempts) = self.read_with_retries(link, &request).await;
             match &result {
                 Err(ReadError::Exception(ExceptionCode::ILLEGAL_DATA_ADDRESS))

@@ -180,6 +180,13 @@ pub trait Link: Send {
         start: u16,
         count: u16,
     ) -> impl Future<Output = Result<Response, ReadError>> + Send;
+
+    /// Gets the link ready to send at once (connects or opens it if needed),
+    /// so a poll's timestamp is taken when its first request really goes
+    /// out. Failures are left for the next `read` to report.
+    fn ready(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Backoff links use between failed (re)connection attempts: 500 ms doubling
@@ -326,6 +333,10 @@ impl TcpLink {
 }
 
 impl Link for TcpLink {
+    async fn ready(&mut self) {
+        let _ = self.connect().await;
+    }
+
     async fn read(
         &mut self,
         unit: u8,
@@ -747,6 +758,14 @@ impl RtuLink {
 }
 
 impl Link for RtuLink {
+    async fn ready(&mut self) {
+        if self.open().is_ok()
+            && let Some(at) = self.line_free_at
+        {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
     async fn read(
         &mut self,
         unit: u8,
@@ -810,6 +829,13 @@ impl AnyLink {
 }
 
 impl Link for AnyLink {
+    async fn ready(&mut self) {
+        match self {
+            AnyLink::Tcp(link) => link.ready().await,
+            AnyLink::Rtu(link) => link.ready().await,
+        }
+    }
+
     async fn read(
         &mut self,
         unit: u8,

@@ -1,0 +1,119 @@
+//! The KPI task: feeds the pure [`KpiEngine`] with every poll and
+//! availability change, closes due windows once a second, and hands them to
+//! the publisher *together with the engine's state* in one atomic outbox
+//! batch — so after any crash the stored state and the stored windows agree
+//! (a window is neither lost nor published twice). Between windows the
+//! state alone is saved every few seconds, bounding what a restart re-learns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spindle_config::model::Config;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::{now_ms, plausible};
+use crate::kpi::{KpiEngine, PolledPoint};
+use crate::outbox::Kind;
+use crate::poll::PollReport;
+use crate::publish::{OutMessage, Outgoing};
+
+/// Outbox meta key of the KPI engine state.
+pub const STATE_KEY: &[u8] = b"m/kpi_state";
+/// How often the state is saved when no window closes.
+pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the engine until `shutdown`; saves the state once more on the way out.
+pub async fn run_kpis(
+    mut engine: KpiEngine,
+    config: Arc<Config>,
+    mut reports: mpsc::Receiver<PollReport>,
+    out: mpsc::Sender<Outgoing>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let names: HashMap<String, Vec<String>> = config
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                d.points.iter().map(|p| p.name.clone()).collect(),
+            )
+        })
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_save = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            report = reports.recv() => match report {
+                Some(report) => feed(&mut engine, &names, &report),
+                None => break,
+            },
+            _ = tick.tick() => {
+                let now = now_ms();
+                let windows = engine.due(now, plausible(now));
+                if windows.is_empty() && last_save.elapsed() < SAVE_EVERY {
+                    continue;
+                }
+                let messages: Vec<OutMessage> = windows
+                    .into_iter()
+                    .map(|w| OutMessage {
+                        kind: Kind::Kpi,
+                        retain: false,
+                        topic: format!("kpi/{}/{}", w.kind.as_str(), w.name),
+                        ts_ms: now,
+                        body: w.body,
+                    })
+                    .collect();
+                for m in &messages {
+                    tracing::info!(topic = %m.topic, "KPI window closed");
+                }
+                let batch = Outgoing::Atomic { messages, meta: Some((STATE_KEY.to_vec(), engine.state())) };
+                tokio::select! {
+                    sent = out.send(batch) => if sent.is_err() { return },
+                    _ = shutdown.changed() => break,
+                }
+                last_save = tokio::time::Instant::now();
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Keep what open windows have learnt for the next start.
+    let _ = out.try_send(Outgoing::Atomic {
+        messages: Vec::new(),
+        meta: Some((STATE_KEY.to_vec(), engine.state())),
+    });
+}
+
+fn feed(engine: &mut KpiEngine, names: &HashMap<String, Vec<String>>, report: &PollReport) {
+    let Some(point_names) = names.get(&report.device) else {
+        return;
+    };
+    let words: Vec<Option<String>> = report
+        .outcome
+        .points
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .err()
+                .map(spindle_protocols::modbus::PointError::word)
+        })
+        .collect();
+    let points: Vec<PolledPoint<'_>> = point_names
+        .iter()
+        .zip(report.outcome.points.iter().zip(words.iter()))
+        .map(|(name, (result, word))| {
+            let outcome = match (result, word) {
+                (Ok(decoded), _) => Ok(decoded),
+                (Err(_), Some(w)) => Err(w.as_str()),
+                (Err(_), None) => Err("decode"),
+            };
+            (name.as_str(), outcome)
+        })
+        .collect();
+    engine.on_poll(&report.device, report.ts_ms, &points);
+    if let Some(online) = report.availability {
+        engine.on_availability(&report.device, report.ts_ms, online);
+    }
+}

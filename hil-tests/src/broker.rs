@@ -16,6 +16,8 @@ pub struct Broker {
     port: u16,
     dir: tempfile::TempDir,
     persistence: bool,
+    /// More configuration lines (extra listeners, TLS).
+    extra: String,
     child: Option<Child>,
 }
 
@@ -39,11 +41,18 @@ pub fn wait_for_listener(addr: SocketAddr, limit: Duration) -> io::Result<()> {
 impl Broker {
     /// Starts mosquitto on a free loopback port.
     pub fn start(persistence: bool) -> io::Result<Broker> {
+        Broker::start_with(persistence, "")
+    }
+
+    /// Starts mosquitto with `extra` configuration lines after the plain
+    /// loopback listener (e.g. a TLS listener on another free port).
+    pub fn start_with(persistence: bool, extra: &str) -> io::Result<Broker> {
         let dir = tempfile::tempdir()?;
         let mut broker = Broker {
             port: free_port()?,
             dir,
             persistence,
+            extra: extra.to_owned(),
             child: None,
         };
         broker.restart()?;
@@ -71,7 +80,7 @@ impl Broker {
             port = self.port,
             p = self.persistence,
             dir = self.dir.path().display(),
-        );
+        ) + &self.extra;
         std::fs::write(self.config_path(), conf)?;
         let child = Command::new(mosquitto_path())
             .arg("-c")

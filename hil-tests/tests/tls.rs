@@ -112,9 +112,11 @@ fn tls_config(plant: &Plant, port: u16, ca: &Path, client: Option<(&Path, &Path)
     );
     let mut tls = format!("ca_file = \"{}\"\n", ca.display());
     if let Some((cert, key)) = client {
-        tls = format!("{tls}cert_file = \"{}\"
-key_file = \"{}\"
-", cert.display(), key.display());
+        tls = format!(
+            "{tls}cert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
     }
     config.replacen(
         "keep_alive = \"5s\"\n",

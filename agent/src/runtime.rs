@@ -101,6 +101,17 @@ fn open_outbox(config: &Config) -> Result<(Outbox<SledStore>, Option<Vec<u8>>), 
 
 /// Runs the agent until a signal; `Err` only for start-up failures.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    run_until(config, Arc::new(Counters::default()), wait_for_signal()).await
+}
+
+/// Runs the agent until `shutdown` resolves (then stops as on a signal),
+/// counting into `counters` (so an embedding such as `spindle demo` can
+/// show them); `Err` only for start-up failures.
+pub async fn run_until(
+    config: Config,
+    counters: Arc<Counters>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
     let started = Instant::now();
     let (outbox, kpi_state) = open_outbox(&config)?;
     let store_id = outbox.store_id().to_owned();
@@ -123,7 +134,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         MAX_MESSAGE,
     )?;
 
-    let counters = Arc::new(Counters::default());
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUE);
     let (stop_tx, stop_rx) = watch::channel(false);
     let publisher = Publisher::new(
@@ -166,7 +176,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     )));
     drop(out_tx);
 
-    wait_for_signal().await;
+    shutdown.await;
     tracing::info!("Stopping: polling stops, the outbox is flushed");
     let _ = stop_tx.send(true);
     for t in tasks {

@@ -26,6 +26,7 @@ enum Action {
     Crash { keep: usize },
     DiskFull(bool),
     Tick { advance_ms: u64 },
+    Recover,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -44,6 +45,7 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (0usize..4).prop_map(|keep| Action::Crash { keep }),
         1 => any::<bool>().prop_map(Action::DiskFull),
         3 => (0u64..40_000).prop_map(|advance_ms| Action::Tick { advance_ms }),
+        1 => Just(Action::Recover),
     ]
 }
 
@@ -195,6 +197,11 @@ proptest! {
                 Action::DiskFull(on) => {
                     store.set_failing(on);
                     failing = on;
+                }
+                Action::Recover => {
+                    // Reopen from what is durable (what a full disk forces).
+                    let _ = outbox.recover();
+                    in_flight.retain(|s| contents(&store).contains_key(s));
                 }
                 Action::Tick { advance_ms } => {
                     now += advance_ms;

@@ -436,6 +436,37 @@ impl<S: Store> Outbox<S> {
         })
     }
 
+    /// After the store failed (a full disk): reopens it from what is
+    /// durable and accounts for what was lost. Records appended since the
+    /// last good flush are gone; their seqs are not reused (the seq counter
+    /// is carried over) and they join the open gap, so the loss is announced
+    /// exactly. Returns how many records were lost.
+    pub fn recover(&mut self) -> Result<u64, OutboxError> {
+        let old_next = self.next_seq;
+        self.store.reopen()?;
+        let fresh = Outbox::from_store(self.store.clone(), self.opts.clone())?;
+        let lost_from = fresh.next_seq.min(old_next);
+        self.bytes = fresh.bytes;
+        self.count = fresh.count;
+        self.pending_gap = fresh.pending_gap;
+        self.next_seq = old_next;
+        let reason = self
+            .pending_gap
+            .map_or(DropReason::OutboxFull, |g| g.reason);
+        for seq in lost_from..old_next {
+            self.note_drop(seq, reason);
+        }
+        let mut batch = WriteBatch::default();
+        batch.insert(META_NEXT_SEQ, old_next.to_be_bytes());
+        if let Some(gap) = self.pending_gap {
+            batch.insert(META_PENDING_GAP, gap.encode());
+        }
+        self.store.apply(batch)?;
+        self.store.flush()?;
+        self.durable_next = old_next;
+        Ok(old_next - lost_from)
+    }
+
     /// Writes the store id beside a sled store so it can be named if the store is damaged later.
     pub fn write_id_file(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::write(dir.join("store_id"), &self.store_id)

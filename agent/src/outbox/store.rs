@@ -65,12 +65,17 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, StoreError>;
     /// Bytes the store takes on disk (0 where not applicable).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Drops what is held in memory and reopens from what is durable (after
+    /// an I/O error the store may refuse every write until reopened).
+    fn reopen(&self) -> Result<(), StoreError>;
 }
 
 /// The sled-backed store.
 #[derive(Clone)]
 pub struct SledStore {
-    db: sled::Db,
+    db: Arc<std::sync::RwLock<Option<sled::Db>>>,
+    dir: std::path::PathBuf,
+    cache_capacity: u64,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -83,6 +88,15 @@ impl SledStore {
     /// Opens (or creates) the store in `dir` with a page cache of `cache_capacity` bytes.
     /// A panic inside sled's open is caught and returned as [`StoreError::OpenPanicked`].
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledStore, StoreError> {
+        let db = Self::open_db(dir, cache_capacity)?;
+        Ok(SledStore {
+            db: Arc::new(std::sync::RwLock::new(Some(db))),
+            dir: dir.to_owned(),
+            cache_capacity,
+        })
+    }
+
+    fn open_db(dir: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity)
@@ -90,7 +104,7 @@ impl SledStore {
             .mode(sled::Mode::LowSpace);
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
         match opened {
-            Ok(Ok(db)) => Ok(SledStore { db }),
+            Ok(Ok(db)) => Ok(db),
             Ok(Err(e)) => Err(StoreError::Open(e.to_string())),
             Err(panic) => {
                 let msg = panic
@@ -104,6 +118,16 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| StoreError::Io("the store is closed".into()))
+    }
+}
+
 impl Store for SledStore {
     fn apply(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
@@ -113,21 +137,21 @@ impl Store for SledStore {
                 None => b.remove(k),
             }
         }
-        Ok(self.db.apply_batch(b)?)
+        Ok(self.db()?.apply_batch(b)?)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+        Ok(self.db()?.get(key)?.map(|v| v.to_vec()))
     }
 
     fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.range(from..) {
+        for item in self.db()?.range(from..) {
             if out.len() >= limit {
                 break;
             }
@@ -141,7 +165,15 @@ impl Store for SledStore {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db()?.size_on_disk()?)
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        // sled locks its directory: the old instance must be gone first.
+        drop(guard.take());
+        *guard = Some(Self::open_db(&self.dir, self.cache_capacity)?);
+        Ok(())
     }
 }
 
@@ -250,5 +282,15 @@ impl Store for MemStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.failing {
+            return Err(StoreError::Io("No space left on device (simulated)".into()));
+        }
+        inner.live = inner.durable.clone();
+        inner.unflushed.clear();
+        Ok(())
     }
 }

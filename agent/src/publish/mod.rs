@@ -88,6 +88,9 @@ pub struct Publisher<S: Store> {
     retained_latest: HashMap<String, u64>,
     counters: Arc<Counters>,
     flushing: Option<Flush>,
+    /// The store failed (a full disk): no flush until it is recovered, which
+    /// is tried at this instant.
+    store_failed: Option<Instant>,
 }
 
 /// A flush running on a blocking thread: the seq bound it makes durable, when it started.
@@ -120,6 +123,7 @@ impl<S: Store> Publisher<S> {
             retained_latest: HashMap::new(),
             counters,
             flushing: None,
+            store_failed: None,
         }
     }
 
@@ -243,10 +247,7 @@ impl<S: Store> Publisher<S> {
                             "A KPI message larger than the packet limit was refused; the batch is lost"
                         );
                     }
-                    Err(AppendError::Store(e)) => {
-                        self.counters.outbox_store_errors.inc();
-                        tracing::error!(error = %e, "Outbox write failed (disk full?); the messages are dropped and will be announced on gap");
-                    }
+                    Err(AppendError::Store(e)) => self.store_failure(&e),
                 }
             }
         }
@@ -269,15 +270,21 @@ impl<S: Store> Publisher<S> {
                 self.counters.outbox_refused_too_large.inc();
                 tracing::error!(topic = %topic, len, max, "Message larger than the packet limit was refused; it is lost");
             }
-            Err(AppendError::Store(e)) => {
-                self.counters.outbox_store_errors.inc();
-                tracing::error!(error = %e, topic = %topic, "Outbox write failed (disk full?); the message is dropped and will be announced on gap");
-            }
+            Err(AppendError::Store(e)) => self.store_failure(&e),
+        }
+    }
+
+    /// A write the store refused: counted always, logged once per failure streak.
+    fn store_failure(&mut self, e: &StoreError) {
+        self.counters.outbox_store_errors.inc();
+        if self.store_failed.is_none() {
+            tracing::error!(error = %e, "Outbox write failed (disk full?); messages are dropped and will be announced on gap; recovering the store every second");
+            self.store_failed = Some(Instant::now() + Duration::from_secs(1));
         }
     }
 
     fn start_flush_if_needed(&mut self) {
-        if self.flushing.is_some() || !self.outbox.needs_flush() {
+        if self.flushing.is_some() || self.store_failed.is_some() || !self.outbox.needs_flush() {
             return;
         }
         let bound = self.outbox.flush_bound();
@@ -300,15 +307,30 @@ impl<S: Store> Publisher<S> {
                     self.counters.outbox_slow_flushes.inc();
                 }
             }
-            Ok(Err(e)) => {
-                self.counters.outbox_store_errors.inc();
-                tracing::error!(error = %e, "Outbox flush failed (disk full?); retrying");
-            }
+            Ok(Err(e)) => self.store_failure(&e),
             Err(e) => tracing::error!(error = %e, "Outbox flush task failed; retrying"),
         }
     }
 
     fn on_tick(&mut self) {
+        if let Some(at) = self.store_failed
+            && Instant::now() >= at
+        {
+            match self.outbox.recover() {
+                Ok(lost) => {
+                    self.store_failed = None;
+                    tracing::warn!(
+                        lost,
+                        "Outbox store recovered; the lost messages are announced on gap"
+                    );
+                }
+                Err(e) => {
+                    self.counters.outbox_store_errors.inc();
+                    tracing::debug!(error = %e, "Outbox store not recovered yet");
+                    self.store_failed = Some(Instant::now() + Duration::from_secs(1));
+                }
+            }
+        }
         if let Err(e) = self.outbox.enforce_limits(now_ms()) {
             self.counters.outbox_store_errors.inc();
             tracing::warn!(error = %e, "Outbox limits could not be enforced this time");

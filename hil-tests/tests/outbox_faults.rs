@@ -117,6 +117,8 @@ fn a_tiny_max_size_drops_the_oldest_and_announces_exactly_one_gap_with_the_right
         g.count
     );
     assert_eq!(g.from, 1, "the oldest telemetry went first");
+    let gap = got.iter().find(|m| m.topic.ends_with("/gap")).unwrap();
+    spindle_hil_tests::schema::validate("gap", &gap.json()).unwrap();
 }
 
 #[test]
@@ -177,6 +179,7 @@ fn a_corrupted_store_is_moved_aside_and_its_loss_announced() {
         "a new store with a new id"
     );
     assert_eq!(gap["seq"], 1, "the new store's sequence starts over");
+    spindle_hil_tests::schema::validate("gap", &gap).unwrap();
     let aside: Vec<_> = std::fs::read_dir(agent.data_dir())
         .unwrap()
         .filter_map(Result::ok)

@@ -18,7 +18,7 @@
 //!   it) or by a drop; drops are gathered into one pending [`Gap`] per
 //!   maximal burst of drops, persisted in the same batch as the removals, and
 //!   appended as a `gap` record when the burst ends (a check finds nothing to
-//!   drop, and an ack since the last drop or free space shows room again).
+//!   drop and a quarter of the outbox is free again).
 //! - **Bounded.** `bytes` (the sum of encoded record lengths) stays at or
 //!   below `max_size` after every call; records older than `max_age` are
 //!   dropped. Drop order: telemetry and health first, then availability, KPI
@@ -242,8 +242,6 @@ pub struct Outbox<S: Store> {
     pending_gap: Option<Gap>,
     /// Records handed to the publisher and not yet acknowledged: seq → encoded length.
     in_flight: BTreeMap<u64, u64>,
-    /// An ack freed room since the last drop (ends a burst of drops).
-    acked_since_drop: bool,
     /// Largest record appended since the open gap began.
     burst_max_len: u64,
     stats: OutboxStats,
@@ -430,7 +428,6 @@ impl<S: Store> Outbox<S> {
             count,
             pending_gap,
             in_flight: BTreeMap::new(),
-            acked_since_drop: true,
             burst_max_len: 0,
             stats: OutboxStats::default(),
         })
@@ -684,7 +681,6 @@ impl<S: Store> Outbox<S> {
     }
 
     fn note_drop(&mut self, seq: u64, reason: DropReason) {
-        self.acked_since_drop = false;
         if self.pending_gap.is_none() {
             self.burst_max_len = 0;
         }
@@ -731,12 +727,14 @@ impl<S: Store> Outbox<S> {
     }
 
     fn end_burst_if_room(&mut self, dropped: bool, now_ms: u64) -> Result<(), StoreError> {
-        // A burst of drops ends when this check drops nothing and there is
-        // room again: an ack since the last drop, or space for two more
-        // records as large as the burst's largest. (While the broker is away
-        // every append drops the oldest: one burst, one gap.)
-        let headroom = self.bytes.saturating_add(2 * self.burst_max_len) <= self.opts.max_size;
-        if !dropped && (self.acked_since_drop || headroom) && self.pending_gap.is_some() {
+        // A burst of drops ends when this check drops nothing and the outbox
+        // has recovered: a quarter of it free (and at least two records as
+        // large as the burst's largest). While the broker is away, or while
+        // delivery only just keeps up, every append drops the oldest: one
+        // burst, one gap.
+        let want = (self.opts.max_size / 4).max(2 * self.burst_max_len);
+        let headroom = self.bytes.saturating_add(want) <= self.opts.max_size;
+        if !dropped && headroom && self.pending_gap.is_some() {
             self.close_gap(now_ms)?;
         }
         // Announced gaps take room too; what they push out opens (or
@@ -812,12 +810,7 @@ impl<S: Store> Outbox<S> {
         if victims.is_empty() {
             return Ok(());
         }
-        let saved = (
-            self.pending_gap,
-            self.stats.clone(),
-            self.acked_since_drop,
-            self.burst_max_len,
-        );
+        let saved = (self.pending_gap, self.stats.clone(), self.burst_max_len);
         let mut closed = Vec::new();
         let mut batch = WriteBatch::default();
         for &(seq, _, reason) in victims {
@@ -839,12 +832,7 @@ impl<S: Store> Outbox<S> {
             batch.insert(META_PENDING_GAP, gap.encode());
         }
         if let Err(e) = self.store.apply(batch) {
-            (
-                self.pending_gap,
-                self.stats,
-                self.acked_since_drop,
-                self.burst_max_len,
-            ) = saved;
+            (self.pending_gap, self.stats, self.burst_max_len) = saved;
             return Err(e);
         }
         for &(_, len, _) in victims {
@@ -969,7 +957,6 @@ impl<S: Store> Outbox<S> {
             return Ok(0);
         }
         self.store.apply(batch)?;
-        self.acked_since_drop = true;
         for seq in seqs {
             self.in_flight.remove(seq);
         }

@@ -47,12 +47,15 @@ pub enum Command {
     Simulate(commands::simulate::Args),
     /// Find which unit ids answer on an RS-485 bus.
     Scan(commands::scan::Args),
+    /// First run: a simulated plant, an embedded MQTT broker and the agent, with live KPIs.
+    Demo(commands::demo::Args),
 }
 
 /// Sets up the tracing subscriber on stderr.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rumqttd (`spindle demo`'s broker) logs every connection, some as errors.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -71,5 +74,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Profiles(args) => commands::profiles::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Scan(args) => commands::scan::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
     }
 }

@@ -62,6 +62,8 @@ pub struct Counters {
     pub mqtt_disconnects: Counter,
     /// Messages producers could not queue because the publisher's channel was full.
     pub queue_full: Counter,
+    /// Turns of the publisher's periodic tick (the watchdog's sign of life).
+    pub publisher_ticks: Counter,
 }
 
 impl Counters {

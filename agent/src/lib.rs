@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod kpi;
 pub mod kpi_task;
+pub mod notify;
 pub mod outbox;
 pub mod poll;
 pub mod publish;

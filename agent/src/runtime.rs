@@ -26,6 +26,7 @@ use crate::events::Counters;
 use crate::health::{BusStats, DeviceStats, HealthSources, health_body};
 use crate::kpi::KpiEngine;
 use crate::kpi_task::{STATE_KEY, run_kpis};
+use crate::notify::Notifier;
 use crate::outbox::{Kind, Outbox, OutboxOptions, SledStore};
 use crate::poll::{ScheduledDevice, run_link};
 use crate::publish::connection::ConnectionSettings;
@@ -176,7 +177,20 @@ pub async fn run_until(
     )));
     drop(out_tx);
 
+    // Under systemd (Type=notify): ready now, and a watchdog fed while the
+    // publisher's loop keeps turning.
+    let notifier = Arc::new(Notifier::from_env());
+    notifier.notify("READY=1");
+    if let Some(every) = Notifier::watchdog_interval() {
+        tasks.push(tokio::spawn(feed_watchdog(
+            notifier.clone(),
+            counters.clone(),
+            every,
+            stop_rx.clone(),
+        )));
+    }
     shutdown.await;
+    notifier.notify("STOPPING=1");
     tracing::info!("Stopping: polling stops, the outbox is flushed");
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -306,6 +320,29 @@ async fn health_loop(
         tokio::select! {
             sent = out.send(msg.into()) => if sent.is_err() { return },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Sends `WATCHDOG=1` every `every` as long as the publisher made progress since the last time.
+async fn feed_watchdog(
+    notifier: Arc<Notifier>,
+    counters: Arc<Counters>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = counters.publisher_ticks.get();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let now = counters.publisher_ticks.get();
+        if now == last {
+            tracing::error!("The publisher made no progress; not feeding the watchdog");
+        } else {
+            notifier.notify("WATCHDOG=1");
+            last = now;
         }
     }
 }

@@ -42,11 +42,17 @@ pub struct AgentProcess {
     child: Option<std::process::Child>,
     /// How many times it was started.
     pub starts: u32,
+    env: Vec<(String, String)>,
 }
 
 impl AgentProcess {
     /// Writes `config` (with `{data_dir}` replaced by a fresh directory) and starts the agent.
     pub fn start(config: &str) -> std::io::Result<AgentProcess> {
+        AgentProcess::start_with_env(config, &[])
+    }
+
+    /// Like [`AgentProcess::start`], with extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> std::io::Result<AgentProcess> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         let text = config.replace("{data_dir}", &data.display().to_string());
@@ -55,6 +61,10 @@ impl AgentProcess {
             dir,
             child: None,
             starts: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         agent.restart()?;
         Ok(agent)
@@ -87,6 +97,7 @@ impl AgentProcess {
             .arg("run")
             .arg("-c")
             .arg(self.config_path())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("SPINDLE_TEST_LOG").unwrap_or_else(|_| "info".into()),

@@ -336,7 +336,11 @@ fn kpi_windows_match_the_simulated_plant_through_a_restart_a_stop_and_a_machine_
     // Every KPI payload matches its schema.
     for m in got.iter().filter(|m| m.topic.contains("/kpi/")) {
         let suffix = m.topic.split("/gw-1/").nth(1).unwrap();
-        spindle_hil_tests::schema::validate(spindle_hil_tests::schema::schema_for(suffix).unwrap(), &m.json()).unwrap();
+        spindle_hil_tests::schema::validate(
+            spindle_hil_tests::schema::schema_for(suffix).unwrap(),
+            &m.json(),
+        )
+        .unwrap();
     }
     let secs = |ms: u64| (ms as f64 - t0 as f64) / 1000.0;
     let energy = windows(&got, "/kpi/energy_per_output/line1");

@@ -313,6 +313,7 @@ impl<S: Store> Publisher<S> {
     }
 
     fn on_tick(&mut self) {
+        self.counters.publisher_ticks.inc();
         if let Some(at) = self.store_failed
             && Instant::now() >= at
         {

@@ -1,7 +1,7 @@
 //! KPIs end to end against ground truth: simulated meters and CNC machines
 //! follow known formulas (an electricity counter with a u32 wrap and a
 //! reset, a u16 gas counter that wraps, part counters, run-state and
-//! auto-mode schedules); the real agent computes 5 s windows through a
+//! auto-mode schedules); the real agent computes 10 s windows through a
 //! restart, a stop and a machine going offline; every window is checked
 //! against the formulas.
 
@@ -29,12 +29,12 @@ use spindle_hil_tests::one_at_a_time;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
 use spindle_protocols::sim::{SimDevice, SimTcpServer};
 
-const WINDOW_MS: u64 = 5_000;
+const WINDOW_MS: u64 = 10_000;
 const POLL_S: f64 = 0.5;
-/// Electricity: raw kWh × 1000 per second, starting 20 s below the u32 wrap, reset to 0 at 60 s.
+/// Electricity: raw kWh × 1000 per second, starting 40 s below the u32 wrap, reset to 0 at 125 s.
 const E_RATE: f64 = 1000.0;
-const E_START: f64 = 4_294_967_296.0 - 20.0 * E_RATE;
-const E_RESET_S: f64 = 60.0;
+const E_START: f64 = 4_294_967_296.0 - 40.0 * E_RATE;
+const E_RESET_S: f64 = 125.0;
 /// Gas: raw m³ × 100 per second, u16, wraps at about 51.8 s.
 const G_RATE: f64 = 300.0;
 const G_START: f64 = 50_000.0;
@@ -206,11 +206,11 @@ numerically_controlled = false
 
 [[kpi.cnc_coverage]]
 name = "plant"
-window = "5s"
+window = "10s"
 
 [[kpi.energy_per_output]]
 name = "line1"
-window = "5s"
+window = "10s"
 energy = [ {{ point = "meter.energy", carrier = "electricity" }}, {{ point = "gas.volume", carrier = "natural_gas" }} ]
 output = [ {{ point = "cnc-1.parts" }} ]
 output_unit = "piece"
@@ -302,7 +302,7 @@ fn kpi_windows_match_the_simulated_plant_through_a_restart_a_stop_and_a_machine_
     let mut agent = AgentProcess::start(&cfg).unwrap();
 
     // A restart inside a window (SIGTERM, start again at once).
-    at(32.3);
+    at(62.3);
     let restart_ms = now_ms();
     assert!(
         agent
@@ -311,20 +311,20 @@ fn kpi_windows_match_the_simulated_plant_through_a_restart_a_stop_and_a_machine_
     );
     agent.restart().unwrap();
     // A stop long enough to miss whole windows.
-    at(76.0);
+    at(146.0);
     let stop_from = now_ms();
     agent.terminate(Duration::from_secs(5)).unwrap();
-    at(92.0);
+    at(182.0);
     let stop_to = now_ms();
     agent.restart().unwrap();
     // cnc-2 goes away for a while.
-    at(100.0);
+    at(192.0);
     let off_from = now_ms();
     s_c2.stop();
-    at(113.0);
+    at(218.0);
     let off_to = now_ms();
     rt.block_on(s_c2.restart()).unwrap();
-    at(126.0);
+    at(246.0);
     let end_ms = now_ms();
     let (ok, got) = sub.wait_until(Duration::from_secs(10), |m| {
         windows(m, "/kpi/energy_per_output/line1")
@@ -380,10 +380,10 @@ fn kpi_windows_match_the_simulated_plant_through_a_restart_a_stop_and_a_machine_
                 "the reset at {E_RESET_S} s is flagged in {a:.1}–{b:.1}: {w}"
             );
         }
-        if a < 20.0 && 20.0 < b && quality == "good" {
+        if a < 40.0 && 40.0 < b && quality == "good" {
             assert!(
                 flags.contains(&"wrap"),
-                "the u32 wrap at 20 s is flagged in {a:.1}–{b:.1}: {w}"
+                "the u32 wrap at 40 s is flagged in {a:.1}–{b:.1}: {w}"
             );
         }
         if quality != "good" || flags.contains(&"reset") {
@@ -428,8 +428,8 @@ fn kpi_windows_match_the_simulated_plant_through_a_restart_a_stop_and_a_machine_
         eprintln!("a good energy window: {w}");
     }
     assert!(
-        checked_good >= 15,
-        "at least 15 good windows checked against the formulas, got {checked_good}"
+        checked_good >= 12,
+        "at least 12 good windows checked against the formulas, got {checked_good}"
     );
     assert!(
         energy.range(first_full..).count() >= 20,

@@ -385,3 +385,68 @@ fn the_example_plant_simulator_serves_every_device() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_example_plant_runs_end_to_end_under_simulate_and_run() {
+    let _serial = spindle_hil_tests::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let link = dir.path().join("rs485-1");
+    let _simulator = Simulator::start(
+        &examples.join("plant-sim.toml"),
+        &["--pty-link", &format!("rs485-1={}", link.display())],
+    );
+    let broker = spindle_hil_tests::broker::Broker::start(false).unwrap();
+    let sub = spindle_hil_tests::subscriber::Subscriber::start(broker.port(), "spindle/#").unwrap();
+    let plant = std::fs::read_to_string(examples.join("plant.toml")).unwrap();
+    let config = plant
+        .replace(
+            "data_dir = \"/var/lib/spindle\"",
+            "data_dir = \"{data_dir}\"",
+        )
+        .replace(
+            "url = \"mqtt://127.0.0.1:1883\"",
+            &format!("url = \"{}\"", broker.url()),
+        )
+        .replace(
+            "port = \"/tmp/spindle-rs485-1\"",
+            &format!("port = \"{}\"", link.display()),
+        );
+    let agent = spindle_hil_tests::agent::AgentProcess::start_with_env(
+        &config,
+        &[("SPINDLE_MQTT_PASSWORD", "x")],
+    )
+    .unwrap();
+    let devices = [
+        "meter-line1",
+        "meter-line2",
+        "gas-washer",
+        "cnc-07",
+        "cnc-08",
+        "cnc-mill-03",
+        "weld-cell-1",
+    ];
+    let (ok, got) = sub.wait_until(Duration::from_secs(40), |m| {
+        devices.iter().all(|d| {
+            m.iter().any(|x| {
+                x.topic.ends_with(&format!("/telemetry/{d}"))
+                    && !x.json()["values"]
+                        .as_object()
+                        .is_none_or(serde_json::Map::is_empty)
+            })
+        })
+    });
+    let seen: Vec<&str> = devices
+        .iter()
+        .copied()
+        .filter(|d| {
+            got.iter()
+                .any(|x| x.topic.ends_with(&format!("/telemetry/{d}")))
+        })
+        .collect();
+    assert!(
+        ok,
+        "telemetry with values from every device of the example plant; seen {seen:?}; log:\n{}",
+        agent.log()
+    );
+}

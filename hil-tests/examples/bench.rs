@@ -1,0 +1,688 @@
+//! End-to-end benchmark of the real agent: 20 simulated Modbus TCP devices
+//! of 50 u16 holding registers each (one merged read per poll), a mosquitto
+//! started here, the release `spindle run` with its durable outbox (`QoS` 1,
+//! default `[buffer]`, `report = "always"`), and a lean subscriber that
+//! counts the points delivered (members of each telemetry message's
+//! `values`) and the end-to-end latency (receive time − payload `ts`, the
+//! time the poll's first request was sent).
+//!
+//! During a steady-state window after a warm-up it samples the agent
+//! process's CPU time (`/proc/PID/stat` utime + stime) and resident memory
+//! (`/proc/PID/status` `VmRSS`, peak and `VmHWM`).
+//!
+//! Scenarios: `paced` (poll = 1 s) and `flat-out` (poll = 1 ms: every device
+//! is polled as fast as it answers; the missed ticks are overruns).
+//!
+//! `cargo build --release -p spindle && cargo run --release -p spindle-hil-tests --example bench -- [--scenario paced|flat-out] [--seconds N] [--warmup N]`
+//!
+//! Without `--scenario` both run. The agent logs at `SPINDLE_TEST_LOG`
+//! (default `info`).
+
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use spindle_config::model::Area;
+use spindle_hil_tests::agent::{AgentProcess, spindle_bin};
+use spindle_hil_tests::broker::Broker;
+use spindle_hil_tests::plant::agent_toml;
+use spindle_protocols::sim::{SimDevice, SimTcpServer};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+const DEVICES: usize = 20;
+const POINTS: u16 = 50;
+const TOPIC_PREFIX: &str = "spindle/hil/gw-1/";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Paced,
+    FlatOut,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Paced => "paced",
+            Scenario::FlatOut => "flat-out",
+        }
+    }
+
+    fn poll(self) -> &'static str {
+        match self {
+            Scenario::Paced => "1s",
+            Scenario::FlatOut => "1ms",
+        }
+    }
+
+    fn poll_interval(self) -> Duration {
+        match self {
+            Scenario::Paced => Duration::from_secs(1),
+            Scenario::FlatOut => Duration::from_millis(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Args {
+    scenarios: Vec<Scenario>,
+    seconds: u64,
+    warmup: u64,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut args = Args {
+        scenarios: vec![Scenario::Paced, Scenario::FlatOut],
+        seconds: 30,
+        warmup: 5,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--scenario" => {
+                args.scenarios = match value()?.as_str() {
+                    "paced" => vec![Scenario::Paced],
+                    "flat-out" => vec![Scenario::FlatOut],
+                    "both" => vec![Scenario::Paced, Scenario::FlatOut],
+                    other => return Err(format!("unknown scenario {other:?}").into()),
+                };
+            }
+            "--seconds" => args.seconds = value()?.parse()?,
+            "--warmup" => args.warmup = value()?.parse()?,
+            "-h" | "--help" => {
+                println!(
+                    "bench [--scenario paced|flat-out|both] [--seconds N (window, 30)] [--warmup N (5)]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    if args.seconds == 0 {
+        return Err("--seconds must be at least 1".into());
+    }
+    Ok(args)
+}
+
+fn main() -> Res<()> {
+    let args = parse_args()?;
+    let bin = release_spindle()?;
+    println!("agent binary: {}", bin.display());
+    println!(
+        "setup: {DEVICES} TCP devices x {POINTS} u16 points, QoS 1, durable outbox (default [buffer]), report = \"always\""
+    );
+    for scenario in &args.scenarios {
+        let report = run(*scenario, &args)?;
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// The release `spindle` binary, refusing a missing or stale one (older
+/// than a source file of the crates it is built from). It is not built from
+/// here: a `cargo build` nested in `cargo run` sees cargo's run-time
+/// environment and rebuilds what the outer build just built.
+fn release_spindle() -> Res<PathBuf> {
+    // From target/release/examples/bench, `spindle_bin` looks in target/release/.
+    let bin = spindle_bin();
+    let in_release = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|name| name == "release");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified());
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest_source = ["agent/src", "protocols/src", "config/src"]
+        .iter()
+        .filter_map(|dir| newest_mtime(&workspace.join(dir)))
+        .max();
+    match built {
+        Ok(built) if in_release && newest_source.is_none_or(|s| s <= built) => Ok(bin),
+        _ => Err(format!(
+            "{} is missing, stale or not a release build: run `cargo build --release -p spindle` \
+             first, and this bench with --release",
+            bin.display()
+        )
+        .into()),
+    }
+}
+
+/// The newest modification time of a file under `dir`.
+fn newest_mtime(dir: &std::path::Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// The simulated plant: its own tokio runtime with one worker, like the tests'.
+struct Plant {
+    servers: Vec<SimTcpServer>,
+    /// Serves the devices; dropped after them.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Plant {
+    fn start() -> Res<Plant> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let mut servers = Vec::with_capacity(DEVICES);
+        for i in 0..DEVICES {
+            let device = SimDevice::new(vec![1]);
+            let base = u16::try_from(i)? * 100;
+            let values: Vec<u16> = (0..POINTS).map(|r| base + r).collect();
+            device.set_registers(Area::Holding, 0, &values);
+            servers.push(runtime.block_on(SimTcpServer::bind(device, ([127, 0, 0, 1], 0).into()))?);
+        }
+        Ok(Plant {
+            servers,
+            _runtime: runtime,
+        })
+    }
+
+    fn devices_toml(&self, poll: &str) -> String {
+        let mut out = String::new();
+        for (i, server) in self.servers.iter().enumerate() {
+            let _ = write!(
+                out,
+                "\n[[device]]\nname = \"dev{i}\"\ntcp = \"{}\"\nunit = 1\npoll = \"{poll}\"\n\
+                 timeout = \"500ms\"\nreport = \"always\"\n",
+                server.local_addr()
+            );
+            for r in 0..POINTS {
+                let _ = write!(
+                    out,
+                    "\n[[device.point]]\nname = \"r{r}\"\narea = \"holding\"\naddress = {r}\ntype = \"u16\"\n"
+                );
+            }
+        }
+        out
+    }
+
+    /// Requests the devices received since the last call (the simulator
+    /// records each one; clearing keeps its memory flat).
+    fn take_requests(&self) -> usize {
+        self.servers
+            .iter()
+            .map(|s| {
+                let n = s.device().received().len();
+                s.device().clear_received();
+                n
+            })
+            .sum()
+    }
+}
+
+impl Drop for Plant {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            server.stop();
+        }
+    }
+}
+
+/// What the subscriber counted while recording.
+#[derive(Debug, Default)]
+struct Counts {
+    recording: bool,
+    first_telemetry: bool,
+    messages: u64,
+    points: u64,
+    /// End-to-end latency of each message, microseconds.
+    latencies_us: Vec<u64>,
+    /// `overruns` summed over devices from the latest `health` message.
+    health_overruns: Option<u64>,
+}
+
+/// A lean `QoS` 1 subscriber that counts instead of recording.
+struct Counter {
+    counts: Arc<Mutex<Counts>>,
+    client: Client,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Counter {
+    fn start(port: u16) -> Res<Counter> {
+        let mut opts = MqttOptions::new(format!("bench-{}", std::process::id()), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut connection) = Client::new(opts, 64);
+        client.subscribe(format!("{TOPIC_PREFIX}telemetry/+"), QoS::AtLeastOnce)?;
+        client.subscribe(format!("{TOPIC_PREFIX}health"), QoS::AtLeastOnce)?;
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let shared = counts.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut subacks = 0;
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        subacks += 1;
+                        if subacks == 2 {
+                            let _ = ready_tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let received_us = now_us();
+                        let mut c = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                        if p.topic.ends_with("/health") {
+                            c.health_overruns = sum_numbers_after(&p.payload, b"\"overruns\":");
+                            continue;
+                        }
+                        c.first_telemetry = true;
+                        if !c.recording {
+                            continue;
+                        }
+                        c.messages += 1;
+                        c.points += member_count(&p.payload, b"\"values\":{") as u64;
+                        if let Some(ts_ms) = number_after(&p.payload, b"\"ts\":") {
+                            c.latencies_us
+                                .push(received_us.saturating_sub(ts_ms.saturating_mul(1000)));
+                        }
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the subscription was not acknowledged within 10 s")?;
+        Ok(Counter {
+            counts,
+            client,
+            thread: Some(thread),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Counts) -> T) -> T {
+        f(&mut self.counts.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The unsigned integer right after the first `key` in `payload`.
+fn number_after(payload: &[u8], key: &[u8]) -> Option<u64> {
+    let start = find(payload, key)? + key.len();
+    let digits = payload.get(start..)?;
+    let mut value: u64 = 0;
+    let mut any = false;
+    for &b in digits.iter().take_while(|b| b.is_ascii_digit()) {
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        any = true;
+    }
+    any.then_some(value)
+}
+
+/// The sum of the integers after every `key` in `payload`.
+fn sum_numbers_after(payload: &[u8], key: &[u8]) -> Option<u64> {
+    let mut rest = payload;
+    let mut total = None;
+    while let Some(at) = find(rest, key) {
+        let tail = rest.get(at..)?;
+        if let Some(n) = number_after(tail, key) {
+            total = Some(total.unwrap_or(0) + n);
+        }
+        rest = tail.get(key.len()..)?;
+    }
+    total
+}
+
+/// How many members the JSON object opened by `key` (which ends with `{`) has.
+fn member_count(payload: &[u8], key: &[u8]) -> usize {
+    let Some(at) = find(payload, key) else {
+        return 0;
+    };
+    let Some(body) = payload.get(at + key.len()..) else {
+        return 0;
+    };
+    let (mut depth, mut in_string, mut escaped, mut members) = (0usize, false, false, 0usize);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth == 0 => break,
+            b'}' | b']' => depth -= 1,
+            b':' if depth == 0 => members += 1,
+            _ => {}
+        }
+    }
+    members
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// utime + stime of `pid`, in clock ticks (all its threads, dead ones included).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(rank).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// One RSS sample of the window.
+struct Sample {
+    at_s: f64,
+    rss_kib: u64,
+    points: u64,
+}
+
+/// What one scenario measured.
+struct Measured {
+    load_before: String,
+    load_after: String,
+    seconds: f64,
+    cpu_s: f64,
+    counts: Counts,
+    requests: usize,
+    peak_rss_kib: u64,
+    hwm_kib: u64,
+    samples: Vec<Sample>,
+    log_bytes: u64,
+}
+
+fn run(scenario: Scenario, args: &Args) -> Res<String> {
+    let m = measure(scenario, args)?;
+    Ok(report(scenario, args, &m))
+}
+
+fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
+    let load_before = load_average();
+    let plant = Plant::start()?;
+    let broker = Broker::start(false)?;
+    let counter = Counter::start(broker.port())?;
+    let config = agent_toml(&broker.url(), "", &plant.devices_toml(scenario.poll()));
+    let mut agent = AgentProcess::start(&config)?;
+    let pid = agent.pid().ok_or("the agent did not start")?;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !counter.with(|c| c.first_telemetry) {
+        if Instant::now() >= deadline {
+            return Err(format!("no telemetry within 30 s; agent log:\n{}", agent.log()).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(args.warmup));
+
+    let ticks_per_s = clock_ticks_per_second();
+    plant.take_requests();
+    let cpu_start = cpu_ticks(pid).ok_or("cannot read the agent's /proc/PID/stat")?;
+    let started = Instant::now();
+    counter.with(|c| c.recording = true);
+    let window = Duration::from_secs(args.seconds);
+    let mut samples = Vec::new();
+    let mut peak_rss_kib = 0;
+    let mut requests = 0;
+    let mut next_sample = Duration::ZERO;
+    loop {
+        let elapsed = started.elapsed();
+        if elapsed >= window {
+            break;
+        }
+        let rss = status_kib(pid, "VmRSS:").unwrap_or(0);
+        peak_rss_kib = peak_rss_kib.max(rss);
+        if elapsed >= next_sample {
+            requests += plant.take_requests();
+            samples.push(Sample {
+                at_s: elapsed.as_secs_f64(),
+                rss_kib: rss,
+                points: counter.with(|c| c.points),
+            });
+            next_sample += Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(100).min(window.saturating_sub(elapsed)));
+    }
+    let mut counts = counter.with(|c| {
+        c.recording = false;
+        std::mem::take(c)
+    });
+    let cpu_end = cpu_ticks(pid).ok_or("cannot read the agent's /proc/PID/stat")?;
+    let seconds = started.elapsed().as_secs_f64();
+    requests += plant.take_requests();
+    let rss_end = status_kib(pid, "VmRSS:").unwrap_or(0);
+    peak_rss_kib = peak_rss_kib.max(rss_end);
+    let hwm_kib = status_kib(pid, "VmHWM:").unwrap_or(0);
+    samples.push(Sample {
+        at_s: seconds,
+        rss_kib: rss_end,
+        points: counts.points,
+    });
+    let log_bytes = std::fs::metadata(agent.log_path()).map_or(0, |m| m.len());
+    let _ = agent.terminate(Duration::from_secs(10));
+    drop(counter);
+    drop(broker);
+    drop(plant);
+    counts.latencies_us.sort_unstable();
+    Ok(Measured {
+        load_before,
+        load_after: load_average(),
+        seconds,
+        cpu_s: cpu_end.saturating_sub(cpu_start) as f64 / ticks_per_s as f64,
+        counts,
+        requests,
+        peak_rss_kib,
+        hwm_kib,
+        samples,
+        log_bytes,
+    })
+}
+
+fn report(scenario: Scenario, args: &Args, m: &Measured) -> String {
+    let seconds = m.seconds;
+    let cpu_s = m.cpu_s;
+    let points = m.counts.points;
+    let points_per_s = points as f64 / seconds;
+    let lat = &m.counts.latencies_us;
+    let polls_per_device = m.requests as f64 / seconds / DEVICES as f64;
+    let cpu_per_mpt = (points > 0).then(|| cpu_s / (points as f64 / 1e6));
+    let peak = mib(m.peak_rss_kib.max(m.hwm_kib));
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n== {} (poll = {}, window {seconds:.1} s after {} s warm-up; load average before {}, after {}) ==",
+        scenario.name(),
+        scenario.poll(),
+        args.warmup,
+        m.load_before,
+        m.load_after,
+    );
+    let _ = writeln!(out, "| metric | value |\n| --- | --- |");
+    let mut row = |name: &str, value: String| {
+        let _ = writeln!(out, "| {name} | {value} |");
+    };
+    row("points/s delivered", format!("{points_per_s:.0}"));
+    row(
+        "telemetry messages/s delivered",
+        format!("{:.0}", m.counts.messages as f64 / seconds),
+    );
+    row(
+        "polls/s answered by the devices",
+        format!(
+            "{:.0} ({polls_per_device:.1} per device)",
+            m.requests as f64 / seconds
+        ),
+    );
+    if scenario == Scenario::FlatOut {
+        let ticks_per_device = 1.0 / scenario.poll_interval().as_secs_f64();
+        row(
+            "overruns (missed ticks, estimated)",
+            format!(
+                "{:.0}/s per device",
+                (ticks_per_device - polls_per_device).max(0.0)
+            ),
+        );
+    }
+    if let Some(overruns) = m.counts.health_overruns {
+        row("overruns (last health)", overruns.to_string());
+    }
+    row(
+        "agent CPU",
+        format!(
+            "{cpu_s:.2} s = {:.3} % of one core",
+            cpu_s / seconds * 100.0
+        ),
+    );
+    row(
+        "agent CPU-seconds per million points",
+        cpu_per_mpt.map_or_else(|| "-".into(), |c| format!("{c:.3}")),
+    );
+    row(
+        "agent RSS peak (sampled every 100 ms)",
+        format!("{:.1} MiB", mib(m.peak_rss_kib)),
+    );
+    row(
+        "agent VmHWM at the end",
+        format!("{:.1} MiB", mib(m.hwm_kib)),
+    );
+    row(
+        "latency p50 / p90 / p99 / max",
+        format!(
+            "{:.1} / {:.1} / {:.1} / {:.1} ms ({} messages)",
+            percentile(lat, 0.50),
+            percentile(lat, 0.90),
+            percentile(lat, 0.99),
+            percentile(lat, 1.0),
+            lat.len()
+        ),
+    );
+    row("agent log", format!("{} bytes", m.log_bytes));
+    rss_timeline(&mut out, &m.samples);
+    let targets = match scenario {
+        Scenario::Paced => format!(
+            "targets: <= 0.3 % of a core ({}), peak RSS <= 16 MiB ({}), p99 <= 20 ms ({})",
+            verdict(cpu_s / seconds * 100.0 <= 0.3),
+            verdict(peak <= 16.0),
+            verdict(percentile(lat, 0.99) <= 20.0)
+        ),
+        Scenario::FlatOut => format!(
+            "targets: <= 1 CPU-s per million points ({}), peak RSS <= 32 MiB ({}), >= 880000 points/s ({})",
+            verdict(cpu_per_mpt.is_some_and(|c| c <= 1.0)),
+            verdict(peak <= 32.0),
+            verdict(points_per_s >= 880_000.0)
+        ),
+    };
+    let _ = writeln!(out, "{targets}");
+    out
+}
+
+/// RSS (and delivery rate) at about seven points of the window.
+fn rss_timeline(out: &mut String, samples: &[Sample]) {
+    let (lo, hi) = samples.iter().fold((u64::MAX, 0), |(lo, hi), s| {
+        (lo.min(s.rss_kib), hi.max(s.rss_kib))
+    });
+    let _ = writeln!(
+        out,
+        "RSS over the window: min {:.1} MiB, max {:.1} MiB",
+        mib(lo),
+        mib(hi)
+    );
+    let step = (samples.len() / 6).max(1);
+    let mut previous: Option<&Sample> = None;
+    for s in samples.iter().step_by(step).chain(samples.last()) {
+        if previous.is_some_and(|p| (p.at_s - s.at_s).abs() < 1e-9) {
+            continue;
+        }
+        let rate = previous.map_or(String::new(), |p| {
+            format!(
+                ", {:.0} points/s",
+                s.points.saturating_sub(p.points) as f64 / (s.at_s - p.at_s)
+            )
+        });
+        let _ = writeln!(
+            out,
+            "  t = {:5.1} s: RSS {:.1} MiB{rate}",
+            s.at_s,
+            mib(s.rss_kib)
+        );
+        previous = Some(s);
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}

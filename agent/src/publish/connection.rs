@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
 use spindle_config::model::{Mqtt, PasswordSource};
+use spindle_protocols::modbus::backoff::Backoff;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
@@ -230,44 +231,15 @@ fn tls_config(mqtt: &Mqtt) -> Result<rustls::ClientConfig, ConnectionSetupError>
     }
 }
 
-/// Jittered exponential backoff: `initial` doubling up to `max`, each wait
-/// drawn uniformly from its upper half so a fleet of gateways does not
-/// reconnect in step.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            current: initial,
-        }
-    }
-
-    pub fn next_wait(&mut self) -> Duration {
-        let upper = self.current;
-        self.current = (self.current * 2).min(self.max);
-        let half = upper / 2;
-        half + half.mul_f64(rand::random::<f64>())
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
-}
-
 /// Runs connection attempts until `shutdown` turns true.
 pub async fn run(
     settings: ConnectionSettings,
     events: mpsc::Sender<ConnEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    // Jittered exponential backoff (rumqttc has none): 200 ms doubling to
+    // 30 s, each wait drawn from its upper half.
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30), 0.5);
     loop {
         if *shutdown.borrow() {
             return;
@@ -318,30 +290,10 @@ pub async fn run(
         } else {
             tracing::warn!(reason = %reason, "MQTT connection attempt failed");
         }
-        let wait = backoff.next_wait();
+        let wait = backoff.next_delay();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_with_jitter_in_the_upper_half() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let caps = [100u64, 200, 400, 800, 800];
-        for cap in caps {
-            let w = b.next_wait();
-            assert!(
-                w >= Duration::from_millis(cap / 2) && w <= Duration::from_millis(cap),
-                "{w:?} for cap {cap}"
-            );
-        }
-        b.reset();
-        assert!(b.next_wait() <= Duration::from_millis(100));
     }
 }

@@ -30,6 +30,26 @@ fn by_seq(messages: &[Message]) -> BTreeMap<u64, BTreeSet<Vec<u8>>> {
     out
 }
 
+/// The seqs of the messages received so far, updated incrementally: the
+/// predicates of `wait_until` run at every arrival, so they must not re-parse
+/// thousands of payloads each time.
+#[derive(Default)]
+struct SeqTracker {
+    processed: std::cell::Cell<usize>,
+    seqs: std::cell::RefCell<BTreeSet<u64>>,
+}
+
+impl SeqTracker {
+    fn update(&self, messages: &[Message]) -> std::cell::Ref<'_, BTreeSet<u64>> {
+        let from = self.processed.get().min(messages.len());
+        if let Some(new) = messages.get(from..) {
+            self.seqs.borrow_mut().extend(seqs(new));
+        }
+        self.processed.set(messages.len());
+        self.seqs.borrow()
+    }
+}
+
 fn seqs(messages: &[Message]) -> BTreeSet<u64> {
     messages
         .iter()
@@ -80,8 +100,9 @@ fn every_seq_arrives_after_the_broker_was_stopped_for_a_minute_under_200_message
     broker.restart().unwrap();
     let outage = stopped.elapsed();
 
+    let tracker = SeqTracker::default();
     let (ok, got) = sub.wait_until(Duration::from_secs(90), |m| {
-        dense(&seqs(m), produced_during_outage_at_least)
+        dense(&tracker.update(m), produced_during_outage_at_least)
     });
     let s = seqs(&got);
     assert!(
@@ -125,10 +146,10 @@ fn messages_in_flight_when_the_broker_loses_its_state_are_sent_again() {
     proxy.open();
 
     let max_before = *before.last().unwrap();
+    let tracker = SeqTracker::default();
+    tracker.seqs.borrow_mut().extend(before.iter().copied());
     let (ok, got) = second.wait_until(Duration::from_secs(40), |m| {
-        let mut all = before.clone();
-        all.extend(seqs(m));
-        dense(&all, max_before + 400)
+        dense(&tracker.update(m), max_before + 400)
     });
     let mut all = before.clone();
     all.extend(seqs(&got));
@@ -191,7 +212,8 @@ fn fifty_kill_9s_under_load_lose_nothing_durable_and_never_reuse_a_seq_for_anoth
         slowest = slowest.max(restarted.elapsed());
     }
     // Let the last run drain its backlog, then everything received must be dense.
-    let (ok, got) = sub.wait_until(Duration::from_secs(30), |m| dense(&seqs(m), 1000));
+    let tracker = SeqTracker::default();
+    let (ok, got) = sub.wait_until(Duration::from_secs(30), |m| dense(&tracker.update(m), 1000));
     let s = seqs(&got);
     assert!(
         ok,

@@ -443,8 +443,10 @@ fn an_unplugged_adapter_is_reopened_and_the_agent_never_exits() {
     set_energy(&meter, 200_000);
     let pty = plug(&rt);
     std::os::unix::fs::symlink(pty.path(), &port).unwrap();
+    // The availability change is published right after the poll's telemetry: wait for both.
     let (ok, got) = sub.wait_until(Duration::from_secs(60), |m| {
         latest(m, "telemetry/meter").is_some_and(|x| x.json()["values"]["energy"] == 2000.0)
+            && latest(m, "availability/meter").is_some_and(|x| x.json()["state"] == "online")
     });
     if !ok {
         for m in &got {

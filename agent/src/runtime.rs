@@ -347,7 +347,22 @@ async fn feed_watchdog(
     }
 }
 
-async fn wait_for_signal() {
+/// Ctrl-C, SIGTERM, or the end of `run_for` when given (`demo`, `simulate`).
+pub async fn wait_for_stop(run_for: Option<Duration>) {
+    let deadline = async {
+        match run_for {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = deadline => {}
+        () = wait_for_signal() => {}
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

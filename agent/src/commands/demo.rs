@@ -504,7 +504,7 @@ async fn watch(
     if !terminal {
         view.print_intro();
     }
-    let stop = wait_for_stop(run_for);
+    let stop = crate::runtime::wait_for_stop(run_for);
     tokio::pin!(stop);
     let mut sim_tick = tokio::time::interval(SIM_TICK);
     sim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -546,32 +546,6 @@ async fn watch(
     view.finish(&seen, &counters);
     simulator.stop();
     EXIT_OK
-}
-
-/// Ctrl-C, SIGTERM or the end of `run_for`.
-async fn wait_for_stop(run_for: Option<Duration>) {
-    let deadline = async {
-        match run_for {
-            Some(duration) => tokio::time::sleep(duration).await,
-            None => std::future::pending().await,
-        }
-    };
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                () = deadline => {}
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    tokio::select! {
-        () = deadline => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 // ---------------------------------------------------------------------------

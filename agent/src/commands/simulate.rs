@@ -286,7 +286,7 @@ async fn serve(
     let _ = std::io::stdout().flush();
     tracing::info!(devices = served.len(), "Simulator started.");
 
-    let stop = wait_for_stop(options.run_for);
+    let stop = crate::runtime::wait_for_stop(options.run_for);
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -452,32 +452,6 @@ fn remove_link(link: &Path) {
         if let Err(error) = std::fs::remove_file(link) {
             tracing::warn!(link = %link.display(), %error, "Cannot remove the pseudo-terminal link.");
         }
-    }
-}
-
-/// Ctrl-C, SIGTERM or the end of `run_for`.
-async fn wait_for_stop(run_for: Option<Duration>) {
-    let deadline = async {
-        match run_for {
-            Some(duration) => tokio::time::sleep(duration).await,
-            None => std::future::pending().await,
-        }
-    };
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                () = deadline => {}
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    tokio::select! {
-        () = deadline => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

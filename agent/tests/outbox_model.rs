@@ -275,6 +275,46 @@ fn a_reopened_outbox_continues_the_sequence_and_keeps_its_store_id() {
 }
 
 #[test]
+fn a_seq_is_never_reused_when_records_that_outlived_their_counter_are_acknowledged() {
+    // Appends write their record alone and the seq counter is written when
+    // a flush starts; records that survive a crash beyond the stored
+    // counter must push it past them before they can be acknowledged.
+    let store = MemStore::default();
+    let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
+    outbox
+        .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
+        .unwrap();
+    outbox.flush().unwrap();
+    for _ in 0..3 {
+        outbox
+            .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
+            .unwrap();
+    }
+    // The crash keeps the three unflushed records (seqs 2..=4) but the
+    // counter stored is still 2.
+    let crashed = store.crash(3);
+    let mut reopened = Outbox::from_store(crashed.clone(), opts()).unwrap();
+    assert_eq!(reopened.next_seq(), 5);
+    let published: Vec<u64> = reopened
+        .read(1, 10, 1)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(published, vec![1, 2, 3, 4]);
+    assert_eq!(reopened.ack(&published).unwrap(), 4);
+    // A crash that keeps none of the (unflushed) deletions, and one that keeps all.
+    for keep in [0, 4] {
+        let mut again = Outbox::from_store(crashed.crash(keep), opts()).unwrap();
+        assert_eq!(again.next_seq(), 5, "keeping {keep} deletions");
+        let seq = again
+            .append(Kind::Telemetry, false, "telemetry/a", 2, |env| env.wrap(""))
+            .unwrap();
+        assert_eq!(seq, 5);
+    }
+}
+
+#[test]
 fn unflushed_records_are_never_published_and_may_be_lost_in_a_crash() {
     let store = MemStore::default();
     let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();

@@ -4,10 +4,17 @@
 //!
 //! # Constraints
 //!
-//! - **Atomic append.** A record and the store's next seq are written in one
-//!   batch, so after any crash the seq counter is past every stored record and
-//!   a seq is never handed out twice (sled's `generate_id` is never used: it
-//!   skips ranges after a crash).
+//! - **Seq counter.** An append writes its record alone (a single sled
+//!   insert: a sled `Batch` seals and writes a log buffer before and after
+//!   itself, which made batches most of the agent's CPU time). The counter
+//!   `m/next_seq` is written when a flush starts ([`Outbox::begin_flush`]),
+//!   so the flush that makes a record durable makes a counter past it
+//!   durable too; at open the counter is the larger of the stored one and
+//!   the highest record + 1, written back and flushed before anything can be
+//!   acknowledged. A published seq is therefore never handed out again, even
+//!   after its record was deleted (sled's `generate_id` is never used: it
+//!   skips ranges after a crash). sled recovers a prefix of its log, so the
+//!   records that survive a crash are a prefix of those appended.
 //! - **Publish only what is durable.** `durable_next` is the first seq not
 //!   known to be on disk; [`Outbox::read`] never returns a record at or past
 //!   it. A flush that *started* after an append makes that append durable
@@ -236,6 +243,8 @@ pub struct Outbox<S: Store> {
     store_id: String,
     opts: OutboxOptions,
     next_seq: u64,
+    /// The seq counter last written to the store (`m/next_seq`).
+    stored_next: u64,
     durable_next: u64,
     bytes: u64,
     count: u64,
@@ -370,12 +379,13 @@ impl<S: Store> Outbox<S> {
     /// counters, and creates the store's id when the store is new.
     pub fn from_store(store: S, opts: OutboxOptions) -> Result<Self, OutboxError> {
         let stored_id = store.get(META_STORE_ID)?;
-        let mut next_seq = match store.get(META_NEXT_SEQ)? {
+        let stored_next = match store.get(META_NEXT_SEQ)? {
             Some(v) => {
                 be_u64(&v).ok_or_else(|| OutboxError::Damaged("next seq is not 8 bytes".into()))?
             }
             None => 1,
         };
+        let mut next_seq = stored_next;
         let mut bytes = 0u64;
         let mut count = 0u64;
         let mut damage = None;
@@ -411,6 +421,15 @@ impl<S: Store> Outbox<S> {
             }
             None => return Err(OutboxError::Damaged("records without a store id".into())),
         };
+        if next_seq > stored_next {
+            // Records appended after the last counter write survived: the
+            // counter must be durable past them before any of them can be
+            // acknowledged and deleted.
+            let mut batch = WriteBatch::default();
+            batch.insert(META_NEXT_SEQ, next_seq.to_be_bytes());
+            store.apply(batch)?;
+            store.flush()?;
+        }
         let pending_gap = match store.get(META_PENDING_GAP)? {
             Some(v) => Some(
                 Gap::decode(&v)
@@ -423,6 +442,7 @@ impl<S: Store> Outbox<S> {
             store_id: id,
             opts,
             next_seq,
+            stored_next: next_seq,
             durable_next: next_seq,
             bytes,
             count,
@@ -460,6 +480,7 @@ impl<S: Store> Outbox<S> {
         }
         self.store.apply(batch)?;
         self.store.flush()?;
+        self.stored_next = old_next;
         self.durable_next = old_next;
         Ok(old_next - lost_from)
     }
@@ -504,10 +525,24 @@ impl<S: Store> Outbox<S> {
         self.next_seq > self.durable_next
     }
 
-    /// Call when a flush starts; pass the returned bound to [`Outbox::flush_done`]
-    /// once the store's flush returned.
-    pub fn flush_bound(&self) -> u64 {
-        self.next_seq
+    /// Call when a flush starts, then flush the store and pass the returned
+    /// bound to [`Outbox::flush_done`] once the store's flush returned.
+    ///
+    /// Appends write their record alone (one key: sled writes it without
+    /// sealing a log buffer, unlike a batch); the seq counter is written
+    /// here instead, so the flush that makes a record durable also makes a
+    /// counter past it durable. At open the counter is the larger of the
+    /// stored one and the highest record + 1, so a seq that was ever
+    /// published (durable) is never handed out again, even once its record
+    /// was acknowledged and deleted.
+    pub fn begin_flush(&mut self) -> Result<u64, StoreError> {
+        if self.next_seq > self.stored_next {
+            let mut batch = WriteBatch::default();
+            batch.insert(META_NEXT_SEQ, self.next_seq.to_be_bytes());
+            self.store.apply(batch)?;
+            self.stored_next = self.next_seq;
+        }
+        Ok(self.next_seq)
     }
 
     /// Marks every seq below `bound` durable.
@@ -517,7 +552,7 @@ impl<S: Store> Outbox<S> {
 
     /// Flushes synchronously (tests and shutdown).
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        let bound = self.flush_bound();
+        let bound = self.begin_flush()?;
         self.store.flush()?;
         self.flush_done(bound);
         Ok(())
@@ -652,9 +687,9 @@ impl<S: Store> Outbox<S> {
                 max: self.opts.max_record,
             });
         }
+        // The record alone (see `begin_flush` for the seq counter).
         let mut batch = WriteBatch::default();
         batch.insert(seq_key(seq), record.encode());
-        batch.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes());
         if let Some(gap) = self.pending_gap {
             // Keep the store's view of the open gap current (it may have
             // grown while the store refused writes).

@@ -287,7 +287,10 @@ impl<S: Store> Publisher<S> {
         if self.flushing.is_some() || self.store_failed.is_some() || !self.outbox.needs_flush() {
             return;
         }
-        let bound = self.outbox.flush_bound();
+        let bound = match self.outbox.begin_flush() {
+            Ok(bound) => bound,
+            Err(e) => return self.store_failure(&e),
+        };
         let store = self.outbox.store();
         let handle = tokio::task::spawn_blocking(move || store.flush());
         self.flushing = Some((bound, Instant::now(), handle));

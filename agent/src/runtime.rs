@@ -39,7 +39,7 @@ pub const MAX_MESSAGE: usize = 256 * 1024;
 /// Records in flight at most.
 pub const WINDOW: usize = 100;
 /// Messages queued between producers and the publisher.
-pub const QUEUE: usize = 4096;
+pub const QUEUE: usize = 1024;
 /// sled page cache.
 pub const CACHE: u64 = 8 << 20;
 /// How often `health` is published.

@@ -138,7 +138,10 @@ pub fn push_number(out: &mut String, n: f64) {
         // Integral values print without a fraction; others in shortest
         // round-trip form (exponent for very large or small magnitudes).
         if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-            let _ = write!(out, "{n:.0}");
+            // Exact: an integral f64 below 2^53 is an i64 without loss, and
+            // integer formatting is far cheaper than `{:.0}` on a float.
+            #[allow(clippy::cast_possible_truncation)]
+            let _ = write!(out, "{}", n as i64);
         } else {
             out.push_str(
                 &serde_json::Number::from_f64(n)
@@ -423,5 +426,22 @@ mod tests {
         s.push(' ');
         push_number(&mut s, -3.5e-7);
         assert_eq!(s, "12345 0.1 -3.5e-7");
+        for n in [
+            -9_007_199_254_740_991.0,
+            -65_536.0,
+            -1.0,
+            -0.0,
+            0.0,
+            65_535.0,
+            4_294_967_295.0,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            1e300,
+        ] {
+            let mut s = String::new();
+            push_number(&mut s, n);
+            let back: f64 = serde_json::from_str(&s).unwrap();
+            assert!(back.to_bits() == n.to_bits() || (n == 0.0 && back == 0.0), "{n} printed as {s}");
+        }
     }
 }

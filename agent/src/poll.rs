@@ -150,9 +150,15 @@ pub async fn run_link(
         let Some(dev) = devices.get_mut(index) else {
             return;
         };
-        tokio::select! {
-            () = tokio::time::sleep_until(dev.due()) => {}
-            _ = shutdown.changed() => return,
+        // A device already due is polled without arming a timer (arming one
+        // wakes the runtime's driver through an eventfd: a system call per
+        // poll when devices are polled back to back).
+        let due = dev.due();
+        if due > Instant::now() {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                _ = shutdown.changed() => return,
+            }
         }
         let probing = dev.probe_at.is_some();
         link.set_timeout(dev.device.timeout);

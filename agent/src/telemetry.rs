@@ -31,6 +31,8 @@ pub struct TelemetryEncoder {
     names: Vec<String>,
     last_sent: Vec<Option<PointOutcome>>,
     last_snapshot_ms: Option<u64>,
+    /// Longest body so far, to allocate the next one once.
+    body_capacity: usize,
 }
 
 impl TelemetryEncoder {
@@ -47,6 +49,7 @@ impl TelemetryEncoder {
             names: device.points.iter().map(|p| p.name.clone()).collect(),
             last_sent: vec![None; device.points.len()],
             last_snapshot_ms: None,
+            body_capacity: 64,
         }
     }
 
@@ -59,7 +62,13 @@ impl TelemetryEncoder {
                 .last_snapshot_ms
                 .is_none_or(|last| now_ms.saturating_sub(last) >= self.heartbeat_ms),
         };
-        let mut values = String::new();
+        // The body is built in place: `,"device":…,"values":{` then the
+        // values, then the errors (gathered apart, usually none).
+        let mut body = String::with_capacity(self.body_capacity);
+        body.push_str(",\"device\":");
+        push_json_string(&mut body, &self.device);
+        body.push_str(",\"values\":{");
+        let values_start = body.len();
         let mut errors = String::new();
         for (i, outcome) in outcomes.iter().enumerate() {
             let Some(name) = self.names.get(i) else { break };
@@ -70,8 +79,12 @@ impl TelemetryEncoder {
             }
             match outcome {
                 Ok(value) => {
-                    push_member(&mut values, name);
-                    push_value(&mut values, value);
+                    if body.len() > values_start {
+                        body.push(',');
+                    }
+                    push_json_string(&mut body, name);
+                    body.push(':');
+                    push_value(&mut body, value);
                 }
                 Err(word) => {
                     push_member(&mut errors, name);
@@ -82,19 +95,19 @@ impl TelemetryEncoder {
                 *slot = Some(outcome.clone());
             }
         }
-        if !snapshot && values.is_empty() && errors.is_empty() {
+        if !snapshot && body.len() == values_start && errors.is_empty() {
             return None;
         }
         if snapshot {
             self.last_snapshot_ms = Some(now_ms);
         }
-        let mut body = String::with_capacity(32 + values.len() + errors.len());
-        body.push_str(",\"device\":");
-        push_json_string(&mut body, &self.device);
-        let _ = write!(body, ",\"values\":{{{values}}},\"errors\":{{{errors}}}");
+        body.push_str("},\"errors\":{");
+        body.push_str(&errors);
+        body.push('}');
         if snapshot && self.report == Report::OnChange {
             body.push_str(",\"snapshot\":true");
         }
+        self.body_capacity = self.body_capacity.max(body.len());
         Some(body)
     }
 }
@@ -156,6 +169,12 @@ pub fn push_number(out: &mut String, n: f64) {
 /// `s` as a JSON string literal.
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    // Point and device names rarely need escaping: copy them whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -418,6 +437,24 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_escaped_only_where_json_needs_it() {
+        for s in [
+            "meter-1",
+            "温度 °C",
+            "a\"b",
+            "back\\slash",
+            "tab\tnew\nline\r",
+            "\u{1}\u{1f}",
+            "",
+        ] {
+            let mut out = String::new();
+            push_json_string(&mut out, s);
+            let back: String = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, s, "{s:?} encoded as {out}");
+        }
+    }
+
+    #[test]
     fn numbers_print_as_json_numbers() {
         let mut s = String::new();
         push_number(&mut s, 12345.0);
@@ -441,7 +478,10 @@ mod tests {
             let mut s = String::new();
             push_number(&mut s, n);
             let back: f64 = serde_json::from_str(&s).unwrap();
-            assert!(back.to_bits() == n.to_bits() || (n == 0.0 && back == 0.0), "{n} printed as {s}");
+            assert!(
+                back.to_bits() == n.to_bits() || (n == 0.0 && back == 0.0),
+                "{n} printed as {s}"
+            );
         }
     }
 }

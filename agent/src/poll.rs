@@ -62,6 +62,8 @@ pub struct ScheduledDevice {
     next_tick: Instant,
     probe_at: Option<Instant>,
     probe_backoff: Backoff,
+    /// `telemetry/{name}`, made once.
+    telemetry_topic: String,
 }
 
 impl ScheduledDevice {
@@ -69,6 +71,7 @@ impl ScheduledDevice {
         let first_probe = device.poll.max(MIN_PROBE_INTERVAL);
         let probe_backoff = Backoff::new(first_probe, MAX_PROBE_INTERVAL.max(first_probe), 0.2);
         ScheduledDevice {
+            telemetry_topic: format!("telemetry/{}", device.name),
             poller: DevicePoller::new(&device),
             encoder: TelemetryEncoder::new(&device),
             availability: Availability::default(),
@@ -237,7 +240,7 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
         out.push(OutMessage {
             kind: Kind::Telemetry,
             retain: false,
-            topic: format!("telemetry/{}", dev.device.name),
+            topic: dev.telemetry_topic.clone(),
             ts_ms,
             body,
         });

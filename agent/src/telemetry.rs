@@ -91,7 +91,10 @@ impl TelemetryEncoder {
                     push_json_string(&mut errors, word);
                 }
             }
-            if let Some(slot) = self.last_sent.get_mut(i) {
+            // Only `on_change` compares with what was sent.
+            if self.report == Report::OnChange
+                && let Some(slot) = self.last_sent.get_mut(i)
+            {
                 *slot = Some(outcome.clone());
             }
         }

@@ -91,6 +91,8 @@ pub struct Publisher<S: Store> {
     /// The store failed (a full disk): no flush until it is recovered, which
     /// is tried at this instant.
     store_failed: Option<Instant>,
+    /// When the last flush started (flushes are spaced by [`FLUSH_GATHER`]).
+    last_flush: Option<tokio::time::Instant>,
 }
 
 /// A flush running on a blocking thread: the seq bound it makes durable, when it started.
@@ -106,6 +108,16 @@ impl<S: Store> std::fmt::Debug for Publisher<S> {
 
 /// How many queued messages one wake-up appends at most before flushing.
 const APPEND_BATCH: usize = 4096;
+
+/// Least time between the starts of two flushes (capped by
+/// `flush_interval`): what arrives meanwhile joins the next flush. Every
+/// sled flush hands its log buffer to sled's I/O thread pool, which wakes
+/// all seven of its idle threads; back-to-back flushes under sustained load
+/// (1 200 a second) made those wake-ups a sixth of the agent's CPU time.
+/// At most 200 flushes a second; a record waits at most this much longer
+/// (measured, flat-out: 1.4 → 0.9–1.0 CPU-s per million points, latency p50
+/// 1.7 → 6.4 ms, p99 unchanged or better).
+const FLUSH_GATHER: Duration = Duration::from_millis(5);
 
 impl<S: Store> Publisher<S> {
     pub fn new(
@@ -124,6 +136,7 @@ impl<S: Store> Publisher<S> {
             counters,
             flushing: None,
             store_failed: None,
+            last_flush: None,
         }
     }
 
@@ -155,6 +168,10 @@ impl<S: Store> Publisher<S> {
                     break;
                 }
             }
+            // A flush held back by FLUSH_GATHER starts when its time comes.
+            let flush_at = self
+                .flush_due()
+                .filter(|at| *at > tokio::time::Instant::now());
             let flush_wait = async {
                 match self.flushing.as_mut() {
                     Some((_, _, handle)) => Some(handle.await),
@@ -184,6 +201,12 @@ impl<S: Store> Publisher<S> {
                     None => open = false,
                 },
                 _ = tick.tick() => self.on_tick(),
+                () = async {
+                    match flush_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 () = async {
                     match drain_deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -283,10 +306,24 @@ impl<S: Store> Publisher<S> {
         }
     }
 
-    fn start_flush_if_needed(&mut self) {
+    /// When the next flush may start, if one is wanted and none is running.
+    fn flush_due(&self) -> Option<tokio::time::Instant> {
         if self.flushing.is_some() || self.store_failed.is_some() || !self.outbox.needs_flush() {
+            return None;
+        }
+        let gather = FLUSH_GATHER.min(self.opts.flush_interval);
+        Some(self.last_flush.map_or_else(tokio::time::Instant::now, |at| at + gather))
+    }
+
+    fn start_flush_if_needed(&mut self) {
+        let Some(due) = self.flush_due() else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        if due > now {
             return;
         }
+        self.last_flush = Some(now);
         let bound = match self.outbox.begin_flush() {
             Ok(bound) => bound,
             Err(e) => return self.store_failure(&e),

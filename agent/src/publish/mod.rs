@@ -312,7 +312,10 @@ impl<S: Store> Publisher<S> {
             return None;
         }
         let gather = FLUSH_GATHER.min(self.opts.flush_interval);
-        Some(self.last_flush.map_or_else(tokio::time::Instant::now, |at| at + gather))
+        Some(
+            self.last_flush
+                .map_or_else(tokio::time::Instant::now, |at| at + gather),
+        )
     }
 
     fn start_flush_if_needed(&mut self) {

@@ -99,6 +99,44 @@ proptest! {
 
     #[test]
     fn the_outbox_never_loses_a_durable_record_silently(actions in proptest::collection::vec(action(), 1..120)) {
+        check(actions)?;
+    }
+}
+
+/// A case proptest found once (CI, seed in the regressions file), kept as a plain test.
+#[test]
+fn a_crash_after_drops_keeps_every_gap_count_exact() {
+    use Action::{Append, Crash, Flush, Publish};
+    let t = |size| Append {
+        kind: Kind::Telemetry,
+        size,
+    };
+    let actions = vec![
+        t(112),
+        t(1),
+        t(20),
+        t(180),
+        t(158),
+        Flush,
+        t(111),
+        t(150),
+        t(182),
+        t(9),
+        Flush,
+        t(0),
+        Publish { n: 9 },
+        t(47),
+        Crash { keep: 3 },
+        Publish { n: 9 },
+        t(47),
+        t(0),
+    ];
+    check(actions).unwrap();
+}
+
+#[allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
+fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
+    {
         let mut store = MemStore::default();
         let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
         let store_id = outbox.store_id().to_owned();
@@ -121,28 +159,46 @@ proptest! {
                         env.wrap(&format!(",\"pad\":\"{}\"", "x".repeat(size)))
                     });
                     if let Ok(seq) = appended {
-                        prop_assert!(before.keys().all(|&s| s < seq), "seq {seq} not above every stored seq");
+                        prop_assert!(
+                            before.keys().all(|&s| s < seq),
+                            "seq {seq} not above every stored seq"
+                        );
                     }
                     let after = contents(&store);
                     // Drop order: whatever disappeared (not acked) was the oldest of its class,
                     // and KPI windows only go once nothing droppable of a lower class is left.
-                    let dropped: Vec<u64> = before.keys().filter(|s| !after.contains_key(s)).copied().collect();
+                    let dropped: Vec<u64> = before
+                        .keys()
+                        .filter(|s| !after.contains_key(s))
+                        .copied()
+                        .collect();
                     for &d in &dropped {
                         let class = before[&d].kind;
                         prop_assert!(class != Kind::Gap, "a gap record was dropped");
                         let in_flight_set: BTreeSet<u64> = in_flight.iter().copied().collect();
-                        prop_assert!(!in_flight_set.contains(&d), "an in-flight record was dropped");
+                        prop_assert!(
+                            !in_flight_set.contains(&d),
+                            "an in-flight record was dropped"
+                        );
                         let expired = before[&d].created_ms + 60_000 < now;
                         if class == Kind::Kpi && !expired {
-                            prop_assert!(after.iter().all(|(s, r)| in_flight_set.contains(s) || matches!(r.kind, Kind::Kpi | Kind::Gap)),
-                                "a KPI window was dropped while telemetry remained");
+                            prop_assert!(
+                                after.iter().all(|(s, r)| in_flight_set.contains(s)
+                                    || matches!(r.kind, Kind::Kpi | Kind::Gap)),
+                                "a KPI window was dropped while telemetry remained"
+                            );
                         }
                     }
                     if !failing {
-                        let undroppable: u64 = after.iter()
+                        let undroppable: u64 = after
+                            .iter()
                             .filter(|(s, r)| r.kind == Kind::Gap || in_flight.contains(s))
-                            .map(|(_, r)| r.encoded_len() as u64).sum();
-                        prop_assert!(outbox.stats().bytes <= opts().max_size.max(undroppable), "bytes over max_size");
+                            .map(|(_, r)| r.encoded_len() as u64)
+                            .sum();
+                        prop_assert!(
+                            outbox.stats().bytes <= opts().max_size.max(undroppable),
+                            "bytes over max_size"
+                        );
                     }
                 }
                 Action::Flush => {
@@ -153,9 +209,17 @@ proptest! {
                 Action::Publish { n } => {
                     let records = outbox.read(cursor, n, now).unwrap_or_default();
                     for (seq, rec) in records {
-                        prop_assert!(seq < outbox.durable_next(), "a record that is not durable was published");
+                        prop_assert!(
+                            seq < outbox.durable_next(),
+                            "a record that is not durable was published"
+                        );
                         if let Some(previous) = published.get(&seq) {
-                            prop_assert_eq!(previous, &rec.payload, "seq {} carried two payloads", seq);
+                            prop_assert_eq!(
+                                previous,
+                                &rec.payload,
+                                "seq {} carried two payloads",
+                                seq
+                            );
                         }
                         published.insert(seq, rec.payload.clone());
                         if rec.kind == Kind::Gap {
@@ -186,8 +250,12 @@ proptest! {
                     prop_assert_eq!(outbox.store_id(), store_id.as_str());
                     let now_present = contents(&store);
                     for &s in &ever_durable {
-                        prop_assert!(now_present.contains_key(&s) || acked.contains(&s) || !before.contains_key(&s),
-                            "durable record {s} vanished in a crash");
+                        prop_assert!(
+                            now_present.contains_key(&s)
+                                || acked.contains(&s)
+                                || !before.contains_key(&s),
+                            "durable record {s} vanished in a crash"
+                        );
                     }
                     ever_durable.extend(now_present.keys());
                     in_flight.clear();
@@ -211,7 +279,13 @@ proptest! {
             // Counters agree with the store.
             let present = contents(&store);
             prop_assert_eq!(outbox.stats().depth, present.len() as u64);
-            prop_assert_eq!(outbox.stats().bytes, present.values().map(|r| r.encoded_len() as u64).sum::<u64>());
+            prop_assert_eq!(
+                outbox.stats().bytes,
+                present
+                    .values()
+                    .map(|r| r.encoded_len() as u64)
+                    .sum::<u64>()
+            );
         }
 
         // Settle: the disk works again, everything is flushed, the open gap is announced.
@@ -244,14 +318,23 @@ proptest! {
             if present.contains_key(&s) || acked.contains(&s) {
                 continue;
             }
-            prop_assert!(gaps.iter().any(|g| g.from <= s && s <= g.to), "record {s} vanished without a gap");
+            prop_assert!(
+                gaps.iter().any(|g| g.from <= s && s <= g.to),
+                "record {s} vanished without a gap"
+            );
         }
         // Every gap counts exactly the records of its range that are gone.
         for g in &gaps {
-            prop_assert!(g.from <= g.to && g.count >= 1 && g.count <= g.to - g.from + 1);
+            prop_assert!(
+                g.from <= g.to && g.count >= 1 && g.count <= g.to - g.from + 1,
+                "gap {:?} of {:?}",
+                g,
+                gaps
+            );
         }
         prop_assert!(outbox.pending_gap().is_none());
     }
+    Ok(())
 }
 
 #[test]

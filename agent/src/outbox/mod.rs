@@ -44,7 +44,7 @@
 //! | --- | --- |
 //! | `b'r'` + seq (u64 BE) | a record, see [`record`] |
 //! | `m/store_id` | the store id, 32 lowercase hex characters |
-//! | `m/next_seq` | the next seq to hand out, u64 BE |
+//! | `m/next_seq` | the seq counter as of the last flush start, u64 BE (the next seq is the larger of it and the highest record + 1) |
 //! | `m/pending_gap` | the open gap: from, to, count (u64 BE each), reason (u8) |
 //!
 //! The in-memory state (`bytes`, `count`, `next_seq`) is rebuilt by one scan
@@ -421,6 +421,17 @@ impl<S: Store> Outbox<S> {
             }
             None => return Err(OutboxError::Damaged("records without a store id".into())),
         };
+        let pending_gap = match store.get(META_PENDING_GAP)? {
+            Some(v) => Some(
+                Gap::decode(&v)
+                    .ok_or_else(|| OutboxError::Damaged("pending gap is malformed".into()))?,
+            ),
+            None => None,
+        };
+        if let Some(gap) = pending_gap {
+            // Seqs counted in the open gap are never handed out again.
+            next_seq = next_seq.max(gap.to_seq + 1);
+        }
         if next_seq > stored_next {
             // Records appended after the last counter write survived: the
             // counter must be durable past them before any of them can be
@@ -430,13 +441,6 @@ impl<S: Store> Outbox<S> {
             store.apply(batch)?;
             store.flush()?;
         }
-        let pending_gap = match store.get(META_PENDING_GAP)? {
-            Some(v) => Some(
-                Gap::decode(&v)
-                    .ok_or_else(|| OutboxError::Damaged("pending gap is malformed".into()))?,
-            ),
-            None => None,
-        };
         Ok(Outbox {
             store,
             store_id: id,
@@ -866,6 +870,10 @@ impl<S: Store> Outbox<S> {
         if let Some(gap) = self.pending_gap {
             batch.insert(META_PENDING_GAP, gap.encode());
         }
+        // The counter goes with the drops: a dropped record may not be
+        // covered by a flushed counter yet, and a crash that keeps the drop
+        // must not hand its seq out again (the open gap counts it).
+        batch.insert(META_NEXT_SEQ, next_seq.to_be_bytes());
         if let Err(e) = self.store.apply(batch) {
             (self.pending_gap, self.stats, self.burst_max_len) = saved;
             return Err(e);

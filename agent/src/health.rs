@@ -71,6 +71,9 @@ pub struct BusStats {
     pub load_estimated_permille: Gauge,
     /// Microseconds the bus spent in transactions (measured).
     pub busy_us: Counter,
+    /// Replies that came after their request had timed out, recognised
+    /// (a unit and function the bus asked earlier) and discarded.
+    pub late_replies: Gauge,
 }
 
 /// Everything `health` reads.
@@ -200,7 +203,7 @@ fn push_buses(b: &mut String, buses: &BTreeMap<String, Arc<BusStats>>, uptime_s:
             0.0
         };
         push_number(b, (busy * 1000.0).round() / 1000.0);
-        b.push('}');
+        let _ = write!(b, ",\"late_replies\":{}}}", bus.late_replies.get());
     }
 }
 
@@ -239,6 +242,10 @@ mod tests {
         d.set_online(true);
         sources.devices.insert("m1".into(), d);
         sources.counters.outbox_depth.set(7);
+        let bus = Arc::new(BusStats::default());
+        bus.late_replies.set(2);
+        bus.busy_us.add(3_000_000);
+        sources.buses.insert("rs485-1".into(), bus);
         let body = health_body(&sources, 12.0, 1_000, true, Path::new("/"));
         let v: serde_json::Value = serde_json::from_str(&format!("{{\"seq\":1{body}}}")).unwrap();
         assert_eq!(v["devices"]["m1"]["errors"]["timeout"], 1);
@@ -246,6 +253,8 @@ mod tests {
         assert_eq!(v["devices"]["m1"]["latency_ms"]["max"], 2.5);
         assert_eq!(v["devices"]["m1"]["state"], "online");
         assert_eq!(v["outbox"]["depth"], 7);
+        assert_eq!(v["buses"]["rs485-1"]["late_replies"], 2);
+        assert_eq!(v["buses"]["rs485-1"]["busy_share"], 0.25);
         assert!(v["disk"]["free_bytes"].as_u64().is_some());
     }
 }

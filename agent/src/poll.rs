@@ -174,6 +174,7 @@ pub async fn run_link(
         if let Some(bus) = &bus {
             bus.busy_us
                 .add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+            bus.late_replies.set(link.late_replies());
         }
         let messages = handle_outcome(dev, &outcome, elapsed);
         let now = Instant::now();

@@ -826,6 +826,15 @@ impl AnyLink {
             AnyLink::Rtu(link) => link.set_timeout(timeout),
         }
     }
+
+    /// Late replies recognised and discarded on an RTU line (0 over TCP,
+    /// where a late reply closes the connection instead).
+    pub fn late_replies(&self) -> u64 {
+        match self {
+            AnyLink::Tcp(_) => 0,
+            AnyLink::Rtu(link) => link.late_replies(),
+        }
+    }
 }
 
 impl Link for AnyLink {

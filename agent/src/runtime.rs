@@ -348,38 +348,59 @@ async fn feed_watchdog(
 }
 
 /// Ctrl-C, SIGTERM, or the end of `run_for` when given (`demo`, `simulate`).
-pub async fn wait_for_stop(run_for: Option<Duration>) {
-    let deadline = async {
-        match run_for {
-            Some(duration) => tokio::time::sleep(duration).await,
-            None => std::future::pending().await,
+pub fn wait_for_stop(run_for: Option<Duration>) -> impl Future<Output = ()> {
+    let signal = wait_for_signal();
+    async move {
+        let deadline = async {
+            match run_for {
+                Some(duration) => tokio::time::sleep(duration).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = deadline => {}
+            () = signal => {}
         }
-    };
-    tokio::select! {
-        () = deadline => {}
-        () = wait_for_signal() => {}
     }
 }
 
-/// SIGTERM or Ctrl-C.
-pub async fn wait_for_signal() {
+/// SIGTERM or SIGINT (Ctrl-C). The handlers are installed by the call, not
+/// when the future is first polled: a signal that arrives in between (say,
+/// right after a "ready" line) is kept, not left to kill the process.
+/// Must be called inside the runtime.
+pub fn wait_for_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let term = async {
+                match term {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            let int = async {
+                match int {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = term => {}
+                () = int => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -277,6 +277,9 @@ async fn serve(
                 return EXIT_RUNTIME;
             }
         };
+    // Signal handlers first: a SIGTERM right after the line below must stop
+    // the simulator cleanly (its links removed), not kill it.
+    let stop = crate::runtime::wait_for_stop(options.run_for);
     print!("{out}");
     println!(
         "Simulating {} device(s) from {}; Ctrl-C stops.",
@@ -286,7 +289,6 @@ async fn serve(
     let _ = std::io::stdout().flush();
     tracing::info!(devices = served.len(), "Simulator started.");
 
-    let stop = crate::runtime::wait_for_stop(options.run_for);
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

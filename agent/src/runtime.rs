@@ -372,25 +372,18 @@ pub fn wait_for_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate()).ok();
-        let int = signal(SignalKind::interrupt()).ok();
+        // A handler that cannot be installed never fires.
+        async fn received(signal: Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        let term = received(signal(SignalKind::terminate()).ok());
+        let int = received(signal(SignalKind::interrupt()).ok());
         async move {
-            let term = async {
-                match term {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            let int = async {
-                match int {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = term => {}
                 () = int => {}

@@ -80,13 +80,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> u8 {
-    let run_for = match args.run_for.map(Duration::try_from_secs_f64) {
-        None => None,
-        Some(Ok(duration)) => Some(duration),
-        Some(Err(_)) => {
-            eprintln!("error: --for takes a number of seconds ≥ 0");
-            return EXIT_BAD_INPUT;
-        }
+    let run_for = match super::run_for(args.run_for) {
+        Ok(run_for) => run_for,
+        Err(code) => return code,
     };
     let broker = match choose_broker(args) {
         Ok(broker) => broker,
@@ -102,15 +98,9 @@ pub fn run(args: &Args) -> u8 {
             return EXIT_BAD_INPUT;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_RUNTIME;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(demo(plant, broker, run_for))
 }

@@ -195,15 +195,9 @@ pub fn run(args: &Args) -> u8 {
         eprintln!("error: --count must be 1 to {cap} and stay within address 65535");
         return EXIT_BAD_INPUT;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_RUNTIME;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         if let Some(target) = &args.tcp {

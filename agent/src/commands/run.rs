@@ -27,15 +27,9 @@ pub fn run(args: &Args) -> u8 {
     };
     // One worker thread: a gateway has one or two cores; flushes run on
     // tokio's blocking pool beside it.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_RUNTIME;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(crate::runtime::run(config)) {
         Ok(()) => EXIT_OK,

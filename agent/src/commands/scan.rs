@@ -228,15 +228,9 @@ pub fn run(args: &Args) -> u8 {
     let bus = bus_of(args);
     let area = area_of(args.area);
     let units = &args.units.0;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::current_thread_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_RUNTIME;
-        }
+        Err(code) => return code,
     };
     let longest = (args.timeout + bus.char_time() * 16) * u32::try_from(units.len()).unwrap_or(0);
     eprintln!(

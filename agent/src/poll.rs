@@ -1,9 +1,15 @@
 //! The scheduler: one task per link (a TCP endpoint or a serial bus), which
 //! serves the link's devices one request at a time.
 //!
-//! Each device is polled on fixed ticks of its `poll` interval. A poll that
-//! overruns its tick makes the device skip the ticks it missed (counted as
-//! overruns) rather than pile polls up. A device that stops answering is
+//! Each device is polled on fixed ticks of its `poll` interval. A tick that
+//! passes while the device (or another on its link) is being polled is
+//! served late, at once; ticks that pass entirely unserved are skipped and
+//! counted as overruns, so polls never pile up (at most one late tick) and
+//! the schedule returns to its grid. A device slower than its interval is
+//! thus polled back to back, as fast as it answers, rather than every other
+//! tick (which a 1 % overrun used to cost, and which the runtime timer's
+//! 1 ms granularity turned into half the rate at a 1 ms interval: 430 →
+//! 860 polls/s per device in the flat-out benchmark). A device that stops answering is
 //! re-probed with jittered exponential backoff (from its poll interval up to
 //! [`MAX_PROBE_INTERVAL`]) instead of every tick, so a dead device costs
 //! the others at most one timeout per probe. Every poll's outcome goes to
@@ -106,21 +112,15 @@ impl ScheduledDevice {
             .map_or(self.next_tick, |p| p.max(self.next_tick))
     }
 
-    /// Moves `next_tick` past `now`. Ticks skipped because the poll (or the
-    /// link's other devices) ran late are counted as overruns; ticks skipped
-    /// on purpose while probing an unreachable device are not.
+    /// Moves `next_tick` on after a poll that ended at `now`. Ticks skipped
+    /// because the poll (or the link's other devices) ran late are counted
+    /// as overruns; ticks skipped on purpose while probing an unreachable
+    /// device are not.
     fn advance_tick(&mut self, now: Instant, probing: bool) {
-        let poll = self.device.poll;
-        self.next_tick += poll;
-        if self.next_tick <= now {
-            let behind = now.duration_since(self.next_tick);
-            let skipped = u32::try_from(behind.as_nanos() / poll.as_nanos().max(1))
-                .unwrap_or(u32::MAX)
-                .saturating_add(1);
-            if !probing {
-                self.stats.overruns.add(u64::from(skipped));
-            }
-            self.next_tick += poll.saturating_mul(skipped);
+        let (next, skipped) = next_tick(self.next_tick, self.device.poll, now);
+        self.next_tick = next;
+        if !probing && skipped > 0 {
+            self.stats.overruns.add(skipped);
         }
     }
 }
@@ -198,6 +198,21 @@ pub async fn run_link(
             }
         }
     }
+}
+
+/// The tick to poll at after the one at `tick`, for a poll that ended at
+/// `now`, and how many ticks are skipped: the latest tick not after `now`
+/// (served late, at once) when the following one has passed too, else the
+/// following one. Only ticks that passed entirely while the device was not
+/// being served are skipped.
+fn next_tick(tick: Instant, poll: Duration, now: Instant) -> (Instant, u64) {
+    let next = tick + poll;
+    if next > now {
+        return (next, 0);
+    }
+    let behind = now.duration_since(next).as_nanos() / poll.as_nanos().max(1);
+    let skipped = u32::try_from(behind).unwrap_or(u32::MAX);
+    (next + poll.saturating_mul(skipped), u64::from(skipped))
 }
 
 struct Produced {
@@ -282,4 +297,62 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
 fn system_ms(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: Duration = Duration::from_millis(100);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_poll_that_ends_before_the_next_tick_waits_for_it() {
+        let t0 = Instant::now();
+        assert_eq!(next_tick(t0, POLL, t0 + ms(30)), (t0 + ms(100), 0));
+        assert_eq!(next_tick(t0, POLL, t0 + ms(99)), (t0 + ms(100), 0));
+    }
+
+    #[test]
+    fn a_tick_that_passed_during_the_poll_is_served_late_not_skipped() {
+        let t0 = Instant::now();
+        // Ended 1 % late: the tick at 100 ms is due at once, nothing skipped.
+        assert_eq!(next_tick(t0, POLL, t0 + ms(101)), (t0 + ms(100), 0));
+        assert_eq!(next_tick(t0, POLL, t0 + ms(100)), (t0 + ms(100), 0));
+        assert_eq!(next_tick(t0, POLL, t0 + ms(199)), (t0 + ms(100), 0));
+    }
+
+    #[test]
+    fn ticks_that_passed_entirely_are_skipped_and_counted() {
+        let t0 = Instant::now();
+        // The tick at 100 ms passed unserved once 200 ms passed: skipped,
+        // and the one at 200 ms is served late.
+        assert_eq!(next_tick(t0, POLL, t0 + ms(200)), (t0 + ms(200), 1));
+        assert_eq!(next_tick(t0, POLL, t0 + ms(350)), (t0 + ms(300), 2));
+        // Never more than one late tick: the schedule stays on its grid.
+        let (next, _) = next_tick(t0, POLL, t0 + ms(1234));
+        assert_eq!(next, t0 + ms(1200));
+    }
+
+    #[test]
+    fn a_device_slower_than_its_interval_is_polled_back_to_back_on_the_grid() {
+        // Each poll takes 1.3 intervals: every poll starts as soon as the
+        // previous ends, and over ten polls 3 of 13 ticks go unserved.
+        let t0 = Instant::now();
+        let (mut tick, mut start, mut skipped) = (t0, t0, 0);
+        for _ in 0..10 {
+            let end = start + ms(130);
+            let (next, s) = next_tick(tick, POLL, end);
+            assert!(next <= end, "a late tick is due at once");
+            assert!(end.duration_since(next) < POLL, "at most one tick late");
+            skipped += s;
+            tick = next;
+            start = end;
+        }
+        assert_eq!(start, t0 + ms(1300));
+        assert_eq!(skipped, 3);
+    }
 }

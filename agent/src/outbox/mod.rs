@@ -247,6 +247,9 @@ pub struct Outbox<S: Store> {
     stored_next: u64,
     durable_next: u64,
     bytes: u64,
+    /// Record bytes appended since the last flush started (what the next
+    /// flush will write, held in sled's log buffers meanwhile).
+    unflushed_bytes: u64,
     count: u64,
     pending_gap: Option<Gap>,
     /// Records handed to the publisher and not yet acknowledged: seq → encoded length.
@@ -449,6 +452,7 @@ impl<S: Store> Outbox<S> {
             stored_next: next_seq,
             durable_next: next_seq,
             bytes,
+            unflushed_bytes: 0,
             count,
             pending_gap,
             in_flight: BTreeMap::new(),
@@ -524,6 +528,11 @@ impl<S: Store> Outbox<S> {
         }
     }
 
+    /// Record bytes appended since the last flush started.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.unflushed_bytes
+    }
+
     /// True when records were appended that no flush has covered yet.
     pub fn needs_flush(&self) -> bool {
         self.next_seq > self.durable_next
@@ -540,6 +549,7 @@ impl<S: Store> Outbox<S> {
     /// published (durable) is never handed out again, even once its record
     /// was acknowledged and deleted.
     pub fn begin_flush(&mut self) -> Result<u64, StoreError> {
+        self.unflushed_bytes = 0;
         if self.next_seq > self.stored_next {
             let mut batch = WriteBatch::default();
             batch.insert(META_NEXT_SEQ, self.next_seq.to_be_bytes());
@@ -650,6 +660,7 @@ impl<S: Store> Outbox<S> {
             return Err(AppendError::Store(e));
         }
         self.bytes += added;
+        self.unflushed_bytes += added;
         self.count += seqs.len() as u64;
         self.burst_max_len = self.burst_max_len.max(largest);
         if self.enforce_size(now_ms).is_err() {
@@ -714,6 +725,7 @@ impl<S: Store> Outbox<S> {
             return Err(AppendError::Store(e));
         }
         self.bytes += len as u64;
+        self.unflushed_bytes += len as u64;
         self.count += 1;
         self.burst_max_len = self.burst_max_len.max(len as u64);
         Ok(seq)
@@ -884,6 +896,7 @@ impl<S: Store> Outbox<S> {
         }
         self.next_seq = next_seq;
         self.bytes += added;
+        self.unflushed_bytes += added;
         self.count += closed.len() as u64;
         self.stats.gaps_announced += closed.len() as u64;
         Ok(())
@@ -902,6 +915,7 @@ impl<S: Store> Outbox<S> {
         self.pending_gap = None;
         self.next_seq = seq + 1;
         self.bytes += len;
+        self.unflushed_bytes += len;
         self.count += 1;
         self.stats.gaps_announced += 1;
         Ok(())
@@ -949,7 +963,12 @@ impl<S: Store> Outbox<S> {
         if from_seq >= self.durable_next || limit == 0 {
             return Ok(out);
         }
-        let entries = self.store.scan(RECORD_PREFIX, &seq_key(from_seq), limit)?;
+        // At most `durable_next - from_seq` records are durable from here:
+        // do not copy the unflushed ones after them out of the store.
+        let durable = usize::try_from(self.durable_next - from_seq).unwrap_or(usize::MAX);
+        let entries = self
+            .store
+            .scan(RECORD_PREFIX, &seq_key(from_seq), limit.min(durable))?;
         let mut damaged = Vec::new();
         for (k, v) in entries {
             let Ok(seq) = key_seq(&k) else { continue };

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use thiserror::Error;
 
@@ -207,6 +207,29 @@ struct MemInner {
 #[derive(Debug, Clone, Default)]
 pub struct MemStore {
     inner: Arc<Mutex<MemInner>>,
+    gate: Arc<FlushGate>,
+}
+
+/// Holds flushes back on demand (a slow disk), and counts what is written
+/// while one is held.
+#[derive(Debug, Default)]
+struct FlushGate {
+    state: Mutex<GateState>,
+    released: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    held: bool,
+    waiting: usize,
+    /// Value bytes applied while a flush was waiting at the gate.
+    written_while_waiting: u64,
+}
+
+impl FlushGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn apply_to(map: &mut Map, batch: &WriteBatch) {
@@ -240,7 +263,24 @@ impl MemStore {
                 unflushed: Vec::new(),
                 failing: false,
             })),
+            gate: Arc::default(),
         }
+    }
+
+    /// Makes every flush wait (as on a slow disk) until released.
+    pub fn hold_flushes(&self, held: bool) {
+        self.gate.lock().held = held;
+        self.gate.released.notify_all();
+    }
+
+    /// Flushes waiting to be released.
+    pub fn flushes_waiting(&self) -> usize {
+        self.gate.lock().waiting
+    }
+
+    /// Value bytes applied while a flush was waiting to be released.
+    pub fn written_while_flush_waited(&self) -> u64 {
+        self.gate.lock().written_while_waiting
     }
 
     /// Makes writes fail (as on a full disk) or succeed again.
@@ -263,11 +303,35 @@ impl Store for MemStore {
             return Err(StoreError::Io("No space left on device (simulated)".into()));
         }
         apply_to(&mut inner.live, &batch);
+        {
+            let mut gate = self.gate.lock();
+            if gate.waiting > 0 {
+                gate.written_while_waiting += batch
+                    .ops
+                    .iter()
+                    .map(|(_, v)| v.as_ref().map_or(0, Vec::len) as u64)
+                    .sum::<u64>();
+            }
+        }
         inner.unflushed.push(batch);
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        {
+            let mut gate = self.gate.lock();
+            if gate.held {
+                gate.waiting += 1;
+                while gate.held {
+                    gate = self
+                        .gate
+                        .released
+                        .wait(gate)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                gate.waiting -= 1;
+            }
+        }
         let mut inner = self.lock();
         if inner.failing {
             return Err(StoreError::Io("No space left on device (simulated)".into()));

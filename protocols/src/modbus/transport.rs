@@ -195,6 +195,48 @@ pub fn reconnect_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(500), Duration::from_secs(30), 0.2)
 }
 
+/// When a closed link may try to connect (or open its port) again: a
+/// jittered backoff between failed attempts, shared by both kinds of link.
+#[derive(Debug)]
+struct Reconnect {
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+}
+
+impl Reconnect {
+    fn new() -> Self {
+        Reconnect {
+            backoff: reconnect_backoff(),
+            retry_at: None,
+        }
+    }
+
+    /// An error naming `target` while the backoff after a failed attempt runs.
+    fn check(&self, target: &str, waiting: &str) -> Result<(), LinkError> {
+        match self.retry_at {
+            Some(at) if Instant::now() < at => Err(LinkError::Connect {
+                target: target.to_owned(),
+                source: Arc::new(io::Error::other(waiting.to_owned())),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.retry_at = None;
+    }
+
+    /// Starts the next backoff; the error to report.
+    fn failed(&mut self, target: &str, source: io::Error) -> LinkError {
+        self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+        LinkError::Connect {
+            target: target.to_owned(),
+            source: Arc::new(source),
+        }
+    }
+}
+
 /// An I/O error of an open link, in the link-error layer.
 fn link_io_error(error: io::Error) -> LinkError {
     match error.kind() {
@@ -211,8 +253,7 @@ pub struct TcpLink {
     target: String,
     timeout: Duration,
     context: Option<Context>,
-    backoff: Backoff,
-    retry_at: Option<Instant>,
+    reconnect: Reconnect,
 }
 
 impl fmt::Debug for TcpLink {
@@ -221,7 +262,7 @@ impl fmt::Debug for TcpLink {
             .field("target", &self.target)
             .field("timeout", &self.timeout)
             .field("connected", &self.context.is_some())
-            .field("retry_at", &self.retry_at)
+            .field("retry_at", &self.reconnect.retry_at)
             .finish_non_exhaustive()
     }
 }
@@ -233,15 +274,14 @@ impl TcpLink {
             target: target.into(),
             timeout,
             context: None,
-            backoff: reconnect_backoff(),
-            retry_at: None,
+            reconnect: Reconnect::new(),
         }
     }
 
     /// Use `backoff` between failed connection attempts.
     #[must_use]
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.reconnect.backoff = backoff;
         self
     }
 
@@ -259,7 +299,7 @@ impl TcpLink {
 
     /// When the next connection attempt may be made, after a failed one.
     pub fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
+        self.reconnect.retry_at
     }
 
     /// Drop the connection (if any); the next read reconnects.
@@ -269,16 +309,8 @@ impl TcpLink {
 
     async fn connect(&mut self) -> Result<&mut Context, LinkError> {
         if self.context.is_none() {
-            if let Some(at) = self.retry_at
-                && Instant::now() < at
-            {
-                return Err(LinkError::Connect {
-                    target: self.target.clone(),
-                    source: Arc::new(io::Error::other(
-                        "waiting before the next connection attempt",
-                    )),
-                });
-            }
+            self.reconnect
+                .check(&self.target, "waiting before the next connection attempt")?;
             let attempt = tokio::time::timeout(self.timeout, TcpStream::connect(&self.target))
                 .await
                 .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
@@ -287,16 +319,9 @@ impl TcpLink {
                     // Small requests: do not wait to fill a segment.
                     stream.set_nodelay(true).map_err(LinkError::io)?;
                     self.context = Some(tokio_modbus::client::tcp::attach(stream));
-                    self.backoff.reset();
-                    self.retry_at = None;
+                    self.reconnect.succeeded();
                 }
-                Err(source) => {
-                    self.retry_at = Some(Instant::now() + self.backoff.next_delay());
-                    return Err(LinkError::Connect {
-                        target: self.target.clone(),
-                        source: Arc::new(source),
-                    });
-                }
+                Err(source) => return Err(self.reconnect.failed(&self.target, source)),
             }
         }
         self.context.as_mut().ok_or(LinkError::Closed)
@@ -404,8 +429,7 @@ pub struct RtuLink {
     line_free_at: Option<Instant>,
     /// Late replies recognized (and discarded) in front of another answer.
     late_replies: u64,
-    backoff: Backoff,
-    retry_at: Option<Instant>,
+    reconnect: Reconnect,
 }
 
 impl RtuLink {
@@ -421,15 +445,14 @@ impl RtuLink {
             last_activity: Instant::now(),
             line_free_at: None,
             late_replies: 0,
-            backoff: reconnect_backoff(),
-            retry_at: None,
+            reconnect: Reconnect::new(),
         }
     }
 
     /// Use `backoff` between failed attempts to open the port.
     #[must_use]
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.reconnect.backoff = backoff;
         self
     }
 
@@ -448,7 +471,7 @@ impl RtuLink {
 
     /// When the next attempt to open the port may be made, after a failed one.
     pub fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
+        self.reconnect.retry_at
     }
 
     /// How long a unit that did not answer may still answer late: a unit
@@ -493,33 +516,23 @@ impl RtuLink {
         if self.port.is_some() {
             return Ok(());
         }
-        let refuse = |target: &str, source: io::Error| LinkError::Connect {
-            target: target.to_owned(),
-            source: Arc::new(source),
-        };
-        if let Some(at) = self.retry_at
-            && Instant::now() < at
-        {
-            return Err(refuse(
-                &self.bus.port,
-                io::Error::other("waiting before the next attempt to open the port"),
-            ));
-        }
+        self.reconnect.check(
+            &self.bus.port,
+            "waiting before the next attempt to open the port",
+        )?;
         match SerialStream::open(&self.builder()) {
             Ok(port) => {
                 // Best effort: a port that cannot flush is drained by reading.
                 let _ = port.clear(tokio_serial::ClearBuffer::All);
                 self.port = Some(port);
-                self.backoff.reset();
-                self.retry_at = None;
+                self.reconnect.succeeded();
                 self.dirty = None;
                 self.line_free_at = Some(Instant::now() + self.bus.silent_interval());
                 Ok(())
             }
-            Err(error) => {
-                self.retry_at = Some(Instant::now() + self.backoff.next_delay());
-                Err(refuse(&self.bus.port, io::Error::from(error)))
-            }
+            Err(error) => Err(self
+                .reconnect
+                .failed(&self.bus.port, io::Error::from(error))),
         }
     }
 

@@ -45,7 +45,11 @@ impl Gauge {
 pub struct Counters {
     pub outbox_appended: Counter,
     pub outbox_flushes: Counter,
+    /// Flushes that took longer than `flush_interval`.
     pub outbox_slow_flushes: Counter,
+    /// Times the publisher stopped taking messages behind a running flush
+    /// (`MAX_UNFLUSHED` appended behind it): a slow disk.
+    pub outbox_flush_waits: Counter,
     pub outbox_store_errors: Counter,
     pub outbox_refused_too_large: Counter,
     pub outbox_depth: Gauge,
@@ -60,8 +64,6 @@ pub struct Counters {
     pub published_acked: Counter,
     pub mqtt_connects: Counter,
     pub mqtt_disconnects: Counter,
-    /// Messages producers could not queue because the publisher's channel was full.
-    pub queue_full: Counter,
     /// Turns of the publisher's periodic tick (the watchdog's sign of life).
     pub publisher_ticks: Counter,
 }

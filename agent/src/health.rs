@@ -125,7 +125,7 @@ pub fn health_body(
     }
     let _ = write!(
         b,
-        ",\"backlog\":{},\"dropped\":{{\"outbox_full\":{},\"max_age\":{},\"store_damaged\":{}}},\"gaps\":{},\"store_errors\":{},\"refused_too_large\":{}}}",
+        ",\"backlog\":{},\"dropped\":{{\"outbox_full\":{},\"max_age\":{},\"store_damaged\":{}}},\"gaps\":{},\"store_errors\":{},\"refused_too_large\":{},\"flushes\":{},\"slow_flushes\":{},\"flush_waits\":{}}}",
         c.outbox_backlog.get(),
         c.outbox_dropped_full.get(),
         c.outbox_dropped_age.get(),
@@ -133,6 +133,9 @@ pub fn health_body(
         c.outbox_gaps.get(),
         c.outbox_store_errors.get(),
         c.outbox_refused_too_large.get(),
+        c.outbox_flushes.get(),
+        c.outbox_slow_flushes.get(),
+        c.outbox_flush_waits.get(),
     );
     let _ = write!(
         b,
@@ -242,6 +245,8 @@ mod tests {
         d.set_online(true);
         sources.devices.insert("m1".into(), d);
         sources.counters.outbox_depth.set(7);
+        sources.counters.outbox_slow_flushes.add(2);
+        sources.counters.outbox_flush_waits.inc();
         let bus = Arc::new(BusStats::default());
         bus.late_replies.set(2);
         bus.busy_us.add(3_000_000);
@@ -253,6 +258,8 @@ mod tests {
         assert_eq!(v["devices"]["m1"]["latency_ms"]["max"], 2.5);
         assert_eq!(v["devices"]["m1"]["state"], "online");
         assert_eq!(v["outbox"]["depth"], 7);
+        assert_eq!(v["outbox"]["slow_flushes"], 2);
+        assert_eq!(v["outbox"]["flush_waits"], 1);
         assert_eq!(v["buses"]["rs485-1"]["late_replies"], 2);
         assert_eq!(v["buses"]["rs485-1"]["busy_share"], 0.25);
         assert!(v["disk"]["free_bytes"].as_u64().is_some());

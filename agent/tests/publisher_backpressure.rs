@@ -97,6 +97,7 @@ fn a_slow_flush_stops_the_publisher_taking_messages_until_it_returns() {
         cache_capacity: 0,
     };
     let outbox = Outbox::from_store(store.clone(), opts).unwrap();
+    let counters = Arc::new(Counters::default());
     let publisher = Publisher::new(
         outbox,
         PublisherOptions {
@@ -106,7 +107,7 @@ fn a_slow_flush_stops_the_publisher_taking_messages_until_it_returns() {
             flush_interval: Duration::from_millis(100),
         },
         Replay::LiveFirst,
-        Arc::new(Counters::default()),
+        counters.clone(),
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,6 +144,7 @@ fn a_slow_flush_stops_the_publisher_taking_messages_until_it_returns() {
         let left = queued(&tx);
         assert!(left > 0, "every message was taken while the flush was held");
         assert_eq!(store.flushes_waiting(), 1);
+        assert_eq!(counters.outbox_flush_waits.get(), 1, "the wait is reported");
 
         // The flush returns: the rest is taken, and nothing was lost.
         store.hold_flushes(false);

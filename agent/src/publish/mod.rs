@@ -93,6 +93,8 @@ pub struct Publisher<S: Store> {
     store_failed: Option<Instant>,
     /// When the last flush started (flushes are spaced by [`FLUSH_GATHER`]).
     last_flush: Option<tokio::time::Instant>,
+    /// Not taking messages behind a slow flush (see [`MAX_UNFLUSHED`]).
+    waiting_on_flush: bool,
 }
 
 /// A flush running on a blocking thread: the seq bound it makes durable, when it started.
@@ -146,6 +148,7 @@ impl<S: Store> Publisher<S> {
             flushing: None,
             store_failed: None,
             last_flush: None,
+            waiting_on_flush: false,
         }
     }
 
@@ -194,7 +197,7 @@ impl<S: Store> Publisher<S> {
                 flush_timer.as_mut().reset(at);
                 flush_timer_at = Some(at);
             }
-            let accepting = self.accepting();
+            let accepting = self.take_messages();
             let flush_wait = async {
                 match self.flushing.as_mut() {
                     Some((_, _, handle)) => Some(handle.await),
@@ -327,6 +330,16 @@ impl<S: Store> Publisher<S> {
     /// False while a running flush has [`MAX_UNFLUSHED`] bytes appended behind it.
     fn accepting(&self) -> bool {
         self.flushing.is_none() || self.outbox.unflushed_bytes() < MAX_UNFLUSHED
+    }
+
+    /// [`Self::accepting`], counting each stop behind a slow flush once.
+    fn take_messages(&mut self) -> bool {
+        let accepting = self.accepting();
+        if !accepting && !self.waiting_on_flush {
+            self.counters.outbox_flush_waits.inc();
+        }
+        self.waiting_on_flush = !accepting;
+        accepting
     }
 
     /// When the next flush may start, if one is wanted and none is running.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use spindle::events::Counters;
 use spindle::outbox::{Kind, Outbox, OutboxOptions, SledStore};
 use spindle::publish::connection::ConnectionSettings;
-use spindle::publish::{OutMessage, Publisher, PublisherOptions};
+use spindle::publish::{OutMessage, Outgoing, Publisher, PublisherOptions};
 use spindle_config::model::{MqttUrl, Replay};
 use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
@@ -63,6 +63,33 @@ fn publisher(outbox: Outbox<SledStore>, replay: Replay) -> Publisher<SledStore> 
     )
 }
 
+/// A publisher on a fresh outbox in `dir`, connected to the broker on
+/// `port`, running on the current runtime; it returns its outbox once `tx`
+/// is dropped.
+fn spawn_publisher(
+    port: u16,
+    dir: &std::path::Path,
+    replay: Replay,
+) -> (
+    mpsc::Sender<Outgoing>,
+    tokio::task::JoinHandle<Outbox<SledStore>>,
+) {
+    let (tx, rx) = mpsc::channel(256);
+    let settings = ConnectionSettings::new(
+        &mqtt(port),
+        "spindle/site/gw/status".into(),
+        String::new(),
+        1 << 20,
+    )
+    .unwrap();
+    let task = tokio::spawn(publisher(outbox(&dir.join("outbox")), replay).run(
+        settings,
+        rx,
+        Duration::from_secs(3),
+    ));
+    (tx, task)
+}
+
 fn telemetry(i: u64) -> OutMessage {
     OutMessage {
         kind: Kind::Telemetry,
@@ -88,21 +115,7 @@ fn every_message_arrives_and_leaves_the_outbox_only_after_its_puback() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let outbox = rt.block_on(async {
-        let (tx, rx) = mpsc::channel(256);
-        let settings = ConnectionSettings::new(
-            &mqtt(broker.port()),
-            "spindle/site/gw/status".into(),
-            String::new(),
-            1 << 20,
-        )
-        .unwrap();
-        let task = tokio::spawn(
-            publisher(outbox(&dir.path().join("outbox")), Replay::OldestFirst).run(
-                settings,
-                rx,
-                Duration::from_secs(3),
-            ),
-        );
+        let (tx, task) = spawn_publisher(broker.port(), dir.path(), Replay::OldestFirst);
         for i in 0..2000 {
             tx.send(telemetry(i).into()).await.unwrap();
         }
@@ -140,21 +153,7 @@ fn messages_queued_while_the_broker_is_down_all_arrive_after_it_returns_without_
     let sub_port = broker.port();
     let first = Subscriber::start(sub_port, "spindle/#").unwrap();
     let (before, after) = rt.block_on(async {
-        let (tx, rx) = mpsc::channel(256);
-        let settings = ConnectionSettings::new(
-            &mqtt(broker.port()),
-            "spindle/site/gw/status".into(),
-            String::new(),
-            1 << 20,
-        )
-        .unwrap();
-        let task = tokio::spawn(
-            publisher(outbox(&dir.path().join("outbox")), Replay::LiveFirst).run(
-                settings,
-                rx,
-                Duration::from_secs(3),
-            ),
-        );
+        let (tx, task) = spawn_publisher(broker.port(), dir.path(), Replay::LiveFirst);
         for i in 0..500 {
             tx.send(telemetry(i).into()).await.unwrap();
         }

@@ -79,15 +79,11 @@ impl TelemetryEncoder {
             }
             match outcome {
                 Ok(value) => {
-                    if body.len() > values_start {
-                        body.push(',');
-                    }
-                    push_json_string(&mut body, name);
-                    body.push(':');
+                    push_member(&mut body, values_start, name);
                     push_value(&mut body, value);
                 }
                 Err(word) => {
-                    push_member(&mut errors, name);
+                    push_member(&mut errors, 0, name);
                     push_json_string(&mut errors, word);
                 }
             }
@@ -132,8 +128,9 @@ fn changed(previous: Option<&PointOutcome>, now: &PointOutcome, deadband: f64) -
     }
 }
 
-fn push_member(out: &mut String, name: &str) {
-    if !out.is_empty() {
+/// `"name":` of an object whose members start at `start` in `out`.
+fn push_member(out: &mut String, start: usize, name: &str) {
+    if out.len() > start {
         out.push(',');
     }
     push_json_string(out, name);

@@ -136,204 +136,197 @@ fn a_crash_after_drops_keeps_every_gap_count_exact() {
 
 #[allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
 fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
-    {
-        let mut store = MemStore::default();
-        let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
-        let store_id = outbox.store_id().to_owned();
-        let mut now = 1_000_000u64;
-        let mut failing = false;
+    let mut store = MemStore::default();
+    let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
+    let store_id = outbox.store_id().to_owned();
+    let mut now = 1_000_000u64;
+    let mut failing = false;
 
-        // Model.
-        let mut published: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-        let mut in_flight: Vec<u64> = Vec::new();
-        let mut cursor = 1u64;
-        let mut acked: BTreeSet<u64> = BTreeSet::new();
-        let mut ever_durable: BTreeSet<u64> = BTreeSet::new();
-        let mut gap_records: BTreeMap<u64, Record> = BTreeMap::new();
+    // Model.
+    let mut published: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut in_flight: Vec<u64> = Vec::new();
+    let mut cursor = 1u64;
+    let mut acked: BTreeSet<u64> = BTreeSet::new();
+    let mut ever_durable: BTreeSet<u64> = BTreeSet::new();
+    let mut gap_records: BTreeMap<u64, Record> = BTreeMap::new();
 
-        for action in actions {
-            let before = contents(&store);
-            match action {
-                Action::Append { kind, size } => {
-                    let appended = outbox.append(kind, false, "telemetry/d", now, |env| {
-                        env.wrap(&format!(",\"pad\":\"{}\"", "x".repeat(size)))
-                    });
-                    if let Ok(seq) = appended {
+    for action in actions {
+        let before = contents(&store);
+        match action {
+            Action::Append { kind, size } => {
+                let appended = outbox.append(kind, false, "telemetry/d", now, |env| {
+                    env.wrap(&format!(",\"pad\":\"{}\"", "x".repeat(size)))
+                });
+                if let Ok(seq) = appended {
+                    prop_assert!(
+                        before.keys().all(|&s| s < seq),
+                        "seq {seq} not above every stored seq"
+                    );
+                }
+                let after = contents(&store);
+                // Drop order: whatever disappeared (not acked) was the oldest of its class,
+                // and KPI windows only go once nothing droppable of a lower class is left.
+                let dropped: Vec<u64> = before
+                    .keys()
+                    .filter(|s| !after.contains_key(s))
+                    .copied()
+                    .collect();
+                for &d in &dropped {
+                    let class = before[&d].kind;
+                    prop_assert!(class != Kind::Gap, "a gap record was dropped");
+                    let in_flight_set: BTreeSet<u64> = in_flight.iter().copied().collect();
+                    prop_assert!(
+                        !in_flight_set.contains(&d),
+                        "an in-flight record was dropped"
+                    );
+                    let expired = before[&d].created_ms + 60_000 < now;
+                    if class == Kind::Kpi && !expired {
                         prop_assert!(
-                            before.keys().all(|&s| s < seq),
-                            "seq {seq} not above every stored seq"
-                        );
-                    }
-                    let after = contents(&store);
-                    // Drop order: whatever disappeared (not acked) was the oldest of its class,
-                    // and KPI windows only go once nothing droppable of a lower class is left.
-                    let dropped: Vec<u64> = before
-                        .keys()
-                        .filter(|s| !after.contains_key(s))
-                        .copied()
-                        .collect();
-                    for &d in &dropped {
-                        let class = before[&d].kind;
-                        prop_assert!(class != Kind::Gap, "a gap record was dropped");
-                        let in_flight_set: BTreeSet<u64> = in_flight.iter().copied().collect();
-                        prop_assert!(
-                            !in_flight_set.contains(&d),
-                            "an in-flight record was dropped"
-                        );
-                        let expired = before[&d].created_ms + 60_000 < now;
-                        if class == Kind::Kpi && !expired {
-                            prop_assert!(
-                                after.iter().all(|(s, r)| in_flight_set.contains(s)
-                                    || matches!(r.kind, Kind::Kpi | Kind::Gap)),
-                                "a KPI window was dropped while telemetry remained"
-                            );
-                        }
-                    }
-                    if !failing {
-                        let undroppable: u64 = after
-                            .iter()
-                            .filter(|(s, r)| r.kind == Kind::Gap || in_flight.contains(s))
-                            .map(|(_, r)| r.encoded_len() as u64)
-                            .sum();
-                        prop_assert!(
-                            outbox.stats().bytes <= opts().max_size.max(undroppable),
-                            "bytes over max_size"
+                            after.iter().all(|(s, r)| in_flight_set.contains(s)
+                                || matches!(r.kind, Kind::Kpi | Kind::Gap)),
+                            "a KPI window was dropped while telemetry remained"
                         );
                     }
                 }
-                Action::Flush => {
-                    if outbox.flush().is_ok() {
-                        ever_durable.extend(contents(&store).keys());
-                    }
-                }
-                Action::Publish { n } => {
-                    let records = outbox.read(cursor, n, now).unwrap_or_default();
-                    for (seq, rec) in records {
-                        prop_assert!(
-                            seq < outbox.durable_next(),
-                            "a record that is not durable was published"
-                        );
-                        if let Some(previous) = published.get(&seq) {
-                            prop_assert_eq!(
-                                previous,
-                                &rec.payload,
-                                "seq {} carried two payloads",
-                                seq
-                            );
-                        }
-                        published.insert(seq, rec.payload.clone());
-                        if rec.kind == Kind::Gap {
-                            gap_records.insert(seq, rec.clone());
-                        }
-                        outbox.mark_in_flight(seq, rec.encoded_len());
-                        in_flight.push(seq);
-                        cursor = seq + 1;
-                    }
-                }
-                Action::Ack { n } => {
-                    let take: Vec<u64> = in_flight.drain(..n.min(in_flight.len())).collect();
-                    if outbox.ack(&take).is_ok() {
-                        acked.extend(take);
-                    } else {
-                        in_flight.splice(0..0, take);
-                    }
-                }
-                Action::Reconnect => {
-                    outbox.release_in_flight();
-                    in_flight.clear();
-                    cursor = 1;
-                }
-                Action::Crash { keep } => {
-                    // The broker may have acked things that the crash un-removes: they come back (duplicates are fine).
-                    store = store.crash(keep);
-                    outbox = Outbox::from_store(store.clone(), opts()).unwrap();
-                    prop_assert_eq!(outbox.store_id(), store_id.as_str());
-                    let now_present = contents(&store);
-                    for &s in &ever_durable {
-                        prop_assert!(
-                            now_present.contains_key(&s)
-                                || acked.contains(&s)
-                                || !before.contains_key(&s),
-                            "durable record {s} vanished in a crash"
-                        );
-                    }
-                    ever_durable.extend(now_present.keys());
-                    in_flight.clear();
-                    cursor = 1;
-                    failing = false;
-                }
-                Action::DiskFull(on) => {
-                    store.set_failing(on);
-                    failing = on;
-                }
-                Action::Recover => {
-                    // Reopen from what is durable (what a full disk forces).
-                    let _ = outbox.recover();
-                    in_flight.retain(|s| contents(&store).contains_key(s));
-                }
-                Action::Tick { advance_ms } => {
-                    now += advance_ms;
-                    let _ = outbox.enforce_limits(now);
+                if !failing {
+                    let undroppable: u64 = after
+                        .iter()
+                        .filter(|(s, r)| r.kind == Kind::Gap || in_flight.contains(s))
+                        .map(|(_, r)| r.encoded_len() as u64)
+                        .sum();
+                    prop_assert!(
+                        outbox.stats().bytes <= opts().max_size.max(undroppable),
+                        "bytes over max_size"
+                    );
                 }
             }
-            // Counters agree with the store.
-            let present = contents(&store);
-            prop_assert_eq!(outbox.stats().depth, present.len() as u64);
-            prop_assert_eq!(
-                outbox.stats().bytes,
-                present
-                    .values()
-                    .map(|r| r.encoded_len() as u64)
-                    .sum::<u64>()
-            );
-        }
-
-        // Settle: the disk works again, everything is flushed, the open gap is announced.
-        // Then a broker drains everything (which lets the open gap close).
-        store.set_failing(false);
-        outbox.release_in_flight();
-        for _ in 0..3 {
-            outbox.flush().unwrap();
-            let all = outbox.read(1, usize::MAX, now).unwrap();
-            for (seq, rec) in &all {
-                if rec.kind == Kind::Gap {
-                    gap_records.insert(*seq, rec.clone());
+            Action::Flush => {
+                if outbox.flush().is_ok() {
+                    ever_durable.extend(contents(&store).keys());
                 }
             }
-            let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
-            outbox.ack(&seqs).unwrap();
-            acked.extend(seqs);
-            outbox.enforce_limits(now).unwrap();
+            Action::Publish { n } => {
+                let records = outbox.read(cursor, n, now).unwrap_or_default();
+                for (seq, rec) in records {
+                    prop_assert!(
+                        seq < outbox.durable_next(),
+                        "a record that is not durable was published"
+                    );
+                    if let Some(previous) = published.get(&seq) {
+                        prop_assert_eq!(previous, &rec.payload, "seq {} carried two payloads", seq);
+                    }
+                    published.insert(seq, rec.payload.clone());
+                    if rec.kind == Kind::Gap {
+                        gap_records.insert(seq, rec.clone());
+                    }
+                    outbox.mark_in_flight(seq, rec.encoded_len());
+                    in_flight.push(seq);
+                    cursor = seq + 1;
+                }
+            }
+            Action::Ack { n } => {
+                let take: Vec<u64> = in_flight.drain(..n.min(in_flight.len())).collect();
+                if outbox.ack(&take).is_ok() {
+                    acked.extend(take);
+                } else {
+                    in_flight.splice(0..0, take);
+                }
+            }
+            Action::Reconnect => {
+                outbox.release_in_flight();
+                in_flight.clear();
+                cursor = 1;
+            }
+            Action::Crash { keep } => {
+                // The broker may have acked things that the crash un-removes: they come back (duplicates are fine).
+                store = store.crash(keep);
+                outbox = Outbox::from_store(store.clone(), opts()).unwrap();
+                prop_assert_eq!(outbox.store_id(), store_id.as_str());
+                let now_present = contents(&store);
+                for &s in &ever_durable {
+                    prop_assert!(
+                        now_present.contains_key(&s)
+                            || acked.contains(&s)
+                            || !before.contains_key(&s),
+                        "durable record {s} vanished in a crash"
+                    );
+                }
+                ever_durable.extend(now_present.keys());
+                in_flight.clear();
+                cursor = 1;
+                failing = false;
+            }
+            Action::DiskFull(on) => {
+                store.set_failing(on);
+                failing = on;
+            }
+            Action::Recover => {
+                // Reopen from what is durable (what a full disk forces).
+                let _ = outbox.recover();
+                in_flight.retain(|s| contents(&store).contains_key(s));
+            }
+            Action::Tick { advance_ms } => {
+                now += advance_ms;
+                let _ = outbox.enforce_limits(now);
+            }
         }
-        outbox.flush().unwrap();
+        // Counters agree with the store.
         let present = contents(&store);
-        for (seq, rec) in &present {
+        prop_assert_eq!(outbox.stats().depth, present.len() as u64);
+        prop_assert_eq!(
+            outbox.stats().bytes,
+            present
+                .values()
+                .map(|r| r.encoded_len() as u64)
+                .sum::<u64>()
+        );
+    }
+
+    // Settle: the disk works again, everything is flushed, the open gap is announced.
+    // Then a broker drains everything (which lets the open gap close).
+    store.set_failing(false);
+    outbox.release_in_flight();
+    for _ in 0..3 {
+        outbox.flush().unwrap();
+        let all = outbox.read(1, usize::MAX, now).unwrap();
+        for (seq, rec) in &all {
             if rec.kind == Kind::Gap {
                 gap_records.insert(*seq, rec.clone());
             }
         }
-        let gaps: Vec<GapSeen> = gap_records.values().filter_map(gap_of).collect();
-        // Nothing durable is gone without being delivered or announced.
-        for &s in &ever_durable {
-            if present.contains_key(&s) || acked.contains(&s) {
-                continue;
-            }
-            prop_assert!(
-                gaps.iter().any(|g| g.from <= s && s <= g.to),
-                "record {s} vanished without a gap"
-            );
-        }
-        // Every gap counts exactly the records of its range that are gone.
-        for g in &gaps {
-            prop_assert!(
-                g.from <= g.to && g.count >= 1 && g.count <= g.to - g.from + 1,
-                "gap {:?} of {:?}",
-                g,
-                gaps
-            );
-        }
-        prop_assert!(outbox.pending_gap().is_none());
+        let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+        outbox.ack(&seqs).unwrap();
+        acked.extend(seqs);
+        outbox.enforce_limits(now).unwrap();
     }
+    outbox.flush().unwrap();
+    let present = contents(&store);
+    for (seq, rec) in &present {
+        if rec.kind == Kind::Gap {
+            gap_records.insert(*seq, rec.clone());
+        }
+    }
+    let gaps: Vec<GapSeen> = gap_records.values().filter_map(gap_of).collect();
+    // Nothing durable is gone without being delivered or announced.
+    for &s in &ever_durable {
+        if present.contains_key(&s) || acked.contains(&s) {
+            continue;
+        }
+        prop_assert!(
+            gaps.iter().any(|g| g.from <= s && s <= g.to),
+            "record {s} vanished without a gap"
+        );
+    }
+    // Every gap counts exactly the records of its range that are gone.
+    for g in &gaps {
+        prop_assert!(
+            g.from <= g.to && g.count >= 1 && g.count <= g.to - g.from + 1,
+            "gap {:?} of {:?}",
+            g,
+            gaps
+        );
+    }
+    prop_assert!(outbox.pending_gap().is_none());
     Ok(())
 }
 

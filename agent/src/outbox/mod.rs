@@ -528,6 +528,13 @@ impl<S: Store> Outbox<S> {
         }
     }
 
+    /// Counts `records` new records of `bytes` in all, just written.
+    fn stored(&mut self, bytes: u64, records: u64) {
+        self.bytes += bytes;
+        self.unflushed_bytes += bytes;
+        self.count += records;
+    }
+
     /// Record bytes appended since the last flush started.
     pub fn unflushed_bytes(&self) -> u64 {
         self.unflushed_bytes
@@ -659,9 +666,7 @@ impl<S: Store> Outbox<S> {
             }
             return Err(AppendError::Store(e));
         }
-        self.bytes += added;
-        self.unflushed_bytes += added;
-        self.count += seqs.len() as u64;
+        self.stored(added, seqs.len() as u64);
         self.burst_max_len = self.burst_max_len.max(largest);
         if self.enforce_size(now_ms).is_err() {
             self.stats.enforce_failed += 1;
@@ -724,9 +729,7 @@ impl<S: Store> Outbox<S> {
             self.note_drop(seq, reason);
             return Err(AppendError::Store(e));
         }
-        self.bytes += len as u64;
-        self.unflushed_bytes += len as u64;
-        self.count += 1;
+        self.stored(len as u64, 1);
         self.burst_max_len = self.burst_max_len.max(len as u64);
         Ok(seq)
     }
@@ -895,9 +898,7 @@ impl<S: Store> Outbox<S> {
             self.count = self.count.saturating_sub(1);
         }
         self.next_seq = next_seq;
-        self.bytes += added;
-        self.unflushed_bytes += added;
-        self.count += closed.len() as u64;
+        self.stored(added, closed.len() as u64);
         self.stats.gaps_announced += closed.len() as u64;
         Ok(())
     }
@@ -914,9 +915,7 @@ impl<S: Store> Outbox<S> {
         self.store.apply(batch)?;
         self.pending_gap = None;
         self.next_seq = seq + 1;
-        self.bytes += len;
-        self.unflushed_bytes += len;
-        self.count += 1;
+        self.stored(len, 1);
         self.stats.gaps_announced += 1;
         Ok(())
     }

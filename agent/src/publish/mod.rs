@@ -176,7 +176,8 @@ impl<S: Store> Publisher<S> {
         tokio::pin!(flush_timer);
         let mut flush_timer_at: Option<tokio::time::Instant> = None;
         loop {
-            self.start_flush_if_needed();
+            // A flush held back by FLUSH_GATHER starts when its time comes.
+            let flush_at = self.start_flush_if_due();
             if !open {
                 let done = self.flushing.is_none()
                     && !self.outbox.needs_flush()
@@ -187,10 +188,6 @@ impl<S: Store> Publisher<S> {
                     break;
                 }
             }
-            // A flush held back by FLUSH_GATHER starts when its time comes.
-            let flush_at = self
-                .flush_due()
-                .filter(|at| *at > tokio::time::Instant::now());
             if let Some(at) = flush_at
                 && flush_timer_at != Some(at)
             {
@@ -354,22 +351,24 @@ impl<S: Store> Publisher<S> {
         )
     }
 
-    fn start_flush_if_needed(&mut self) {
-        let Some(due) = self.flush_due() else {
-            return;
-        };
+    /// Starts a flush if one is due; else when one wanted will be due (held
+    /// back by [`FLUSH_GATHER`]), if any.
+    fn start_flush_if_due(&mut self) -> Option<tokio::time::Instant> {
+        let due = self.flush_due()?;
         let now = tokio::time::Instant::now();
         if due > now {
-            return;
+            return Some(due);
         }
         self.last_flush = Some(now);
-        let bound = match self.outbox.begin_flush() {
-            Ok(bound) => bound,
-            Err(e) => return self.store_failure(&e),
-        };
-        let store = self.outbox.store();
-        let handle = tokio::task::spawn_blocking(move || store.flush());
-        self.flushing = Some((bound, Instant::now(), handle));
+        match self.outbox.begin_flush() {
+            Ok(bound) => {
+                let store = self.outbox.store();
+                let handle = tokio::task::spawn_blocking(move || store.flush());
+                self.flushing = Some((bound, Instant::now(), handle));
+            }
+            Err(e) => self.store_failure(&e),
+        }
+        None
     }
 
     fn on_flush_done(&mut self, joined: Result<Result<(), StoreError>, tokio::task::JoinError>) {

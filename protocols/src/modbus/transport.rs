@@ -212,11 +212,11 @@ impl Reconnect {
     }
 
     /// An error naming `target` while the backoff after a failed attempt runs.
-    fn check(&self, target: &str, waiting: &str) -> Result<(), LinkError> {
+    fn check(&self, target: &str, waiting: &'static str) -> Result<(), LinkError> {
         match self.retry_at {
             Some(at) if Instant::now() < at => Err(LinkError::Connect {
                 target: target.to_owned(),
-                source: Arc::new(io::Error::other(waiting.to_owned())),
+                source: Arc::new(io::Error::other(waiting)),
             }),
             _ => Ok(()),
         }

@@ -8,10 +8,11 @@
 
 #![allow(clippy::cast_precision_loss)]
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spindle::outbox::{Kind, Outbox, OutboxOptions};
+use spindle::message::{Message, Reading, Telemetry, Value};
+use spindle::outbox::{Outbox, OutboxOptions};
 
 /// utime + stime of this process, in seconds.
 fn cpu_seconds() -> f64 {
@@ -40,14 +41,19 @@ fn main() -> anyhow::Result<()> {
         cache_capacity: 8 << 20,
     };
     let (mut outbox, _) = Outbox::open(&dir.path().join("outbox"), opts, 1)?;
-    let mut body = String::from(",\"device\":\"meter-1\",\"values\":{");
-    for i in 0..50 {
-        if i > 0 {
-            body.push(',');
-        }
-        let _ = write!(body, "\"p{i:02}\":{}", 1000 + i * 7);
-    }
-    body.push_str("},\"errors\":{}");
+    let message = Message::Telemetry(Telemetry {
+        ts: 1_000,
+        device: Arc::from("meter-1"),
+        points: (0..50)
+            .map(|i| {
+                (
+                    Arc::from(format!("p{i:02}").as_str()),
+                    Reading::Value(Value::Number(f64::from(1000 + i * 7))),
+                )
+            })
+            .collect(),
+        snapshot: false,
+    });
     let started = Instant::now();
     let cpu0 = cpu_seconds();
     let mut messages = 0u64;
@@ -56,13 +62,7 @@ fn main() -> anyhow::Result<()> {
         let first = outbox.next_seq();
         let mut seqs = Vec::new();
         for _ in 0..batch {
-            seqs.push(outbox.append(
-                Kind::Telemetry,
-                false,
-                "telemetry/meter-1",
-                1_000,
-                |env| env.wrap(&body),
-            )?);
+            seqs.push(outbox.append(&message, 1_000)?);
         }
         outbox.flush()?;
         flushes += 1;

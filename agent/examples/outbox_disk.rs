@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use spindle::outbox::{Kind, Outbox, OutboxOptions};
+use std::sync::Arc;
+
+use spindle::message::{Message, Reading, Telemetry, Value};
+use spindle::outbox::{Outbox, OutboxOptions};
 
 fn dir_size(path: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
@@ -39,19 +42,16 @@ fn main() -> anyhow::Result<()> {
         cache_capacity: 8 << 20,
     };
     let (mut outbox, _) = Outbox::open(&path, opts, 1)?;
-    let body = format!(
-        ",\"device\":\"meter-line1\",\"values\":{{\"pad\":\"{}\"}}",
-        "x".repeat(250)
-    );
+    let pad: Arc<str> = Arc::from("x".repeat(250).as_str());
     let mut peak = 0u64;
     for i in 0..records {
-        outbox.append(
-            Kind::Telemetry,
-            false,
-            "telemetry/meter-line1",
-            1_000 + i,
-            |env| env.wrap(&body),
-        )?;
+        let message = Message::Telemetry(Telemetry {
+            ts: 1_000 + i,
+            device: Arc::from("meter-line1"),
+            points: vec![(Arc::from("pad"), Reading::Value(Value::Text(pad.clone())))],
+            snapshot: false,
+        });
+        outbox.append(&message, 1_000 + i)?;
         if i % 1000 == 999 {
             outbox.flush()?;
             peak = peak.max(dir_size(&path));
@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "max_size {max_mib} MiB, {records} records of ~{} B appended: record bytes held {:.2} MiB, dropped {}, \
          directory peak {:.2} MiB ({:.2}× max_size), at end {:.2} MiB",
-        body.len() + 80,
+        stats.bytes / stats.depth.max(1),
         stats.bytes as f64 / 1_048_576.0,
         stats.dropped_outbox_full,
         peak as f64 / 1_048_576.0,

@@ -1,17 +1,19 @@
-//! The `health` payload, built every 60 s from the typed event counters.
+//! The `health` message, built every 60 s from the typed event counters.
 //!
 //! Owns [`DeviceStats`] (written by a device's poller, read here) and the
-//! body builder. Nothing here is computed from logs: every number is a
+//! report builder. Nothing here is computed from logs: every number is a
 //! counter or level some event updated.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::events::{Counter, Counters, Gauge};
-use crate::telemetry::{push_json_string, push_number};
+use crate::message::{
+    BusHealth, DeviceHealth, DeviceState, ErrorCounts, ErrorWord, Health, Latency, MqttHealth,
+    OutboxHealth,
+};
 
 /// Per-device counters, written by the device's poller.
 #[derive(Debug, Default)]
@@ -31,13 +33,14 @@ pub struct DeviceStats {
 }
 
 impl DeviceStats {
-    /// Counts one point error by its SPEC word.
-    pub fn count_error(&self, word: &str) {
+    /// Counts one point error by its word (`exception` counts every
+    /// exception code and protocol refusal).
+    pub fn count_error(&self, word: &ErrorWord) {
         match word {
-            "timeout" => self.err_timeout.inc(),
-            "decode" => self.err_decode.inc(),
-            "disconnected" => self.err_disconnected.inc(),
-            _ => self.err_exception.inc(),
+            ErrorWord::Timeout => self.err_timeout.inc(),
+            ErrorWord::Decode => self.err_decode.inc(),
+            ErrorWord::Disconnected => self.err_disconnected.inc(),
+            ErrorWord::Exception(_) | ErrorWord::Abnormal(_) => self.err_exception.inc(),
         }
     }
 
@@ -55,11 +58,11 @@ impl DeviceStats {
             .store(if online { 1 } else { 2 }, Ordering::Relaxed);
     }
 
-    fn state_word(&self) -> &'static str {
+    fn state(&self) -> DeviceState {
         match self.state.load(Ordering::Relaxed) {
-            1 => "online",
-            2 => "offline",
-            _ => "unknown",
+            1 => DeviceState::Online,
+            2 => DeviceState::Offline,
+            _ => DeviceState::Unknown,
         }
     }
 }
@@ -84,129 +87,93 @@ pub struct HealthSources {
     pub buses: BTreeMap<String, Arc<BusStats>>,
 }
 
-/// Builds the `health` body (members after `seq`/`ts`/`store`).
-pub fn health_body(
+/// The `health` report at `now_ms`: every counter and level read once.
+#[allow(clippy::cast_precision_loss)]
+pub fn health_report(
     sources: &HealthSources,
     uptime_s: f64,
     now_ms: u64,
     clock_plausible: bool,
     data_dir: &Path,
-) -> String {
+) -> Health {
     let c = &sources.counters;
-    let mut b = String::with_capacity(512 + 256 * sources.devices.len());
-    b.push_str(",\"uptime_s\":");
-    push_number(&mut b, (uptime_s * 10.0).round() / 10.0);
-    let _ = write!(
-        b,
-        ",\"clock\":{{\"plausible\":{clock_plausible}}},\"devices\":{{"
-    );
-    for (i, (name, d)) in sources.devices.iter().enumerate() {
-        if i > 0 {
-            b.push(',');
-        }
-        push_json_string(&mut b, name);
-        push_device(&mut b, d);
-    }
-    b.push_str("},\"buses\":{");
-    push_buses(&mut b, &sources.buses, uptime_s);
     let oldest = c.outbox_oldest_ms.get();
-    b.push_str("},\"outbox\":{");
-    let _ = write!(
-        b,
-        "\"depth\":{},\"bytes\":{},\"oldest_age_s\":",
-        c.outbox_depth.get(),
-        c.outbox_bytes.get()
-    );
-    if oldest == 0 {
-        b.push_str("null");
-    } else {
-        #[allow(clippy::cast_precision_loss)]
-        push_number(&mut b, now_ms.saturating_sub(oldest) as f64 / 1000.0);
-    }
-    let _ = write!(
-        b,
-        ",\"backlog\":{},\"dropped\":{{\"outbox_full\":{},\"max_age\":{},\"store_damaged\":{}}},\"gaps\":{},\"store_errors\":{},\"refused_too_large\":{},\"flushes\":{},\"slow_flushes\":{},\"flush_waits\":{}}}",
-        c.outbox_backlog.get(),
-        c.outbox_dropped_full.get(),
-        c.outbox_dropped_age.get(),
-        c.outbox_dropped_damaged.get(),
-        c.outbox_gaps.get(),
-        c.outbox_store_errors.get(),
-        c.outbox_refused_too_large.get(),
-        c.outbox_flushes.get(),
-        c.outbox_slow_flushes.get(),
-        c.outbox_flush_waits.get(),
-    );
-    let _ = write!(
-        b,
-        ",\"mqtt\":{{\"connects\":{},\"disconnects\":{},\"published\":{},\"acked\":{}}}",
-        c.mqtt_connects.get(),
-        c.mqtt_disconnects.get(),
-        c.published.get(),
-        c.published_acked.get()
-    );
-    b.push_str(",\"disk\":{\"free_bytes\":");
-    match disk_free(data_dir) {
-        Some(free) => {
-            let _ = write!(b, "{free}");
-        }
-        None => b.push_str("null"),
-    }
-    b.push_str(",\"bytes_written\":");
-    match process_bytes_written() {
-        Some(w) => {
-            let _ = write!(b, "{w}");
-        }
-        None => b.push_str("null"),
-    }
-    b.push('}');
-    b
-}
-
-fn push_device(b: &mut String, d: &DeviceStats) {
-    let polls = d.polls.get();
-    let _ = write!(
-        b,
-        ":{{\"state\":\"{}\",\"polls\":{polls},\"good_polls\":{},\"overruns\":{},\"errors\":{{\"timeout\":{},\"exception\":{},\"decode\":{},\"disconnected\":{}}},\"latency_ms\":{{\"last\":",
-        d.state_word(),
-        d.good_polls.get(),
-        d.overruns.get(),
-        d.err_timeout.get(),
-        d.err_exception.get(),
-        d.err_decode.get(),
-        d.err_disconnected.get(),
-    );
-    match d.latency_sum_us.get().checked_div(polls) {
-        None => b.push_str("null,\"mean\":null,\"max\":null}}"),
-        Some(mean) => {
-            push_number(b, ms3(d.latency_last_us.get()));
-            b.push_str(",\"mean\":");
-            push_number(b, ms3(mean));
-            b.push_str(",\"max\":");
-            push_number(b, ms3(d.latency_max_us.get()));
-            b.push_str("}}");
-        }
-    }
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn push_buses(b: &mut String, buses: &BTreeMap<String, Arc<BusStats>>, uptime_s: f64) {
     let uptime_micros = uptime_s * 1e6;
-    for (i, (name, bus)) in buses.iter().enumerate() {
-        if i > 0 {
-            b.push(',');
-        }
-        push_json_string(b, name);
-        b.push_str(":{\"load_estimated\":");
-        push_number(b, bus.load_estimated_permille.get() as f64 / 1000.0);
-        b.push_str(",\"busy_share\":");
-        let busy = if uptime_micros > 0.0 {
-            bus.busy_us.get() as f64 / uptime_micros
-        } else {
-            0.0
-        };
-        push_number(b, (busy * 1000.0).round() / 1000.0);
-        let _ = write!(b, ",\"late_replies\":{}}}", bus.late_replies.get());
+    Health {
+        ts: now_ms,
+        uptime_s: (uptime_s * 10.0).round() / 10.0,
+        clock_plausible,
+        devices: sources
+            .devices
+            .iter()
+            .map(|(name, d)| device_health(name, d))
+            .collect(),
+        buses: sources
+            .buses
+            .iter()
+            .map(|(name, bus)| {
+                let busy = if uptime_micros > 0.0 {
+                    bus.busy_us.get() as f64 / uptime_micros
+                } else {
+                    0.0
+                };
+                BusHealth {
+                    name: name.clone(),
+                    load_estimated: bus.load_estimated_permille.get() as f64 / 1000.0,
+                    busy_share: (busy * 1000.0).round() / 1000.0,
+                    late_replies: bus.late_replies.get(),
+                }
+            })
+            .collect(),
+        outbox: OutboxHealth {
+            depth: c.outbox_depth.get(),
+            bytes: c.outbox_bytes.get(),
+            oldest_age_s: (oldest != 0).then(|| now_ms.saturating_sub(oldest) as f64 / 1000.0),
+            backlog: c.outbox_backlog.get(),
+            dropped_outbox_full: c.outbox_dropped_full.get(),
+            dropped_max_age: c.outbox_dropped_age.get(),
+            dropped_store_damaged: c.outbox_dropped_damaged.get(),
+            gaps: c.outbox_gaps.get(),
+            store_errors: c.outbox_store_errors.get(),
+            refused_too_large: c.outbox_refused_too_large.get(),
+            flushes: c.outbox_flushes.get(),
+            slow_flushes: c.outbox_slow_flushes.get(),
+            flush_waits: c.outbox_flush_waits.get(),
+        },
+        mqtt: MqttHealth {
+            connects: c.mqtt_connects.get(),
+            disconnects: c.mqtt_disconnects.get(),
+            published: c.published.get(),
+            acked: c.published_acked.get(),
+        },
+        disk_free_bytes: disk_free(data_dir),
+        bytes_written: process_bytes_written(),
+    }
+}
+
+fn device_health(name: &str, d: &DeviceStats) -> DeviceHealth {
+    let polls = d.polls.get();
+    DeviceHealth {
+        name: name.to_owned(),
+        state: d.state(),
+        polls,
+        good_polls: d.good_polls.get(),
+        overruns: d.overruns.get(),
+        errors: ErrorCounts {
+            timeout: d.err_timeout.get(),
+            exception: d.err_exception.get(),
+            decode: d.err_decode.get(),
+            disconnected: d.err_disconnected.get(),
+        },
+        latency: d
+            .latency_sum_us
+            .get()
+            .checked_div(polls)
+            .map(|mean| Latency {
+                last_ms: ms3(d.latency_last_us.get()),
+                mean_ms: ms3(mean),
+                max_ms: ms3(d.latency_max_us.get()),
+            }),
     }
 }
 
@@ -238,8 +205,8 @@ mod tests {
         let d = Arc::new(DeviceStats::default());
         d.polls.add(4);
         d.good_polls.add(3);
-        d.count_error("timeout");
-        d.count_error("exception:2");
+        d.count_error(&ErrorWord::Timeout);
+        d.count_error(&ErrorWord::Exception(2));
         d.record_latency(1500);
         d.record_latency(2500);
         d.set_online(true);
@@ -251,8 +218,13 @@ mod tests {
         bus.late_replies.set(2);
         bus.busy_us.add(3_000_000);
         sources.buses.insert("rs485-1".into(), bus);
-        let body = health_body(&sources, 12.0, 1_000, true, Path::new("/"));
-        let v: serde_json::Value = serde_json::from_str(&format!("{{\"seq\":1{body}}}")).unwrap();
+        let report = health_report(&sources, 12.0, 1_000, true, Path::new("/"));
+        let payload = crate::wire::spindle::payload(
+            &crate::message::Message::<crate::message::Name>::Health(report),
+            1,
+            "s",
+        );
+        let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(v["devices"]["m1"]["errors"]["timeout"], 1);
         assert_eq!(v["devices"]["m1"]["errors"]["exception"], 1);
         assert_eq!(v["devices"]["m1"]["latency_ms"]["max"], 2.5);

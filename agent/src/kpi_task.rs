@@ -14,9 +14,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::{now_ms, plausible};
 use crate::kpi::{KpiEngine, PolledPoint};
-use crate::outbox::Kind;
+use crate::message::{Message, Outgoing};
 use crate::poll::PollReport;
-use crate::publish::{OutMessage, Outgoing};
 
 /// Outbox meta key of the KPI engine state.
 pub const STATE_KEY: &[u8] = b"m/kpi_state";
@@ -56,19 +55,10 @@ pub async fn run_kpis(
                 if windows.is_empty() && last_save.elapsed() < SAVE_EVERY {
                     continue;
                 }
-                let messages: Vec<OutMessage> = windows
-                    .into_iter()
-                    .map(|w| OutMessage {
-                        kind: Kind::Kpi,
-                        retain: false,
-                        topic: format!("kpi/{}/{}", w.kind.as_str(), w.name),
-                        ts_ms: now,
-                        body: w.body,
-                    })
-                    .collect();
-                for m in &messages {
-                    tracing::info!(topic = %m.topic, "KPI window closed");
+                for w in &windows {
+                    tracing::info!(kind = w.kind().as_str(), name = %w.name, start = w.window.start, quality = w.quality.as_str(), "KPI window closed");
                 }
+                let messages: Vec<Message> = windows.into_iter().map(Message::Kpi).collect();
                 let batch = Outgoing::Atomic { messages, meta: Some((STATE_KEY.to_vec(), engine.state())) };
                 tokio::select! {
                     sent = out.send(batch) => if sent.is_err() { return },
@@ -90,27 +80,10 @@ fn feed(engine: &mut KpiEngine, names: &HashMap<String, Vec<String>>, report: &P
     let Some(point_names) = names.get(&report.device) else {
         return;
     };
-    let words: Vec<Option<String>> = report
-        .outcome
-        .points
-        .iter()
-        .map(|r| {
-            r.as_ref()
-                .err()
-                .map(spindle_protocols::modbus::PointError::word)
-        })
-        .collect();
     let points: Vec<PolledPoint<'_>> = point_names
         .iter()
-        .zip(report.outcome.points.iter().zip(words.iter()))
-        .map(|(name, (result, word))| {
-            let outcome = match (result, word) {
-                (Ok(decoded), _) => Ok(decoded),
-                (Err(_), Some(w)) => Err(w.as_str()),
-                (Err(_), None) => Err("decode"),
-            };
-            (name.as_str(), outcome)
-        })
+        .zip(report.points.iter())
+        .map(|(name, outcome)| (name.as_str(), outcome.as_ref()))
         .collect();
     engine.on_poll(&report.device, report.ts_ms, &points);
     if let Some(online) = report.availability {

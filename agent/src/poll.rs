@@ -22,21 +22,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spindle_config::model::Device;
-use spindle_protocols::modbus::backoff::Backoff;
-use spindle_protocols::modbus::plan_reads;
+use spindle_protocols::backoff::Backoff;
 use spindle_protocols::modbus::poll::{DevicePoller, PollOutcome};
 use spindle_protocols::modbus::transport::AnyLink;
+use spindle_protocols::modbus::{Decoded, PointError, PointValue, RawValue, ReadError, plan_reads};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::busload::DeviceLoad;
 use crate::clock::now_ms;
 use crate::health::{BusStats, DeviceStats};
-use crate::outbox::Kind;
-use crate::publish::{OutMessage, Outgoing};
-use crate::telemetry::{
-    Availability, PointOutcome, Reachability, TelemetryEncoder, availability_body,
-};
+use crate::kpi::{Raw, Sample, SampleValue};
+use crate::message::{AvailabilityChange, ErrorWord, Message, Outgoing, Reachability, Value};
+use crate::telemetry::{Availability, PointOutcome, TelemetryEncoder};
 
 /// Shortest wait between probes of an unreachable device.
 pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -46,13 +44,14 @@ pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 /// What a poll hands on besides telemetry (the KPI engine's feed).
 pub type PollSink = mpsc::Sender<PollReport>;
 
-/// One poll's decoded outcome, for consumers other than telemetry.
+/// One poll's outcome, for consumers other than telemetry (the KPI engine).
 #[derive(Debug, Clone)]
 pub struct PollReport {
     pub device: String,
     /// Wall-clock ms when the poll's first request was sent.
     pub ts_ms: u64,
-    pub outcome: Arc<PollOutcome>,
+    /// One per point, in the device's point order.
+    pub points: Arc<[Result<Sample, ErrorWord>]>,
     /// `Some(true)` when the device just came online, `Some(false)` offline.
     pub availability: Option<bool>,
 }
@@ -68,8 +67,6 @@ pub struct ScheduledDevice {
     next_tick: Instant,
     probe_at: Option<Instant>,
     probe_backoff: Backoff,
-    /// `telemetry/{name}`, made once.
-    telemetry_topic: String,
 }
 
 impl ScheduledDevice {
@@ -77,7 +74,6 @@ impl ScheduledDevice {
         let first_probe = device.poll.max(MIN_PROBE_INTERVAL);
         let probe_backoff = Backoff::new(first_probe, MAX_PROBE_INTERVAL.max(first_probe), 0.2);
         ScheduledDevice {
-            telemetry_topic: format!("telemetry/{}", device.name),
             poller: DevicePoller::new(&device),
             encoder: TelemetryEncoder::new(&device),
             availability: Availability::default(),
@@ -183,7 +179,7 @@ pub async fn run_link(
             device: dev.device.name.clone(),
             ts_ms: system_ms(outcome.started),
             availability: messages.availability,
-            outcome: Arc::new(outcome),
+            points: outcome.points.iter().map(sample).collect(),
         });
         for msg in messages.out {
             tokio::select! {
@@ -216,7 +212,7 @@ fn next_tick(tick: Instant, poll: Duration, now: Instant) -> (Instant, u64) {
 }
 
 struct Produced {
-    out: Vec<OutMessage>,
+    out: Vec<Message>,
     availability: Option<bool>,
 }
 
@@ -227,19 +223,19 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
     stats.record_latency(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
     let mut got_value = false;
     let mut link_lost = false;
-    let mut last_error: Option<String> = None;
+    let mut last_error: Option<ErrorWord> = None;
     let outcomes: Vec<PointOutcome> = outcome
         .points
         .iter()
         .map(|r| match r {
             Ok(decoded) => {
                 got_value = true;
-                Ok(decoded.value.clone())
+                Ok(value(&decoded.value))
             }
             Err(e) => {
-                let word = e.word();
+                let word = error_word(e);
                 stats.count_error(&word);
-                if word == "disconnected" {
+                if word == ErrorWord::Disconnected {
                     link_lost = true;
                 }
                 last_error = Some(word.clone());
@@ -252,18 +248,12 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
     }
     let mut out = Vec::with_capacity(2);
     let ts_ms = system_ms(outcome.started);
-    if let Some(body) = dev.encoder.encode(&outcomes, ts_ms) {
-        out.push(OutMessage {
-            kind: Kind::Telemetry,
-            retain: false,
-            topic: dev.telemetry_topic.clone(),
-            ts_ms,
-            body,
-        });
+    if let Some(telemetry) = dev.encoder.encode(&outcomes, ts_ms) {
+        out.push(Message::Telemetry(telemetry));
     }
     let change = dev
         .availability
-        .on_poll(got_value, link_lost, last_error.as_deref());
+        .on_poll(got_value, link_lost, last_error.as_ref());
     let mut availability = None;
     if let Some((state, reason)) = change {
         let online = state == Reachability::Online;
@@ -272,15 +262,14 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
         if online {
             tracing::info!(device = %dev.device.name, "Device is online");
         } else {
-            tracing::warn!(device = %dev.device.name, reason = %reason, "Device is offline; probing it with backoff");
+            tracing::warn!(device = %dev.device.name, reason = ?reason, "Device is offline; probing it with backoff");
         }
-        out.push(OutMessage {
-            kind: Kind::Availability,
-            retain: true,
-            topic: format!("availability/{}", dev.device.name),
-            ts_ms: now_ms(),
-            body: availability_body(state, &reason),
-        });
+        out.push(Message::Availability(AvailabilityChange {
+            ts: now_ms(),
+            device: dev.device.name.clone(),
+            state,
+            reason,
+        }));
     }
     // An unreachable device is probed with backoff, not every tick, with a
     // single try: it costs its link one timeout per probe.
@@ -292,6 +281,48 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
         dev.poller.set_retries(dev.device.retries);
     }
     Produced { out, availability }
+}
+
+/// The SPEC §5 error word of a point error (the one place protocol errors
+/// become words).
+pub fn error_word(e: &PointError) -> ErrorWord {
+    match e {
+        PointError::Decode(_) => ErrorWord::Decode,
+        PointError::Read(ReadError::Exception(code)) => ErrorWord::Exception(code.0),
+        PointError::Read(ReadError::Link(link)) => match link.word() {
+            "timeout" => ErrorWord::Timeout,
+            "disconnected" => ErrorWord::Disconnected,
+            _ => ErrorWord::Decode,
+        },
+    }
+}
+
+/// A decoded point value as a message value.
+pub fn value(v: &PointValue) -> Value {
+    match v {
+        PointValue::Bool(b) => Value::Bool(*b),
+        PointValue::Number(n) => Value::Number(*n),
+        PointValue::Text(t) => Value::Text(Arc::from(t.as_str())),
+    }
+}
+
+/// A point's outcome as the KPI engine takes it.
+fn sample(r: &Result<Decoded, PointError>) -> Result<Sample, ErrorWord> {
+    let decoded = r.as_ref().map_err(error_word)?;
+    Ok(Sample {
+        raw: match &decoded.raw {
+            RawValue::Bool(b) => Raw::Bool(*b),
+            RawValue::Unsigned(v) => Raw::Unsigned(*v),
+            RawValue::Signed(v) => Raw::Signed(*v),
+            RawValue::Float(v) => Raw::Float(*v),
+            RawValue::Text(_) => Raw::Text,
+        },
+        value: match &decoded.value {
+            PointValue::Bool(b) => SampleValue::Bool(*b),
+            PointValue::Number(n) => SampleValue::Number(*n),
+            PointValue::Text(_) => SampleValue::Text,
+        },
+    })
 }
 
 fn system_ms(t: std::time::SystemTime) -> u64 {

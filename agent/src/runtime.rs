@@ -23,15 +23,15 @@ use tokio::time::Instant;
 use crate::busload::{self, DeviceLoad};
 use crate::clock::{now_ms, plausible};
 use crate::events::Counters;
-use crate::health::{BusStats, DeviceStats, HealthSources, health_body};
+use crate::health::{BusStats, DeviceStats, HealthSources, health_report};
 use crate::kpi::KpiEngine;
 use crate::kpi_task::{STATE_KEY, run_kpis};
+use crate::message::{Message, Outgoing, Reachability, Status};
 use crate::notify::Notifier;
-use crate::outbox::{Kind, Outbox, OutboxOptions, SledStore};
+use crate::outbox::{Outbox, OutboxOptions, SledStore};
 use crate::poll::{ScheduledDevice, run_link};
 use crate::publish::connection::ConnectionSettings;
-use crate::publish::{OutMessage, Outgoing, Publisher, PublisherOptions};
-use crate::telemetry::push_json_string;
+use crate::publish::{Publisher, PublisherOptions};
 
 /// Largest message accepted into the outbox, and the MQTT packet limit set
 /// on the client (mosquitto's default `message_size_limit` is far larger).
@@ -122,16 +122,18 @@ pub async fn run_until(
         "{}/{}/{}/",
         config.mqtt.topic_prefix, config.agent.site, config.agent.id
     );
-    let mut status_fields = String::from(",\"store\":");
-    push_json_string(&mut status_fields, &store_id);
-    status_fields.push_str(",\"version\":");
-    push_json_string(&mut status_fields, env!("CARGO_PKG_VERSION"));
-    status_fields.push_str(",\"config_sha256\":");
-    push_json_string(&mut status_fields, &config.sha256);
+    let status = Status {
+        state: Reachability::Online,
+        ts: 0,
+        reason: None,
+        store: store_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config_sha256: config.sha256.clone(),
+    };
     let settings = ConnectionSettings::new(
         &config.mqtt,
         format!("{topic_base}status"),
-        status_fields.clone(),
+        status.clone(),
         MAX_MESSAGE,
     )?;
 
@@ -142,7 +144,8 @@ pub async fn run_until(
         PublisherOptions {
             topic_base,
             window: WINDOW,
-            status_fields,
+            status,
+            max_message: MAX_MESSAGE,
             flush_interval: config.buffer.flush_interval,
         },
         config.buffer.replay,
@@ -303,20 +306,13 @@ async fn health_loop(
             _ = shutdown.changed() => return,
         }
         let now = now_ms();
-        let body = health_body(
+        let msg = Message::Health(health_report(
             &sources,
             started.elapsed().as_secs_f64(),
             now,
             plausible(now),
             &data_dir,
-        );
-        let msg = OutMessage {
-            kind: Kind::Health,
-            retain: false,
-            topic: "health".into(),
-            ts_ms: now,
-            body,
-        };
+        ));
         tokio::select! {
             sent = out.send(msg.into()) => if sent.is_err() { return },
             _ = shutdown.changed() => return,

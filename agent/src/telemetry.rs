@@ -12,33 +12,34 @@
 //!   got a value) or at once when the link is lost, `online` at the next
 //!   poll that got a value; each change is reported once.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use spindle_config::model::{Device, Report};
-use spindle_protocols::modbus::PointValue;
+
+use crate::message::{
+    AvailabilityReason, ErrorWord, Name, Reachability, Reading, Telemetry, Value,
+};
 
 /// One point's outcome in a poll: a value or an error word.
-pub type PointOutcome = Result<PointValue, String>;
+pub type PointOutcome = Result<Value, ErrorWord>;
 
-/// Builds `telemetry` bodies for one device.
+/// Builds `telemetry` messages for one device.
 #[derive(Debug)]
 pub struct TelemetryEncoder {
-    device: String,
+    device: Name,
     report: Report,
     heartbeat_ms: u64,
     deadbands: Vec<f64>,
-    names: Vec<String>,
+    names: Vec<Name>,
     last_sent: Vec<Option<PointOutcome>>,
     last_snapshot_ms: Option<u64>,
-    /// Longest body so far, to allocate the next one once.
-    body_capacity: usize,
 }
 
 impl TelemetryEncoder {
     pub fn new(device: &Device) -> Self {
         TelemetryEncoder {
-            device: device.name.clone(),
+            device: Arc::from(device.name.as_str()),
             report: device.report,
             heartbeat_ms: u64::try_from(device.heartbeat.as_millis()).unwrap_or(u64::MAX),
             deadbands: device
@@ -46,30 +47,27 @@ impl TelemetryEncoder {
                 .iter()
                 .map(|p| p.deadband.unwrap_or(0.0))
                 .collect(),
-            names: device.points.iter().map(|p| p.name.clone()).collect(),
+            names: device
+                .points
+                .iter()
+                .map(|p| Arc::from(p.name.as_str()))
+                .collect(),
             last_sent: vec![None; device.points.len()],
             last_snapshot_ms: None,
-            body_capacity: 64,
         }
     }
 
-    /// The body (members after `seq`/`ts`/`store`) for one poll whose
-    /// outcomes are in point order, or `None` when `on_change` has nothing to say.
-    pub fn encode(&mut self, outcomes: &[PointOutcome], now_ms: u64) -> Option<String> {
+    /// The message for one poll whose first request was sent at `ts_ms`
+    /// and whose outcomes are in point order, or `None` when `on_change`
+    /// has nothing to say.
+    pub fn encode(&mut self, outcomes: &[PointOutcome], ts_ms: u64) -> Option<Telemetry> {
         let snapshot = match self.report {
             Report::Always => true,
             Report::OnChange => self
                 .last_snapshot_ms
-                .is_none_or(|last| now_ms.saturating_sub(last) >= self.heartbeat_ms),
+                .is_none_or(|last| ts_ms.saturating_sub(last) >= self.heartbeat_ms),
         };
-        // The body is built in place: `,"device":…,"values":{` then the
-        // values, then the errors (gathered apart, usually none).
-        let mut body = String::with_capacity(self.body_capacity);
-        body.push_str(",\"device\":");
-        push_json_string(&mut body, &self.device);
-        body.push_str(",\"values\":{");
-        let values_start = body.len();
-        let mut errors = String::new();
+        let mut points = Vec::with_capacity(if snapshot { outcomes.len() } else { 4 });
         for (i, outcome) in outcomes.iter().enumerate() {
             let Some(name) = self.names.get(i) else { break };
             let previous = self.last_sent.get(i).and_then(Option::as_ref);
@@ -77,16 +75,11 @@ impl TelemetryEncoder {
             if !snapshot && !changed(previous, outcome, deadband) {
                 continue;
             }
-            match outcome {
-                Ok(value) => {
-                    push_member(&mut body, values_start, name);
-                    push_value(&mut body, value);
-                }
-                Err(word) => {
-                    push_member(&mut errors, 0, name);
-                    push_json_string(&mut errors, word);
-                }
-            }
+            let reading = match outcome {
+                Ok(value) => Reading::Value(value.clone()),
+                Err(word) => Reading::Error(word.clone()),
+            };
+            points.push((name.clone(), reading));
             // Only `on_change` compares with what was sent.
             if self.report == Report::OnChange
                 && let Some(slot) = self.last_sent.get_mut(i)
@@ -94,20 +87,18 @@ impl TelemetryEncoder {
                 *slot = Some(outcome.clone());
             }
         }
-        if !snapshot && body.len() == values_start && errors.is_empty() {
+        if !snapshot && points.is_empty() {
             return None;
         }
         if snapshot {
-            self.last_snapshot_ms = Some(now_ms);
+            self.last_snapshot_ms = Some(ts_ms);
         }
-        body.push_str("},\"errors\":{");
-        body.push_str(&errors);
-        body.push('}');
-        if snapshot && self.report == Report::OnChange {
-            body.push_str(",\"snapshot\":true");
-        }
-        self.body_capacity = self.body_capacity.max(body.len());
-        Some(body)
+        Some(Telemetry {
+            ts: ts_ms,
+            device: self.device.clone(),
+            points,
+            snapshot: snapshot && self.report == Report::OnChange,
+        })
     }
 }
 
@@ -115,7 +106,7 @@ impl TelemetryEncoder {
 #[allow(clippy::float_cmp)]
 fn changed(previous: Option<&PointOutcome>, now: &PointOutcome, deadband: f64) -> bool {
     match (previous, now) {
-        (Some(Ok(PointValue::Number(a))), Ok(PointValue::Number(b))) => {
+        (Some(Ok(Value::Number(a))), Ok(Value::Number(b))) => {
             if deadband > 0.0 {
                 (a - b).abs() >= deadband
             } else {
@@ -128,76 +119,6 @@ fn changed(previous: Option<&PointOutcome>, now: &PointOutcome, deadband: f64) -
     }
 }
 
-/// `"name":` of an object whose members start at `start` in `out`.
-fn push_member(out: &mut String, start: usize, name: &str) {
-    if out.len() > start {
-        out.push(',');
-    }
-    push_json_string(out, name);
-    out.push(':');
-}
-
-fn push_value(out: &mut String, value: &PointValue) {
-    match value {
-        PointValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        PointValue::Number(n) => push_number(out, *n),
-        PointValue::Text(t) => push_json_string(out, t),
-    }
-}
-
-/// A finite number as JSON; a non-finite one (never produced by decoding) as `null`.
-pub fn push_number(out: &mut String, n: f64) {
-    if n.is_finite() {
-        // Integral values print without a fraction; others in shortest
-        // round-trip form (exponent for very large or small magnitudes).
-        if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-            // Exact: an integral f64 below 2^53 is an i64 without loss, and
-            // integer formatting is far cheaper than `{:.0}` on a float.
-            #[allow(clippy::cast_possible_truncation)]
-            let _ = write!(out, "{}", n as i64);
-        } else {
-            out.push_str(
-                &serde_json::Number::from_f64(n)
-                    .map_or_else(|| "null".to_owned(), |v| v.to_string()),
-            );
-        }
-    } else {
-        out.push_str("null");
-    }
-}
-
-/// `s` as a JSON string literal.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    // Point and device names rarely need escaping: copy them whole.
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// A device's reachability as published on `availability/{device}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reachability {
-    Online,
-    Offline,
-}
-
 /// Consecutive failed polls before a device counts as offline.
 pub const FAILED_POLLS_FOR_OFFLINE: u32 = 3;
 
@@ -206,7 +127,7 @@ pub const FAILED_POLLS_FOR_OFFLINE: u32 = 3;
 pub struct Availability {
     state: Option<Reachability>,
     failures: u32,
-    last_error: String,
+    last_error: Option<ErrorWord>,
 }
 
 impl Availability {
@@ -217,24 +138,28 @@ impl Availability {
         &mut self,
         got_value: bool,
         link_lost: bool,
-        error: Option<&str>,
-    ) -> Option<(Reachability, String)> {
+        error: Option<&ErrorWord>,
+    ) -> Option<(Reachability, AvailabilityReason)> {
         if got_value {
             self.failures = 0;
             if self.state != Some(Reachability::Online) {
                 self.state = Some(Reachability::Online);
-                return Some((Reachability::Online, "poll_ok".to_owned()));
+                return Some((Reachability::Online, AvailabilityReason::PollOk));
             }
             return None;
         }
         self.failures = self.failures.saturating_add(1);
         if let Some(e) = error {
-            e.clone_into(&mut self.last_error);
+            self.last_error = Some(e.clone());
         }
         let offline_now = link_lost || self.failures >= FAILED_POLLS_FOR_OFFLINE;
         if offline_now && self.state != Some(Reachability::Offline) {
             self.state = Some(Reachability::Offline);
-            return Some((Reachability::Offline, self.last_error.clone()));
+            let reason = self
+                .last_error
+                .clone()
+                .map_or(AvailabilityReason::Unknown, AvailabilityReason::Error);
+            return Some((Reachability::Offline, reason));
         }
         None
     }
@@ -242,18 +167,6 @@ impl Availability {
     pub fn state(&self) -> Option<Reachability> {
         self.state
     }
-}
-
-/// The `availability` body for a state change.
-pub fn availability_body(state: Reachability, reason: &str) -> String {
-    let mut body = String::from(",\"state\":");
-    body.push_str(match state {
-        Reachability::Online => "\"online\"",
-        Reachability::Offline => "\"offline\"",
-    });
-    body.push_str(",\"reason\":");
-    push_json_string(&mut body, reason);
-    body
 }
 
 /// Milliseconds of a duration, saturating.
@@ -304,17 +217,19 @@ mod tests {
         }
     }
 
-    fn body_json(body: &str) -> serde_json::Value {
-        serde_json::from_str(&format!("{{\"seq\":1{body}}}")).unwrap()
+    fn body_json(body: Telemetry) -> serde_json::Value {
+        let payload =
+            crate::wire::spindle::payload(&crate::message::Message::Telemetry(body), 1, "s");
+        serde_json::from_str(&payload).unwrap()
     }
 
     #[test]
     fn always_reports_every_point_in_values_or_errors() {
         let mut enc = TelemetryEncoder::new(&device(Report::Always));
         let body = enc
-            .encode(&[Ok(PointValue::Number(229.8)), Err("timeout".into())], 0)
+            .encode(&[Ok(Value::Number(229.8)), Err(ErrorWord::Timeout)], 0)
             .unwrap();
-        let v = body_json(&body);
+        let v = body_json(body);
         assert_eq!(v["values"]["a"], 229.8);
         assert_eq!(v["errors"]["b"], "timeout");
         assert_eq!(v["device"], "m1");
@@ -325,27 +240,18 @@ mod tests {
     fn on_change_sends_only_what_moved_past_the_deadband_since_last_sent() {
         let mut enc = TelemetryEncoder::new(&device(Report::OnChange));
         let first = body_json(
-            &enc.encode(
-                &[Ok(PointValue::Number(10.0)), Ok(PointValue::Number(1.0))],
-                0,
-            )
-            .unwrap(),
+            enc.encode(&[Ok(Value::Number(10.0)), Ok(Value::Number(1.0))], 0)
+                .unwrap(),
         );
         assert_eq!(first["snapshot"], true);
         assert!(
-            enc.encode(
-                &[Ok(PointValue::Number(10.3)), Ok(PointValue::Number(1.0))],
-                1000
-            )
-            .is_none()
+            enc.encode(&[Ok(Value::Number(10.3)), Ok(Value::Number(1.0))], 1000)
+                .is_none()
         );
         // 10.3 then 10.6: 0.6 from the last *sent* 10.0, so it goes.
         let moved = body_json(
-            &enc.encode(
-                &[Ok(PointValue::Number(10.6)), Ok(PointValue::Number(1.0))],
-                2000,
-            )
-            .unwrap(),
+            enc.encode(&[Ok(Value::Number(10.6)), Ok(Value::Number(1.0))], 2000)
+                .unwrap(),
         );
         assert_eq!(moved["values"]["a"], 10.6);
         assert!(moved["values"].get("b").is_none());
@@ -354,25 +260,19 @@ mod tests {
     #[test]
     fn on_change_reports_changes_into_and_out_of_errors() {
         let mut enc = TelemetryEncoder::new(&device(Report::OnChange));
-        enc.encode(
-            &[Ok(PointValue::Number(1.0)), Ok(PointValue::Number(1.0))],
-            0,
-        );
+        enc.encode(&[Ok(Value::Number(1.0)), Ok(Value::Number(1.0))], 0);
         let into = body_json(
-            &enc.encode(&[Ok(PointValue::Number(1.0)), Err("exception:2".into())], 1)
+            enc.encode(&[Ok(Value::Number(1.0)), Err(ErrorWord::Exception(2))], 1)
                 .unwrap(),
         );
         assert_eq!(into["errors"]["b"], "exception:2");
         assert!(
-            enc.encode(&[Ok(PointValue::Number(1.0)), Err("exception:2".into())], 2)
+            enc.encode(&[Ok(Value::Number(1.0)), Err(ErrorWord::Exception(2))], 2)
                 .is_none()
         );
         let out = body_json(
-            &enc.encode(
-                &[Ok(PointValue::Number(1.0)), Ok(PointValue::Number(1.0))],
-                3,
-            )
-            .unwrap(),
+            enc.encode(&[Ok(Value::Number(1.0)), Ok(Value::Number(1.0))], 3)
+                .unwrap(),
         );
         assert_eq!(out["values"]["b"], 1);
     }
@@ -380,23 +280,14 @@ mod tests {
     #[test]
     fn on_change_sends_a_full_snapshot_every_heartbeat() {
         let mut enc = TelemetryEncoder::new(&device(Report::OnChange));
-        enc.encode(
-            &[Ok(PointValue::Number(1.0)), Ok(PointValue::Number(1.0))],
-            0,
-        );
+        enc.encode(&[Ok(Value::Number(1.0)), Ok(Value::Number(1.0))], 0);
         assert!(
-            enc.encode(
-                &[Ok(PointValue::Number(1.0)), Ok(PointValue::Number(1.0))],
-                59_999
-            )
-            .is_none()
+            enc.encode(&[Ok(Value::Number(1.0)), Ok(Value::Number(1.0))], 59_999)
+                .is_none()
         );
         let hb = body_json(
-            &enc.encode(
-                &[Ok(PointValue::Number(1.0)), Ok(PointValue::Number(1.0))],
-                60_000,
-            )
-            .unwrap(),
+            enc.encode(&[Ok(Value::Number(1.0)), Ok(Value::Number(1.0))], 60_000)
+                .unwrap(),
         );
         assert_eq!(hb["snapshot"], true);
         assert_eq!(hb["values"].as_object().unwrap().len(), 2);
@@ -407,22 +298,25 @@ mod tests {
         let mut a = Availability::default();
         assert_eq!(
             a.on_poll(true, false, None),
-            Some((Reachability::Online, "poll_ok".into()))
+            Some((Reachability::Online, AvailabilityReason::PollOk))
         );
-        assert_eq!(a.on_poll(false, false, Some("timeout")), None);
-        assert_eq!(a.on_poll(false, false, Some("timeout")), None);
+        assert_eq!(a.on_poll(false, false, Some(&ErrorWord::Timeout)), None);
+        assert_eq!(a.on_poll(false, false, Some(&ErrorWord::Timeout)), None);
         assert_eq!(
-            a.on_poll(false, false, Some("exception:2")),
-            Some((Reachability::Offline, "exception:2".into()))
+            a.on_poll(false, false, Some(&ErrorWord::Exception(2))),
+            Some((
+                Reachability::Offline,
+                AvailabilityReason::Error(ErrorWord::Exception(2))
+            ))
         );
         assert_eq!(
-            a.on_poll(false, false, Some("timeout")),
+            a.on_poll(false, false, Some(&ErrorWord::Timeout)),
             None,
             "reported once"
         );
         assert_eq!(
             a.on_poll(true, false, None),
-            Some((Reachability::Online, "poll_ok".into()))
+            Some((Reachability::Online, AvailabilityReason::PollOk))
         );
     }
 
@@ -431,57 +325,11 @@ mod tests {
         let mut a = Availability::default();
         a.on_poll(true, false, None);
         assert_eq!(
-            a.on_poll(false, true, Some("disconnected")),
-            Some((Reachability::Offline, "disconnected".into()))
+            a.on_poll(false, true, Some(&ErrorWord::Disconnected)),
+            Some((
+                Reachability::Offline,
+                AvailabilityReason::Error(ErrorWord::Disconnected)
+            ))
         );
-    }
-
-    #[test]
-    fn strings_are_escaped_only_where_json_needs_it() {
-        for s in [
-            "meter-1",
-            "温度 °C",
-            "a\"b",
-            "back\\slash",
-            "tab\tnew\nline\r",
-            "\u{1}\u{1f}",
-            "",
-        ] {
-            let mut out = String::new();
-            push_json_string(&mut out, s);
-            let back: String = serde_json::from_str(&out).unwrap();
-            assert_eq!(back, s, "{s:?} encoded as {out}");
-        }
-    }
-
-    #[test]
-    fn numbers_print_as_json_numbers() {
-        let mut s = String::new();
-        push_number(&mut s, 12345.0);
-        s.push(' ');
-        push_number(&mut s, 0.1);
-        s.push(' ');
-        push_number(&mut s, -3.5e-7);
-        assert_eq!(s, "12345 0.1 -3.5e-7");
-        for n in [
-            -9_007_199_254_740_991.0,
-            -65_536.0,
-            -1.0,
-            -0.0,
-            0.0,
-            65_535.0,
-            4_294_967_295.0,
-            9_007_199_254_740_991.0,
-            9_007_199_254_740_992.0,
-            1e300,
-        ] {
-            let mut s = String::new();
-            push_number(&mut s, n);
-            let back: f64 = serde_json::from_str(&s).unwrap();
-            assert!(
-                back.to_bits() == n.to_bits() || (n == 0.0 && back == 0.0),
-                "{n} printed as {s}"
-            );
-        }
     }
 }

@@ -47,15 +47,6 @@ fn check(name: &str, payload: &[u8]) {
     assert!(v.is_object());
 }
 
-/// Replaces the value of the first `"key":<number>` with `value`.
-fn pin_number(payload: &[u8], key: &str, value: u64) -> Vec<u8> {
-    let s = String::from_utf8(payload.to_vec()).unwrap();
-    let needle = format!("\"{key}\":");
-    let at = s.find(&needle).unwrap_or_else(|| panic!("{key} in {s}")) + needle.len();
-    let end = at + s[at..].find(|c: char| !c.is_ascii_digit()).unwrap();
-    format!("{}{value}{}", &s[..at], &s[end..]).into_bytes()
-}
-
 /// Replaces every occurrence of `from` with `to`.
 fn pin_text(payload: &[u8], from: &str, to: &str) -> Vec<u8> {
     String::from_utf8(payload.to_vec())

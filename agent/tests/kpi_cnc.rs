@@ -16,8 +16,9 @@
 use proptest::prelude::*;
 use serde_json::Value;
 use spindle::kpi::{KpiEngine, KpiWindowOut, Quality};
+use spindle::kpi::{Raw, Sample, SampleValue};
+use spindle::message::{ErrorWord, Message};
 use spindle_config::model::Config;
-use spindle_protocols::modbus::{Decoded, PointValue, RawValue};
 
 /// 2026-11-27 08:00 Asia/Shanghai.
 const T0: u64 = 1_795_737_600_000;
@@ -178,17 +179,17 @@ impl Schedule {
     }
 }
 
-fn number(raw: u64) -> Decoded {
-    Decoded {
-        raw: RawValue::Unsigned(raw),
-        value: PointValue::Number(raw as f64),
+fn number(raw: u64) -> Sample {
+    Sample {
+        raw: Raw::Unsigned(raw),
+        value: SampleValue::Number(raw as f64),
     }
 }
 
-fn boolean(b: bool) -> Decoded {
-    Decoded {
-        raw: RawValue::Bool(b),
-        value: PointValue::Bool(b),
+fn boolean(b: bool) -> Sample {
+    Sample {
+        raw: Raw::Bool(b),
+        value: SampleValue::Bool(b),
     }
 }
 
@@ -232,7 +233,10 @@ impl Plant {
                 engine.on_poll(
                     "cnc-1",
                     t,
-                    &[("run_state", Err("timeout")), ("mode", Err("timeout"))],
+                    &[
+                        ("run_state", Err(&ErrorWord::Timeout)),
+                        ("mode", Err(&ErrorWord::Timeout)),
+                    ],
                 );
             }
             let t2 = t + 5;
@@ -249,8 +253,8 @@ impl Plant {
                     "cnc-2",
                     t2,
                     &[
-                        ("spindle_on", Err("timeout")),
-                        ("auto_mode", Err("timeout")),
+                        ("spindle_on", Err(&ErrorWord::Timeout)),
+                        ("auto_mode", Err(&ErrorWord::Timeout)),
                     ],
                 );
             }
@@ -264,12 +268,13 @@ impl Plant {
     }
 }
 
+/// The window's payload as published (seq 1, store "s").
+fn body(window: &KpiWindowOut) -> String {
+    spindle::wire::spindle::payload(&Message::<std::sync::Arc<str>>::Kpi(window.clone()), 1, "s")
+}
+
 fn json(window: &KpiWindowOut) -> Value {
-    serde_json::from_str(&format!(
-        "{{\"seq\":1,\"ts\":0,\"store\":\"00000000000000000000000000000000\"{}}}",
-        window.body
-    ))
-    .unwrap_or_else(|e| panic!("{e}: {}", window.body))
+    serde_json::from_str(&body(window)).unwrap_or_else(|e| panic!("{e}: {}", body(window)))
 }
 
 fn plant_windows(out: &[KpiWindowOut]) -> Vec<&KpiWindowOut> {
@@ -389,7 +394,7 @@ fn a_machine_taken_offline_lowers_networked_ratio_and_makes_its_windows_partial(
         let flags = v["flags"].as_array().unwrap();
         match minute {
             3 | 5 => {
-                assert_eq!(window.quality, Quality::Partial, "{}", window.body);
+                assert_eq!(window.quality, Quality::Partial, "{}", body(window));
                 assert_eq!(flags, &[Value::from("offline:cnc-2")]);
                 assert_eq!(v["networked"], 2, "it answered in part of the window");
             }
@@ -404,7 +409,7 @@ fn a_machine_taken_offline_lowers_networked_ratio_and_makes_its_windows_partial(
                 assert_eq!(v["time_ratio"], 0);
             }
             1 | 2 | 6 => {
-                assert_eq!(window.quality, Quality::Good, "{}", window.body);
+                assert_eq!(window.quality, Quality::Good, "{}", body(window));
                 assert!(flags.is_empty());
                 assert_eq!(v["networked"], 2);
                 assert_eq!(v["networked_ratio"].as_f64().unwrap(), 2.0 / 3.0);

@@ -18,8 +18,9 @@
 use proptest::prelude::*;
 use serde_json::Value;
 use spindle::kpi::{KpiEngine, KpiWindowOut, Quality};
+use spindle::kpi::{Raw, Sample, SampleValue};
+use spindle::message::{ErrorWord, Message};
 use spindle_config::model::Config;
-use spindle_protocols::modbus::{Decoded, PointValue, RawValue};
 
 /// 2026-11-27 08:00 Asia/Shanghai: a production day start.
 const T0: u64 = 1_795_737_600_000;
@@ -140,10 +141,10 @@ impl Plant {
     }
 }
 
-fn decoded(raw: u64, scale: f64) -> Decoded {
-    Decoded {
-        raw: RawValue::Unsigned(raw),
-        value: PointValue::Number(raw as f64 * scale),
+fn decoded(raw: u64, scale: f64) -> Sample {
+    Sample {
+        raw: Raw::Unsigned(raw),
+        value: SampleValue::Number(raw as f64 * scale),
     }
 }
 
@@ -191,7 +192,7 @@ impl Driver {
                 let e = decoded(self.plant.energy_raw(t), 0.01);
                 engine.on_poll("meter", t, &[("energy", Ok(&e))]);
             } else {
-                engine.on_poll("meter", t, &[("energy", Err("timeout"))]);
+                engine.on_poll("meter", t, &[("energy", Err(&ErrorWord::Timeout))]);
             }
             let p = decoded(Plant::parts(t + 3), 1.0);
             engine.on_poll("cnc", t + 3, &[("parts", Ok(&p))]);
@@ -205,12 +206,13 @@ impl Driver {
     }
 }
 
+/// The window's payload as published (seq 1, store "s").
+fn body(window: &KpiWindowOut) -> String {
+    spindle::wire::spindle::payload(&Message::<std::sync::Arc<str>>::Kpi(window.clone()), 1, "s")
+}
+
 fn json(window: &KpiWindowOut) -> Value {
-    serde_json::from_str(&format!(
-        "{{\"seq\":1,\"ts\":0,\"store\":\"00000000000000000000000000000000\"{}}}",
-        window.body
-    ))
-    .unwrap_or_else(|e| panic!("{e}: {}", window.body))
+    serde_json::from_str(&body(window)).unwrap_or_else(|e| panic!("{e}: {}", body(window)))
 }
 
 fn number(v: &Value) -> f64 {
@@ -271,10 +273,10 @@ fn good_windows_match_the_simulated_meters_within_a_thousandth_through_a_wrap_an
             .collect();
         let has_reset = (start..end).contains(&(T0 + 17 * MINUTE + 20_500));
         let has_wrap = (start..end).contains(&(T0 + 4 * MINUTE + 30_000));
-        assert_eq!(flags.contains(&"reset"), has_reset, "{}", window.body);
+        assert_eq!(flags.contains(&"reset"), has_reset, "{}", body(window));
         // The u16 gas counter wraps too: 4.5 minutes of 20 counts a second.
         if has_wrap {
-            assert!(flags.contains(&"wrap"), "{}", window.body);
+            assert!(flags.contains(&"wrap"), "{}", body(window));
             saw.0 = true;
         }
         saw.1 |= has_reset;
@@ -283,7 +285,7 @@ fn good_windows_match_the_simulated_meters_within_a_thousandth_through_a_wrap_an
             assert_eq!(window.quality, Quality::Partial);
             continue;
         }
-        assert_eq!(window.quality, Quality::Good, "{}", window.body);
+        assert_eq!(window.quality, Quality::Good, "{}", body(window));
         let (kgce, kgco2) = truth(start, end);
         let got = number(&v["kgce"]);
         if has_reset {
@@ -394,11 +396,11 @@ fn a_meter_offline_for_two_minutes_makes_its_windows_partial_and_flagged_with_no
             .contains(&Value::from("offline:meter"));
         match minute {
             3..=6 => {
-                assert_eq!(window.quality, Quality::Partial, "{}", window.body);
-                assert!(flagged, "{}", window.body);
+                assert_eq!(window.quality, Quality::Partial, "{}", body(window));
+                assert!(flagged, "{}", body(window));
             }
             1 | 2 | 7..=9 => {
-                assert_eq!(window.quality, Quality::Good, "{}", window.body);
+                assert_eq!(window.quality, Quality::Good, "{}", body(window));
                 assert!(!flagged);
             }
             _ => {}
@@ -477,7 +479,7 @@ fn windows_missed_while_the_agent_was_down_come_out_as_no_data_back_to_max_age()
     for window in resumed {
         let v = json(window);
         if window.window.end <= back {
-            assert_eq!(window.quality, Quality::NoData, "{}", window.body);
+            assert_eq!(window.quality, Quality::NoData, "{}", body(window));
             assert_eq!(v["value"], Value::Null);
             assert_eq!(v["kgce"], Value::Null);
             assert_eq!(v["output"], Value::Null);

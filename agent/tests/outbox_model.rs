@@ -14,7 +14,52 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spindle::outbox::{Kind, MemStore, Outbox, OutboxOptions, Record, Store};
+use std::sync::Arc;
+
+use spindle::message::{
+    self, AvailabilityChange, AvailabilityReason, CncCoverage, GapReport, KpiFigures, KpiWindow,
+    Message, Quality, Reachability, Reading, Telemetry, Value, WindowSpan,
+};
+use spindle::outbox::{Body, Kind, MemStore, Outbox, OutboxOptions, Record, Store};
+
+/// A message of `kind` whose encoding grows with `pad`.
+fn msg(kind: Kind, pad: usize) -> Message {
+    let text = "x".repeat(pad);
+    match kind {
+        Kind::Telemetry | Kind::Health | Kind::Gap => Message::Telemetry(Telemetry {
+            ts: 1,
+            device: Arc::from("d"),
+            points: vec![(
+                Arc::from("pad"),
+                Reading::Value(Value::Text(Arc::from(text.as_str()))),
+            )],
+            snapshot: false,
+        }),
+        Kind::Availability => Message::Availability(AvailabilityChange {
+            ts: 1,
+            device: text,
+            state: Reachability::Online,
+            reason: AvailabilityReason::PollOk,
+        }),
+        Kind::Kpi => Message::Kpi(KpiWindow {
+            ts: 1,
+            name: text,
+            window: WindowSpan { start: 0, end: 1 },
+            figures: KpiFigures::CncCoverage(CncCoverage {
+                count_ratio: None,
+                networked_ratio: None,
+                time_ratio: None,
+                equipment: 0,
+                numerically_controlled: 0,
+                networked: 0,
+                running_s: 0.0,
+                cnc_running_s: 0.0,
+            }),
+            quality: Quality::NoData,
+            flags: Vec::new(),
+        }),
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Action {
@@ -86,12 +131,22 @@ fn gap_of(record: &Record) -> Option<GapSeen> {
     if record.kind != Kind::Gap {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
-    Some(GapSeen {
-        from: v["from_seq"].as_u64()?,
-        to: v["to_seq"].as_u64()?,
-        count: v["count"].as_u64()?,
-    })
+    let Body::Message(bytes) = &record.body else {
+        return None;
+    };
+    match message::decode(bytes).unwrap() {
+        Message::Gap(GapReport::Dropped {
+            from_seq,
+            to_seq,
+            count,
+            ..
+        }) => Some(GapSeen {
+            from: from_seq,
+            to: to_seq,
+            count,
+        }),
+        _ => None,
+    }
 }
 
 proptest! {
@@ -143,7 +198,7 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
     let mut failing = false;
 
     // Model.
-    let mut published: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut published: BTreeMap<u64, Body> = BTreeMap::new();
     let mut in_flight: Vec<u64> = Vec::new();
     let mut cursor = 1u64;
     let mut acked: BTreeSet<u64> = BTreeSet::new();
@@ -154,9 +209,7 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
         let before = contents(&store);
         match action {
             Action::Append { kind, size } => {
-                let appended = outbox.append(kind, false, "telemetry/d", now, |env| {
-                    env.wrap(&format!(",\"pad\":\"{}\"", "x".repeat(size)))
-                });
+                let appended = outbox.append(&msg(kind, size), now);
                 if let Ok(seq) = appended {
                     prop_assert!(
                         before.keys().all(|&s| s < seq),
@@ -213,9 +266,9 @@ fn check(actions: Vec<Action>) -> Result<(), TestCaseError> {
                         "a record that is not durable was published"
                     );
                     if let Some(previous) = published.get(&seq) {
-                        prop_assert_eq!(previous, &rec.payload, "seq {} carried two payloads", seq);
+                        prop_assert_eq!(previous, &rec.body, "seq {} carried two payloads", seq);
                     }
-                    published.insert(seq, rec.payload.clone());
+                    published.insert(seq, rec.body.clone());
                     if rec.kind == Kind::Gap {
                         gap_records.insert(seq, rec.clone());
                     }
@@ -336,17 +389,13 @@ fn a_reopened_outbox_continues_the_sequence_and_keeps_its_store_id() {
     let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
     let id = outbox.store_id().to_owned();
     for _ in 0..5 {
-        outbox
-            .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
-            .unwrap();
+        outbox.append(&msg(Kind::Telemetry, 0), 1).unwrap();
     }
     outbox.flush().unwrap();
     let crashed = store.crash(0);
     let mut reopened = Outbox::from_store(crashed, opts()).unwrap();
     assert_eq!(reopened.store_id(), id);
-    let seq = reopened
-        .append(Kind::Telemetry, false, "telemetry/a", 2, |env| env.wrap(""))
-        .unwrap();
+    let seq = reopened.append(&msg(Kind::Telemetry, 0), 2).unwrap();
     assert_eq!(seq, 6);
 }
 
@@ -357,14 +406,10 @@ fn a_seq_is_never_reused_when_records_that_outlived_their_counter_are_acknowledg
     // counter must push it past them before they can be acknowledged.
     let store = MemStore::default();
     let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
-    outbox
-        .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
-        .unwrap();
+    outbox.append(&msg(Kind::Telemetry, 0), 1).unwrap();
     outbox.flush().unwrap();
     for _ in 0..3 {
-        outbox
-            .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
-            .unwrap();
+        outbox.append(&msg(Kind::Telemetry, 0), 1).unwrap();
     }
     // The crash keeps the three unflushed records (seqs 2..=4) but the
     // counter stored is still 2.
@@ -383,9 +428,7 @@ fn a_seq_is_never_reused_when_records_that_outlived_their_counter_are_acknowledg
     for keep in [0, 4] {
         let mut again = Outbox::from_store(crashed.crash(keep), opts()).unwrap();
         assert_eq!(again.next_seq(), 5, "keeping {keep} deletions");
-        let seq = again
-            .append(Kind::Telemetry, false, "telemetry/a", 2, |env| env.wrap(""))
-            .unwrap();
+        let seq = again.append(&msg(Kind::Telemetry, 0), 2).unwrap();
         assert_eq!(seq, 5);
     }
 }
@@ -394,15 +437,11 @@ fn a_seq_is_never_reused_when_records_that_outlived_their_counter_are_acknowledg
 fn unflushed_records_are_never_published_and_may_be_lost_in_a_crash() {
     let store = MemStore::default();
     let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
-    outbox
-        .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
-        .unwrap();
+    outbox.append(&msg(Kind::Telemetry, 0), 1).unwrap();
     assert!(outbox.read(1, 10, 1).unwrap().is_empty());
     outbox.flush().unwrap();
     assert_eq!(outbox.read(1, 10, 1).unwrap().len(), 1);
-    outbox
-        .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
-        .unwrap();
+    outbox.append(&msg(Kind::Telemetry, 0), 1).unwrap();
     let mut reopened = Outbox::from_store(store.crash(0), opts()).unwrap();
     assert_eq!(reopened.read(1, 10, 1).unwrap().len(), 1);
     assert_eq!(reopened.next_seq(), 2);
@@ -412,15 +451,9 @@ fn unflushed_records_are_never_published_and_may_be_lost_in_a_crash() {
 fn a_full_outbox_drops_the_oldest_telemetry_and_announces_one_gap_for_the_range() {
     let store = MemStore::default();
     let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
-    outbox
-        .append(Kind::Kpi, false, "kpi/x/y", 1, |env| env.wrap(",\"kpi\":1"))
-        .unwrap();
+    outbox.append(&msg(Kind::Kpi, 1), 1).unwrap();
     for _ in 0..60 {
-        outbox
-            .append(Kind::Telemetry, false, "telemetry/a", 1, |env| {
-                env.wrap(&format!(",\"pad\":\"{}\"", "x".repeat(80)))
-            })
-            .unwrap();
+        outbox.append(&msg(Kind::Telemetry, 80), 1).unwrap();
     }
     let gap = outbox.pending_gap().expect("drops are pending");
     assert_eq!(
@@ -453,11 +486,7 @@ fn a_full_outbox_drops_the_oldest_telemetry_and_announces_one_gap_for_the_range(
 #[test]
 fn a_message_over_the_packet_limit_is_refused_without_using_a_seq() {
     let mut outbox = Outbox::from_store(MemStore::default(), opts()).unwrap();
-    let err = outbox
-        .append(Kind::Telemetry, false, "telemetry/a", 1, |env| {
-            env.wrap(&format!(",\"pad\":\"{}\"", "x".repeat(2000)))
-        })
-        .unwrap_err();
+    let err = outbox.append(&msg(Kind::Telemetry, 2000), 1).unwrap_err();
     assert!(
         err.to_string()
             .contains("larger than the broker's packet limit"),
@@ -470,9 +499,7 @@ fn a_message_over_the_packet_limit_is_refused_without_using_a_seq() {
 fn a_corrupted_record_makes_the_store_count_as_damaged() {
     let store = MemStore::default();
     let mut outbox = Outbox::from_store(store.clone(), opts()).unwrap();
-    outbox
-        .append(Kind::Telemetry, false, "telemetry/a", 1, |env| env.wrap(""))
-        .unwrap();
+    outbox.append(&msg(Kind::Telemetry, 0), 1).unwrap();
     outbox.flush().unwrap();
     let mut key = vec![b'r'];
     key.extend_from_slice(&1u64.to_be_bytes());

@@ -14,9 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spindle::events::Counters;
-use spindle::outbox::{Kind, MemStore, Outbox, OutboxOptions};
+use std::sync::Arc as Shared;
+
+use spindle::message::{Message, Outgoing, Reachability, Reading, Status, Telemetry, Value};
+use spindle::outbox::{MemStore, Outbox, OutboxOptions};
 use spindle::publish::connection::ConnectionSettings;
-use spindle::publish::{MAX_UNFLUSHED, OutMessage, Outgoing, Publisher, PublisherOptions};
+use spindle::publish::{MAX_UNFLUSHED, Publisher, PublisherOptions};
 use spindle_config::model::{Mqtt, MqttUrl, Replay};
 use tokio::sync::mpsc;
 
@@ -48,26 +51,35 @@ fn settings() -> ConnectionSettings {
         topic_prefix: "spindle".into(),
         keep_alive: Duration::from_secs(5),
     };
-    ConnectionSettings::new(
-        &mqtt,
-        "spindle/site/gw/status".into(),
-        String::new(),
-        1 << 20,
-    )
-    .unwrap()
+    ConnectionSettings::new(&mqtt, "spindle/site/gw/status".into(), status(), 1 << 20).unwrap()
 }
 
-fn message(i: usize) -> Outgoing {
-    OutMessage {
-        kind: Kind::Telemetry,
-        retain: false,
-        topic: "telemetry/dev".into(),
-        ts_ms: spindle::clock::now_ms(),
-        body: format!(
-            ",\"device\":\"dev\",\"i\":{i},\"pad\":\"{}\"",
-            "x".repeat(BODY)
-        ),
+fn status() -> Status {
+    Status {
+        state: Reachability::Online,
+        ts: 0,
+        reason: None,
+        store: String::new(),
+        version: String::new(),
+        config_sha256: String::new(),
     }
+}
+
+/// A telemetry message of about `BODY` bytes (a text point).
+#[allow(clippy::cast_precision_loss)]
+fn message(i: usize) -> Outgoing {
+    Message::Telemetry(Telemetry {
+        ts: spindle::clock::now_ms(),
+        device: Shared::from("dev"),
+        points: vec![
+            (Shared::from("i"), Reading::Value(Value::Number(i as f64))),
+            (
+                Shared::from("pad"),
+                Reading::Value(Value::Text(Shared::from("x".repeat(BODY).as_str()))),
+            ),
+        ],
+        snapshot: false,
+    })
     .into()
 }
 
@@ -103,7 +115,8 @@ fn a_slow_flush_stops_the_publisher_taking_messages_until_it_returns() {
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
             window: 64,
-            status_fields: String::new(),
+            status: status(),
+            max_message: 1 << 20,
             flush_interval: Duration::from_millis(100),
         },
         Replay::LiveFirst,

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spindle::events::Counters;
-use spindle::outbox::{Kind, Outbox, OutboxOptions, SledStore};
+use spindle::message::{self as msg, Outgoing, Reachability, Reading, Status, Telemetry, Value};
+use spindle::outbox::{Outbox, OutboxOptions, SledStore};
 use spindle::publish::connection::ConnectionSettings;
-use spindle::publish::{OutMessage, Outgoing, Publisher, PublisherOptions};
+use spindle::publish::{Publisher, PublisherOptions};
 use spindle_config::model::{MqttUrl, Replay};
 use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
@@ -55,7 +56,8 @@ fn publisher(outbox: Outbox<SledStore>, replay: Replay) -> Publisher<SledStore> 
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
             window: 64,
-            status_fields: ",\"store\":\"test\"".into(),
+            status: status(),
+            max_message: 1 << 20,
             flush_interval: Duration::from_millis(100),
         },
         replay,
@@ -78,7 +80,7 @@ fn spawn_publisher(
     let settings = ConnectionSettings::new(
         &mqtt(port),
         "spindle/site/gw/status".into(),
-        String::new(),
+        status(),
         1 << 20,
     )
     .unwrap();
@@ -90,14 +92,25 @@ fn spawn_publisher(
     (tx, task)
 }
 
-fn telemetry(i: u64) -> OutMessage {
-    OutMessage {
-        kind: Kind::Telemetry,
-        retain: false,
-        topic: "telemetry/dev".into(),
-        ts_ms: spindle::clock::now_ms(),
-        body: format!(",\"device\":\"dev\",\"values\":{{\"i\":{i}}}"),
+fn status() -> Status {
+    Status {
+        state: Reachability::Online,
+        ts: 0,
+        reason: None,
+        store: "test".into(),
+        version: "test".into(),
+        config_sha256: String::new(),
     }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn telemetry(i: u64) -> msg::Message {
+    msg::Message::Telemetry(Telemetry {
+        ts: spindle::clock::now_ms(),
+        device: Arc::from("dev"),
+        points: vec![(Arc::from("i"), Reading::Value(Value::Number(i as f64)))],
+        snapshot: false,
+    })
 }
 
 fn seqs(messages: &[Message]) -> BTreeSet<u64> {

@@ -289,7 +289,7 @@ fn show(v: &PointValue) -> String {
         PointValue::Bool(b) => b.to_string(),
         PointValue::Number(n) => {
             let mut s = String::new();
-            crate::telemetry::push_number(&mut s, *n);
+            crate::wire::json::number(&mut s, *n);
             s
         }
         PointValue::Text(t) => format!("{t:?}"),

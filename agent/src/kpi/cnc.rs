@@ -28,15 +28,15 @@
 
 use std::collections::BTreeSet;
 
+use crate::message::{CncCoverage, KpiFigures, WindowSpan};
 use serde::{Deserialize, Serialize};
 use spindle_config::model::{CncCoverageKpi, Config, Signal};
-use spindle_protocols::modbus::PointValue;
 
 use super::counter::ms_to_f64;
 use super::window::{OpenWindows, OpenWindowsState, Window, WindowGrid};
 use super::{
-    Availability, KpiKind, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, push_field,
-    push_head, push_tail, ratio, two_polls,
+    Availability, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, SampleValue, ratio,
+    two_polls,
 };
 
 /// One counted machine.
@@ -330,42 +330,35 @@ impl CncKpi {
             Quality::Good
         };
         let all = count_f64(equipment);
-        let mut body = String::with_capacity(384);
-        push_head(&mut body, KpiKind::CncCoverage, &self.name, window);
-        push_field(
-            &mut body,
-            "count_ratio",
-            ratio(Some(count_f64(numerically_controlled)), Some(all)),
-        );
         let networked_ratio = if acc.polled {
             ratio(Some(count_f64(networked)), Some(all))
         } else {
             None
         };
-        push_field(&mut body, "networked_ratio", networked_ratio);
         let time_ratio = if timed && run_ms > 0 {
             ratio(Some(cnc_running_s), Some(running_s))
         } else {
             None
         };
-        push_field(&mut body, "time_ratio", time_ratio);
-        push_field(&mut body, "equipment", Some(all));
-        push_field(
-            &mut body,
-            "numerically_controlled",
-            Some(count_f64(numerically_controlled)),
-        );
-        push_field(&mut body, "networked", Some(count_f64(networked)));
-        push_field(&mut body, "running_s", Some(running_s));
-        push_field(&mut body, "cnc_running_s", Some(cnc_running_s));
-        push_tail(&mut body, quality, &flags);
         KpiWindowOut {
-            kind: KpiKind::CncCoverage,
+            ts: 0,
             name: self.name.clone(),
-            window,
+            window: WindowSpan {
+                start: window.start,
+                end: window.end,
+            },
+            figures: KpiFigures::CncCoverage(CncCoverage {
+                count_ratio: ratio(Some(count_f64(numerically_controlled)), Some(all)),
+                networked_ratio,
+                time_ratio,
+                equipment: equipment as u64,
+                numerically_controlled: numerically_controlled as u64,
+                networked: networked as u64,
+                running_s,
+                cnc_running_s,
+            }),
             quality,
             flags,
-            body,
         }
     }
 
@@ -392,13 +385,13 @@ impl CncKpi {
 /// missing, errored or text.
 fn active(signal: &Signal, points: &[PolledPoint<'_>]) -> Option<bool> {
     let (_, outcome) = points.iter().find(|(name, _)| *name == signal.point)?;
-    let decoded = outcome.ok()?;
-    let number = match decoded.value {
-        PointValue::Bool(b) if signal.values.is_empty() => return Some(b),
-        PointValue::Bool(b) => f64::from(u8::from(b)),
-        PointValue::Number(n) if signal.values.is_empty() => return Some(n != 0.0),
-        PointValue::Number(n) => n,
-        PointValue::Text(_) => return None,
+    let sample = outcome.ok()?;
+    let number = match sample.value {
+        SampleValue::Bool(b) if signal.values.is_empty() => return Some(b),
+        SampleValue::Bool(b) => f64::from(u8::from(b)),
+        SampleValue::Number(n) if signal.values.is_empty() => return Some(n != 0.0),
+        SampleValue::Number(n) => n,
+        SampleValue::Text => return None,
     };
     Some(
         signal

@@ -38,9 +38,9 @@
 //! below the rollover reads as a wrap; a wrap right after an idle spell, as
 //! a reset), at most `M / 1000` raw units on a counter's first step.
 
+use super::Raw;
 use serde::{Deserialize, Serialize};
 use spindle_config::model::{Point, ValueType};
-use spindle_protocols::modbus::RawValue;
 
 /// A counter's raw reading.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -53,12 +53,12 @@ pub enum Reading {
 impl Reading {
     /// The reading of a decoded raw value; `None` for bools, text and
     /// non-finite floats.
-    pub fn from_raw(raw: &RawValue) -> Option<Self> {
+    pub fn from_raw(raw: &Raw) -> Option<Self> {
         match raw {
-            RawValue::Unsigned(v) => Some(Reading::Unsigned(*v)),
-            RawValue::Signed(v) => Some(Reading::Signed(*v)),
-            RawValue::Float(v) if v.is_finite() => Some(Reading::Float(*v)),
-            RawValue::Float(_) | RawValue::Bool(_) | RawValue::Text(_) => None,
+            Raw::Unsigned(v) => Some(Reading::Unsigned(*v)),
+            Raw::Signed(v) => Some(Reading::Signed(*v)),
+            Raw::Float(v) if v.is_finite() => Some(Reading::Float(*v)),
+            Raw::Float(_) | Raw::Bool(_) | Raw::Text => None,
         }
     }
 

@@ -39,10 +39,9 @@ use spindle_config::model::{Carrier, Config, EnergyPerOutputKpi, PointRef};
 use super::counter::{self, CounterSpec, Reading, StepKind};
 use super::window::{OpenWindows, OpenWindowsState, Window, WindowGrid};
 use super::{
-    Availability, KpiKind, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, push_field,
-    push_head, push_opt, push_tail, ratio, two_polls,
+    Availability, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, ratio, two_polls,
 };
-use crate::telemetry::push_json_string;
+use crate::message::{CarrierFigures, EnergyPerOutput, KpiFigures, KpiFlag, WindowSpan};
 
 /// One counter the KPI reads.
 #[derive(Debug, Clone)]
@@ -384,68 +383,54 @@ impl EnergyKpi {
         };
         let mut flags = Vec::new();
         if reset {
-            flags.push("reset".to_owned());
+            flags.push(KpiFlag::Reset);
         }
         if wrap {
-            flags.push("wrap".to_owned());
+            flags.push(KpiFlag::Wrap);
         }
         flags.extend(offline);
 
         let mut kgce = Some(0.0);
         let mut kgco2 = Some(0.0);
-        let mut energy = String::from(",\"energy\":{");
-        for (i, (name, consumption)) in per_carrier.iter().enumerate() {
+        let mut energy = Vec::with_capacity(per_carrier.len());
+        for (name, consumption) in &per_carrier {
             let carrier = self.carriers.get(*name);
             let ce = consumption.zip(carrier).map(|(c, k)| c * k.kgce_per_unit);
             let co2 = consumption.zip(carrier).map(|(c, k)| c * k.kgco2_per_unit);
             kgce = kgce.zip(ce).map(|(a, b)| a + b);
             kgco2 = kgco2.zip(co2).map(|(a, b)| a + b);
-            if i > 0 {
-                energy.push(',');
-            }
-            push_json_string(&mut energy, name);
-            energy.push_str(":{\"consumption\":");
-            push_opt(&mut energy, *consumption);
-            energy.push_str(",\"unit\":");
-            push_json_string(&mut energy, carrier.map_or("", |c| c.unit.as_str()));
-            push_field(&mut energy, "kgce", ce);
-            push_field(&mut energy, "kgco2", co2);
-            push_field(
-                &mut energy,
-                "kgce_per_unit",
-                carrier.map(|c| c.kgce_per_unit),
-            );
-            push_field(
-                &mut energy,
-                "kgco2_per_unit",
-                carrier.map(|c| c.kgco2_per_unit),
-            );
-            energy.push('}');
+            energy.push(CarrierFigures {
+                carrier: (*name).to_owned(),
+                consumption: *consumption,
+                unit: carrier.map_or_else(String::new, |c| c.unit.clone()),
+                kgce: ce,
+                kgco2: co2,
+                kgce_per_unit: carrier.map(|c| c.kgce_per_unit),
+                kgco2_per_unit: carrier.map(|c| c.kgco2_per_unit),
+            });
         }
-        energy.push('}');
         if !any_data {
             kgce = None;
             kgco2 = None;
         }
-
-        let mut body = String::with_capacity(512);
-        push_head(&mut body, KpiKind::EnergyPerOutput, &self.name, window);
-        push_field(&mut body, "value", ratio(kgce, output));
-        body.push_str(",\"unit\":");
-        push_json_string(&mut body, &format!("kgce/{}", self.output_unit));
-        push_field(&mut body, "co2_kg_per_unit", ratio(kgco2, output));
-        push_field(&mut body, "output", output);
-        push_field(&mut body, "kgce", kgce);
-        push_field(&mut body, "kgco2", kgco2);
-        body.push_str(&energy);
-        push_tail(&mut body, quality, &flags);
         KpiWindowOut {
-            kind: KpiKind::EnergyPerOutput,
+            ts: 0,
             name: self.name.clone(),
-            window,
+            window: WindowSpan {
+                start: window.start,
+                end: window.end,
+            },
+            figures: KpiFigures::EnergyPerOutput(EnergyPerOutput {
+                value: ratio(kgce, output),
+                unit: format!("kgce/{}", self.output_unit),
+                co2_kg_per_unit: ratio(kgco2, output),
+                output,
+                kgce,
+                kgco2,
+                energy,
+            }),
             quality,
             flags,
-            body,
         }
     }
 

@@ -48,20 +48,50 @@ mod cnc;
 mod energy;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use spindle_config::model::{Config, Device, Kpis};
-use spindle_protocols::modbus::Decoded;
 use thiserror::Error;
 
-use crate::telemetry::{push_json_string, push_number};
+use crate::message::{ErrorWord, KpiFlag};
+pub use crate::message::{KpiKind, KpiWindow, Quality};
 use cnc::CncKpi;
 use energy::EnergyKpi;
 pub use window::{Window, WindowGrid};
 
-/// One point of a poll: its name and its decoded value or error word.
-pub type PolledPoint<'a> = (&'a str, Result<&'a Decoded, &'a str>);
+/// One decoded point value as the KPI maths takes it (the poller converts
+/// the protocol's values; nothing here knows a protocol).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The value before scaling, for counter arithmetic (wraps, resets).
+    pub raw: Raw,
+    /// The scaled value.
+    pub value: SampleValue,
+}
+
+/// A point's value before scaling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Raw {
+    Bool(bool),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Text,
+}
+
+/// A point's scaled value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SampleValue {
+    Bool(bool),
+    Number(f64),
+    Text,
+}
+
+/// One point of a poll: its name and its sample or error word.
+pub type PolledPoint<'a> = (&'a str, Result<&'a Sample, &'a ErrorWord>);
+
+/// A closed window as the engine hands it out (a message).
+pub type KpiWindowOut = KpiWindow;
 
 /// Most windows one KPI hands out per [`KpiEngine::due`] call (the rest come
 /// on the next call), so a long outage does not make one huge batch.
@@ -69,56 +99,6 @@ pub const MAX_WINDOWS_PER_CALL: usize = 4096;
 
 /// Version of the [`KpiEngine::state`] format.
 const STATE_VERSION: u32 = 1;
-
-/// Which KPI a window belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum KpiKind {
-    CncCoverage,
-    EnergyPerOutput,
-}
-
-impl KpiKind {
-    /// The `{kind}` of the topic and the `kind` member.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KpiKind::CncCoverage => "cnc_coverage",
-            KpiKind::EnergyPerOutput => "energy_per_output",
-        }
-    }
-}
-
-/// A window's `quality`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Quality {
-    Good,
-    Partial,
-    NoOutput,
-    NoData,
-}
-
-impl Quality {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Quality::Good => "good",
-            Quality::Partial => "partial",
-            Quality::NoOutput => "no_output",
-            Quality::NoData => "no_data",
-        }
-    }
-}
-
-/// One closed KPI window, ready for the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KpiWindowOut {
-    pub kind: KpiKind,
-    pub name: String,
-    pub window: Window,
-    pub quality: Quality,
-    pub flags: Vec<String>,
-    /// The members after `seq`/`ts`/`store`, each preceded by a comma:
-    /// `,"kind":"energy_per_output","name":"line1","window":{…},…`.
-    pub body: String,
-}
 
 /// A stored KPI state that cannot be used.
 #[derive(Debug, Error)]
@@ -191,7 +171,7 @@ impl KpiEngine {
         // with a Modbus exception, or with registers that did not decode.
         let answered = points.iter().any(|(_, outcome)| match outcome {
             Ok(_) => true,
-            Err(word) => *word == "decode" || word.starts_with("exception"),
+            Err(word) => word.answered(),
         });
         for kpi in &mut self.cnc {
             kpi.on_poll(device, ts_ms, points, answered);
@@ -217,6 +197,9 @@ impl KpiEngine {
             kpi.close_due(now_ms, self.max_age_ms, &self.availability, &mut out);
         }
         out.sort_by_key(|w| (w.window.end, w.window.start));
+        for w in &mut out {
+            w.ts = now_ms;
+        }
         let oldest_open = self
             .energy
             .iter()
@@ -323,10 +306,10 @@ impl Availability {
     }
 
     /// The `offline:DEVICE` flags of `devices` (sorted, unique) for `window`.
-    fn flags<'a>(&self, devices: impl Iterator<Item = &'a str>, window: Window) -> Vec<String> {
-        let mut flags: Vec<String> = devices
+    fn flags<'a>(&self, devices: impl Iterator<Item = &'a str>, window: Window) -> Vec<KpiFlag> {
+        let mut flags: Vec<KpiFlag> = devices
             .filter(|d| self.offline_in(d, window))
-            .map(|d| format!("offline:{d}"))
+            .map(|d| KpiFlag::Offline(d.to_owned()))
             .collect();
         flags.sort();
         flags.dedup();
@@ -392,43 +375,6 @@ fn two_polls(devices: &[Device], device: &str) -> u64 {
         .map_or(0, |d| millis(d.poll).saturating_mul(2))
 }
 
-/// The members every KPI body starts with.
-fn push_head(body: &mut String, kind: KpiKind, name: &str, window: Window) {
-    let _ = write!(body, ",\"kind\":\"{}\",\"name\":", kind.as_str());
-    push_json_string(body, name);
-    let _ = write!(
-        body,
-        ",\"window\":{{\"start\":{},\"end\":{}}}",
-        window.start, window.end
-    );
-}
-
-/// The members every KPI body ends with.
-fn push_tail(body: &mut String, quality: Quality, flags: &[String]) {
-    let _ = write!(body, ",\"quality\":\"{}\",\"flags\":[", quality.as_str());
-    for (i, flag) in flags.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        push_json_string(body, flag);
-    }
-    body.push(']');
-}
-
-/// `,"key":number` or `,"key":null`.
-fn push_field(body: &mut String, key: &str, value: Option<f64>) {
-    let _ = write!(body, ",\"{key}\":");
-    push_opt(body, value);
-}
-
-/// A number, or `null` when unknown (or not finite).
-fn push_opt(body: &mut String, value: Option<f64>) {
-    match value {
-        Some(v) => push_number(body, v),
-        None => body.push_str("null"),
-    }
-}
-
 /// `a / b` when both are known, `b` is not zero and the result is finite.
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     let (a, b) = (a?, b?);
@@ -439,7 +385,6 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spindle_protocols::modbus::{PointValue, RawValue};
 
     /// 2026-11-27 08:00 Asia/Shanghai.
     const T0: u64 = 1_795_737_600_000;
@@ -483,10 +428,10 @@ output_unit = "kWh"
     }
 
     fn feed(engine: &mut KpiEngine, t: u64, raw: u64) {
-        let decoded = Decoded {
-            raw: RawValue::Unsigned(raw),
+        let decoded = Sample {
+            raw: Raw::Unsigned(raw),
             #[allow(clippy::cast_precision_loss)]
-            value: PointValue::Number(raw as f64),
+            value: SampleValue::Number(raw as f64),
         };
         engine.on_poll("meter", t, &[("energy", Ok(&decoded))]);
     }

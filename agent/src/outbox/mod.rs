@@ -54,14 +54,15 @@ pub mod record;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
 
-pub use record::{Kind, Record};
+pub use crate::message::DropReason;
+use crate::message::{GapReport, Message};
+pub use record::{Body, Kind, Record, RecordError};
 pub use store::{MemStore, SledStore, Store, StoreError, WriteBatch};
 
 use record::{key_seq, seq_key};
@@ -84,38 +85,31 @@ pub struct OutboxOptions {
     pub cache_capacity: u64,
 }
 
-/// Why records were dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    OutboxFull,
-    MaxAge,
-    StoreDamaged,
+fn reason_to_byte(reason: DropReason) -> u8 {
+    match reason {
+        DropReason::OutboxFull => 0,
+        DropReason::MaxAge => 1,
+        DropReason::StoreDamaged => 2,
+    }
 }
 
-impl DropReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::OutboxFull => "outbox_full",
-            DropReason::MaxAge => "max_age",
-            DropReason::StoreDamaged => "store_damaged",
-        }
+fn reason_from_byte(b: u8) -> Option<DropReason> {
+    match b {
+        0 => Some(DropReason::OutboxFull),
+        1 => Some(DropReason::MaxAge),
+        2 => Some(DropReason::StoreDamaged),
+        _ => None,
     }
+}
 
-    fn to_byte(self) -> u8 {
-        match self {
-            DropReason::OutboxFull => 0,
-            DropReason::MaxAge => 1,
-            DropReason::StoreDamaged => 2,
-        }
-    }
-
-    fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(DropReason::OutboxFull),
-            1 => Some(DropReason::MaxAge),
-            2 => Some(DropReason::StoreDamaged),
-            _ => None,
-        }
+/// The outbox's drop class of a message (see [`Kind::drop_class`]).
+pub fn kind_of<S>(message: &Message<S>) -> Kind {
+    match message {
+        Message::Telemetry(_) => Kind::Telemetry,
+        Message::Health(_) => Kind::Health,
+        Message::Availability(_) => Kind::Availability,
+        Message::Kpi(_) => Kind::Kpi,
+        Message::Gap(_) => Kind::Gap,
     }
 }
 
@@ -136,7 +130,7 @@ impl Gap {
         out.extend_from_slice(&self.from_seq.to_be_bytes());
         out.extend_from_slice(&self.to_seq.to_be_bytes());
         out.extend_from_slice(&self.count.to_be_bytes());
-        out.push(self.reason.to_byte());
+        out.push(reason_to_byte(self.reason));
         out
     }
 
@@ -149,41 +143,8 @@ impl Gap {
             from_seq: u64::from_be_bytes(from.try_into().ok()?),
             to_seq: u64::from_be_bytes(to.try_into().ok()?),
             count: u64::from_be_bytes(count.try_into().ok()?),
-            reason: DropReason::from_byte(*reason)?,
+            reason: reason_from_byte(*reason)?,
         })
-    }
-}
-
-/// A message for [`Outbox::append_atomic`]: its own JSON members, each
-/// preceded by a comma; `seq`, `ts` and `store` are put in front.
-#[derive(Debug, Clone, Copy)]
-pub struct NewRecord<'a> {
-    pub kind: Kind,
-    pub retain: bool,
-    pub topic: &'a str,
-    pub ts_ms: u64,
-    pub body: &'a str,
-}
-
-/// What every payload carries, handed to the payload builder.
-#[derive(Debug, Clone, Copy)]
-pub struct Envelope<'a> {
-    pub seq: u64,
-    pub ts: u64,
-    pub store: &'a str,
-}
-
-impl Envelope<'_> {
-    /// `{"seq":…,"ts":…,"store":"…"` followed by `rest` (which starts with `,`
-    /// or is empty) and `}`.
-    pub fn wrap(&self, rest: &str) -> Vec<u8> {
-        let mut s = String::with_capacity(64 + rest.len());
-        let _ = write!(
-            s,
-            "{{\"seq\":{},\"ts\":{},\"store\":\"{}\"{rest}}}",
-            self.seq, self.ts, self.store
-        );
-        s.into_bytes()
     }
 }
 
@@ -195,6 +156,12 @@ pub enum OutboxError {
     Damaged(String),
     #[error(transparent)]
     Append(#[from] AppendError),
+    #[error(
+        "the outbox holds records of format {version}, written by a newer spindle; this build reads formats up to {supported}. Run the newer release to deliver them (or move the store aside to start afresh, giving them up)"
+    )]
+    FutureFormat { version: u8, supported: u8 },
+    #[error("a message could not be encoded: {0}")]
+    Encode(String),
     #[error("could not move the damaged store {from} aside to {to}: {source}")]
     MoveAside {
         from: PathBuf,
@@ -213,6 +180,8 @@ pub enum AppendError {
         "the store refused the write, the message was dropped and will be reported on `gap`: {0}"
     )]
     Store(#[from] StoreError),
+    #[error("the message could not be encoded: {0}")]
+    Encode(String),
 }
 
 /// Counters and levels for `health`.
@@ -285,6 +254,9 @@ impl Outbox<SledStore> {
             });
         let err = match attempt {
             Ok(outbox) => return Ok((outbox, None)),
+            // Records of a newer release are not damage: refuse to start
+            // rather than move the backlog aside.
+            Err(e @ OutboxError::FutureFormat { .. }) => return Err(e),
             Err(e) => e,
         };
         let lost_store = id_file;
@@ -295,17 +267,15 @@ impl Outbox<SledStore> {
             source,
         })?;
         let mut outbox = Outbox::from_store(SledStore::open(dir, opts.cache_capacity)?, opts)?;
-        let lost = lost_store.clone();
         let cause = err.to_string();
-        outbox.append_raw(Kind::Gap, false, "gap", now_ms, |env| {
-            let lost = lost
-                .as_ref()
-                .map_or_else(|| "null".to_owned(), |s| format!("\"{s}\""));
-            env.wrap(&format!(
-                ",\"reason\":\"store_damaged\",\"lost_store\":{lost},\"detail\":{}",
-                json_string(&cause)
-            ))
-        })?;
+        outbox.append_raw(
+            &Message::Gap(GapReport::StoreDamaged {
+                ts: now_ms,
+                lost_store: lost_store.clone(),
+                detail: cause.clone(),
+            }),
+            now_ms,
+        )?;
         outbox.stats.gaps_announced += 1;
         Ok((
             outbox,
@@ -324,23 +294,6 @@ fn read_store_id_file(dir: &Path) -> Option<String> {
     let id = std::fs::read_to_string(dir.join("store_id")).ok()?;
     let id = id.trim();
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn new_store_id() -> String {
@@ -401,14 +354,21 @@ impl<S: Store> Outbox<S> {
                     next_seq = next_seq.max(seq + 1);
                     ControlFlow::Continue(())
                 }
+                Err(RecordError::FutureVersion(version)) => {
+                    damage = Some(OutboxError::FutureFormat {
+                        version,
+                        supported: record::FORMAT_VERSION,
+                    });
+                    ControlFlow::Break(())
+                }
                 Err(e) => {
-                    damage = Some(format!("record at key {k:02x?}: {e}"));
+                    damage = Some(OutboxError::Damaged(format!("record at key {k:02x?}: {e}")));
                     ControlFlow::Break(())
                 }
             }
         })?;
         if let Some(damage) = damage {
-            return Err(OutboxError::Damaged(damage));
+            return Err(damage);
         }
         let id = match stored_id {
             Some(id) => String::from_utf8(id)
@@ -579,17 +539,10 @@ impl<S: Store> Outbox<S> {
         Ok(())
     }
 
-    /// Appends one message built by `build` from its envelope, then enforces
-    /// the limits (which may drop older records). Returns the record's seq.
-    pub fn append(
-        &mut self,
-        kind: Kind,
-        retain: bool,
-        topic: &str,
-        now_ms: u64,
-        build: impl FnOnce(&Envelope<'_>) -> Vec<u8>,
-    ) -> Result<u64, AppendError> {
-        let seq = self.append_raw(kind, retain, topic, now_ms, build)?;
+    /// Appends one message, then enforces the limits (which may drop older
+    /// records). Returns the record's seq.
+    pub fn append(&mut self, message: &Message, now_ms: u64) -> Result<u64, AppendError> {
+        let seq = self.append_raw(message, now_ms)?;
         if self.enforce_size(now_ms).is_err() {
             // The record is stored; the store refused the drops (a full
             // disk). They are retried on the next append or tick.
@@ -603,36 +556,18 @@ impl<S: Store> Outbox<S> {
     /// them are there or none. Then enforces the limits. Returns the seqs.
     pub fn append_atomic(
         &mut self,
-        records: &[NewRecord<'_>],
+        messages: &[Message],
         meta: Option<(&[u8], &[u8])>,
         now_ms: u64,
     ) -> Result<Vec<u64>, AppendError> {
         let mut batch = WriteBatch::default();
-        let mut seqs = Vec::with_capacity(records.len());
+        let mut seqs = Vec::with_capacity(messages.len());
         let mut added = 0u64;
         let mut largest = 0u64;
         let mut seq = self.next_seq;
-        for r in records {
-            let payload = Envelope {
-                seq,
-                ts: r.ts_ms,
-                store: &self.store_id,
-            }
-            .wrap(r.body);
-            let record = Record {
-                kind: r.kind,
-                retain: r.retain,
-                created_ms: now_ms,
-                topic: r.topic.to_owned(),
-                payload,
-            };
+        for message in messages {
+            let record = self.new_record(message, now_ms)?;
             let len = record.encoded_len();
-            if len > self.opts.max_record || r.topic.len() > usize::from(u16::MAX) {
-                return Err(AppendError::TooLarge {
-                    len,
-                    max: self.opts.max_record,
-                });
-            }
             batch.insert(seq_key(seq), record.encode());
             seqs.push(seq);
             added += len as u64;
@@ -674,39 +609,31 @@ impl<S: Store> Outbox<S> {
         Ok(seqs)
     }
 
-    /// A meta value written by [`Outbox::append_atomic`].
-    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(key)
-    }
-
-    fn append_raw(
-        &mut self,
-        kind: Kind,
-        retain: bool,
-        topic: &str,
-        now_ms: u64,
-        build: impl FnOnce(&Envelope<'_>) -> Vec<u8>,
-    ) -> Result<u64, AppendError> {
-        let seq = self.next_seq;
-        let payload = build(&Envelope {
-            seq,
-            ts: now_ms,
-            store: &self.store_id,
-        });
-        let record = Record {
-            kind,
-            retain,
-            created_ms: now_ms,
-            topic: topic.to_owned(),
-            payload,
-        };
+    /// The one record constructor of both append paths: the message's
+    /// encoding, refused when larger than `max_record`.
+    fn new_record(&self, message: &Message, now_ms: u64) -> Result<Record, AppendError> {
+        let encoded =
+            crate::message::encode(message).map_err(|e| AppendError::Encode(e.to_string()))?;
+        let record = Record::message(kind_of(message), now_ms, encoded);
         let len = record.encoded_len();
-        if len > self.opts.max_record || topic.len() > usize::from(u16::MAX) {
+        if len > self.opts.max_record {
             return Err(AppendError::TooLarge {
                 len,
                 max: self.opts.max_record,
             });
         }
+        Ok(record)
+    }
+
+    /// A meta value written by [`Outbox::append_atomic`].
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(key)
+    }
+
+    fn append_raw(&mut self, message: &Message, now_ms: u64) -> Result<u64, AppendError> {
+        let seq = self.next_seq;
+        let record = self.new_record(message, now_ms)?;
+        let len = record.encoded_len();
         // The record alone (see `begin_flush` for the seq counter).
         let mut batch = WriteBatch::default();
         batch.insert(seq_key(seq), record.encode());
@@ -923,30 +850,27 @@ impl<S: Store> Outbox<S> {
     /// Adds a `gap` record with `seq` (and the next seq after it) to `batch`;
     /// returns its encoded length.
     fn gap_record_into(&self, batch: &mut WriteBatch, gap: Gap, seq: u64, now_ms: u64) -> u64 {
-        let payload = Envelope {
-            seq,
+        let message: Message = Message::Gap(GapReport::Dropped {
             ts: now_ms,
-            store: &self.store_id,
-        }
-        .wrap(&format!(
-            ",\"from_seq\":{},\"to_seq\":{},\"count\":{},\"reason\":\"{}\"",
-            gap.from_seq,
-            gap.to_seq,
-            gap.count,
-            gap.reason.as_str()
-        ));
-        let record = Record {
-            kind: Kind::Gap,
-            retain: false,
-            created_ms: now_ms,
-            topic: "gap".into(),
-            payload,
-        };
-        let bytes = record.encode();
+            from_seq: gap.from_seq,
+            to_seq: gap.to_seq,
+            count: gap.count,
+            reason: gap.reason,
+        });
+        // A gap is a handful of integers: its encoding cannot fail.
+        let encoded = crate::message::encode(&message).unwrap_or_default();
+        let bytes = Record::message(Kind::Gap, now_ms, encoded).encode();
         let len = bytes.len() as u64;
         batch.insert(seq_key(seq), bytes);
         batch.insert(META_NEXT_SEQ, (seq + 1).to_be_bytes());
         len
+    }
+
+    /// Drops a record that was read but whose message does not decode, and
+    /// reports it as damage (a `store_damaged` gap).
+    pub fn discard_damaged(&mut self, seq: u64, len: u64, now_ms: u64) -> Result<(), StoreError> {
+        self.in_flight.remove(&seq);
+        self.remove_dropped(&[(seq, len, DropReason::StoreDamaged)], now_ms)
     }
 
     /// Up to `limit` durable records with seq `>= from_seq`, in seq order.

@@ -1,29 +1,43 @@
-//! The outbox record format: one outgoing MQTT message as stored on disk.
+//! The outbox record format: one outgoing message as stored on disk.
 //!
-//! Pure: bytes in, values out; no I/O. Layout of a record value (all integers
-//! big-endian):
+//! Pure: bytes in, values out; no I/O. Every record starts with a 12-byte
+//! header and ends with a CRC (all integers big-endian):
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     format version (1)
+//! 0       1     format version (1 or 2)
 //! 1       1     kind (see `Kind`)
-//! 2       1     flags: bit 0 = retain
+//! 2       1     flags: bit 0 = retain (format 1; format 2 writes 0)
 //! 3       1     reserved, 0
 //! 4       8     created, Unix epoch milliseconds
-//! 12      2     topic length T (topic suffix under {prefix}/{site}/{agent}/)
-//! 14      T     topic suffix, UTF-8
-//! 14+T    P     payload (JSON)
+//! 12      …     body
 //! end-4   4     CRC-32 (IEEE) of every byte before it
 //! ```
+//!
+//! Bodies:
+//! - **format 2** (written by this build): the typed message, postcard
+//!   (`crate::message::encode`); topic and payload are rendered from it at
+//!   publish time by the wire layer.
+//! - **format 1** (written by releases up to 86b2ec8, still read): a
+//!   finished rendering: topic length T (2 bytes), the topic suffix under
+//!   `{prefix}/{site}/{agent}/` (UTF-8), then the JSON payload. Published
+//!   as it is.
+//!
+//! A record of a version above [`FORMAT_VERSION`] was written by a newer
+//! release: it is [`RecordError::FutureVersion`], which the outbox turns
+//! into a refusal to open (never into damage: a downgrade must not throw
+//! the backlog away).
 //!
 //! A record's key is `b'r'` followed by its seq as 8 big-endian bytes, so the
 //! store's key order is seq order.
 
 use thiserror::Error;
 
-/// Format version written by this build.
-pub const FORMAT_VERSION: u8 = 1;
-const HEADER_LEN: usize = 14;
+/// Format version written by this build (and the newest it reads).
+pub const FORMAT_VERSION: u8 = 2;
+/// The format of finished JSON renderings (read, never written).
+pub const FORMAT_RENDERED: u8 = 1;
+const HEADER_LEN: usize = 12;
 const CRC_LEN: usize = 4;
 
 /// Prefix of record keys in the store.
@@ -80,8 +94,16 @@ pub struct Record {
     pub kind: Kind,
     pub retain: bool,
     pub created_ms: u64,
-    pub topic: String,
-    pub payload: Vec<u8>,
+    pub body: Body,
+}
+
+/// What a record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Format 2: a typed message, postcard-encoded.
+    Message(Vec<u8>),
+    /// Format 1: a finished rendering from an older release.
+    Rendered { topic: String, payload: Vec<u8> },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -92,6 +114,10 @@ pub enum RecordError {
     Checksum { stored: u32, computed: u32 },
     #[error("record format version {0} is not supported")]
     Version(u8),
+    #[error(
+        "record format version {0} was written by a newer spindle; this build reads versions up to {FORMAT_VERSION}"
+    )]
+    FutureVersion(u8),
     #[error("record kind {0} is unknown")]
     Kind(u8),
     #[error("record topic length {topic_len} runs past its end")]
@@ -103,29 +129,52 @@ pub enum RecordError {
 }
 
 impl Record {
-    /// Bytes this record takes when encoded (what `max_size` counts).
-    pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + self.topic.len() + self.payload.len() + CRC_LEN
+    /// A format-2 record of a typed message's encoding.
+    pub fn message(kind: Kind, created_ms: u64, encoded: Vec<u8>) -> Record {
+        Record {
+            kind,
+            retain: false,
+            created_ms,
+            body: Body::Message(encoded),
+        }
     }
 
-    /// Encodes the record. Topics longer than 65535 bytes are refused before
-    /// this point (MQTT topics are at most 65535 bytes).
+    /// Bytes this record takes when encoded (what `max_size` counts).
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + CRC_LEN
+            + match &self.body {
+                Body::Message(bytes) => bytes.len(),
+                Body::Rendered { topic, payload } => 2 + topic.len() + payload.len(),
+            }
+    }
+
+    /// Encodes the record. Format-1 topics longer than 65535 bytes are
+    /// refused before this point (MQTT topics are at most 65535 bytes).
     pub fn encode(&self) -> Vec<u8> {
-        let topic_len = u16::try_from(self.topic.len()).unwrap_or(u16::MAX);
-        let topic = self
-            .topic
-            .as_bytes()
-            .get(..usize::from(topic_len))
-            .unwrap_or_default();
         let mut out = Vec::with_capacity(self.encoded_len());
-        out.push(FORMAT_VERSION);
+        let version = match self.body {
+            Body::Message(_) => FORMAT_VERSION,
+            Body::Rendered { .. } => FORMAT_RENDERED,
+        };
+        out.push(version);
         out.push(self.kind.to_byte());
         out.push(u8::from(self.retain));
         out.push(0);
         out.extend_from_slice(&self.created_ms.to_be_bytes());
-        out.extend_from_slice(&topic_len.to_be_bytes());
-        out.extend_from_slice(topic);
-        out.extend_from_slice(&self.payload);
+        match &self.body {
+            Body::Message(bytes) => out.extend_from_slice(bytes),
+            Body::Rendered { topic, payload } => {
+                let topic_len = u16::try_from(topic.len()).unwrap_or(u16::MAX);
+                let topic = topic
+                    .as_bytes()
+                    .get(..usize::from(topic_len))
+                    .unwrap_or_default();
+                out.extend_from_slice(&topic_len.to_be_bytes());
+                out.extend_from_slice(topic);
+                out.extend_from_slice(payload);
+            }
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
@@ -148,38 +197,48 @@ impl Record {
         let [version, kind, flags, _reserved, rest @ ..] = body else {
             return Err(RecordError::TooShort { len: bytes.len() });
         };
-        if *version != FORMAT_VERSION {
+        if *version > FORMAT_VERSION {
+            return Err(RecordError::FutureVersion(*version));
+        }
+        if *version != FORMAT_VERSION && *version != FORMAT_RENDERED {
             return Err(RecordError::Version(*version));
         }
         let kind = Kind::from_byte(*kind).ok_or(RecordError::Kind(*kind))?;
         let (created, rest) = rest
             .split_at_checked(8)
             .ok_or(RecordError::TooShort { len: bytes.len() })?;
-        let (topic_len, rest) = rest
-            .split_at_checked(2)
-            .ok_or(RecordError::TooShort { len: bytes.len() })?;
         let created_ms = u64::from_be_bytes(
             created
                 .try_into()
                 .map_err(|_| RecordError::TooShort { len: bytes.len() })?,
         );
-        let topic_len = usize::from(u16::from_be_bytes(
-            topic_len
-                .try_into()
-                .map_err(|_| RecordError::TooShort { len: bytes.len() })?,
-        ));
-        let (topic, payload) = rest
-            .split_at_checked(topic_len)
-            .ok_or(RecordError::TopicLength { topic_len })?;
-        let topic = std::str::from_utf8(topic)
-            .map_err(|_| RecordError::TopicUtf8)?
-            .to_owned();
+        let body = if *version == FORMAT_VERSION {
+            Body::Message(rest.to_vec())
+        } else {
+            let (topic_len, rest) = rest
+                .split_at_checked(2)
+                .ok_or(RecordError::TooShort { len: bytes.len() })?;
+            let topic_len = usize::from(u16::from_be_bytes(
+                topic_len
+                    .try_into()
+                    .map_err(|_| RecordError::TooShort { len: bytes.len() })?,
+            ));
+            let (topic, payload) = rest
+                .split_at_checked(topic_len)
+                .ok_or(RecordError::TopicLength { topic_len })?;
+            let topic = std::str::from_utf8(topic)
+                .map_err(|_| RecordError::TopicUtf8)?
+                .to_owned();
+            Body::Rendered {
+                topic,
+                payload: payload.to_vec(),
+            }
+        };
         Ok(Record {
             kind,
             retain: flags & 1 == 1,
             created_ms,
-            topic,
-            payload: payload.to_vec(),
+            body,
         })
     }
 }
@@ -195,7 +254,9 @@ pub struct Header {
 /// verifying the checksum (drop decisions need no more; records are verified
 /// when the store opens and when they are read for publishing).
 pub fn peek_header(bytes: &[u8]) -> Option<Header> {
-    if bytes.len() < HEADER_LEN + CRC_LEN || bytes.first() != Some(&FORMAT_VERSION) {
+    if bytes.len() < HEADER_LEN + CRC_LEN
+        || !matches!(bytes.first(), Some(&(FORMAT_VERSION | FORMAT_RENDERED)))
+    {
         return None;
     }
     let kind = Kind::from_byte(*bytes.get(1)?)?;
@@ -239,10 +300,15 @@ mod tests {
     proptest! {
         #[test]
         fn a_record_round_trips_through_its_encoding(
-            kind in kind(), retain: bool, created_ms: u64,
+            kind in kind(), retain: bool, created_ms: u64, rendered: bool,
             topic in "[a-z/0-9_-]{0,80}", payload in proptest::collection::vec(any::<u8>(), 0..512)
         ) {
-            let record = Record { kind, retain, created_ms, topic, payload };
+            let (retain, body) = if rendered {
+                (retain, Body::Rendered { topic, payload })
+            } else {
+                (false, Body::Message(payload))
+            };
+            let record = Record { kind, retain, created_ms, body };
             let bytes = record.encode();
             prop_assert_eq!(bytes.len(), record.encoded_len());
             prop_assert_eq!(Record::decode(&bytes).unwrap(), record.clone());
@@ -254,7 +320,7 @@ mod tests {
         fn any_flipped_bit_is_caught_by_the_checksum(
             payload in proptest::collection::vec(any::<u8>(), 1..256), at: proptest::sample::Index, bit in 0u8..8
         ) {
-            let record = Record { kind: Kind::Telemetry, retain: false, created_ms: 7, topic: "telemetry/a".into(), payload };
+            let record = Record::message(Kind::Telemetry, 7, payload);
             let mut bytes = record.encode();
             let i = at.index(bytes.len());
             bytes[i] ^= 1 << bit;
@@ -266,6 +332,16 @@ mod tests {
             let _ = Record::decode(&bytes);
             let _ = peek_header(&bytes);
             let _ = key_seq(&bytes);
+        }
+
+        #[test]
+        fn a_newer_format_is_told_apart_from_damage(version in 3u8..=255, payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut bytes = Record::message(Kind::Kpi, 1, payload).encode();
+            bytes[0] = version;
+            let crc_at = bytes.len() - 4;
+            let crc = crc32fast::hash(&bytes[..crc_at]);
+            bytes[crc_at..].copy_from_slice(&crc.to_be_bytes());
+            prop_assert_eq!(Record::decode(&bytes), Err(RecordError::FutureVersion(version)));
         }
 
         #[test]

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
 use spindle_config::model::{Mqtt, PasswordSource};
-use spindle_protocols::modbus::backoff::Backoff;
+
+use crate::message::{Reachability, Status, StatusReason};
+use spindle_protocols::backoff::Backoff;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
@@ -59,7 +61,7 @@ pub enum ConnectionSetupError {
 pub struct ConnectionSettings {
     options: MqttOptions,
     status_topic: String,
-    status_fields: String,
+    status: Status,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -72,13 +74,12 @@ impl std::fmt::Debug for ConnectionSettings {
 impl ConnectionSettings {
     /// Builds the options: reads the password (never logged; a warning if
     /// its file is readable by others), the CA and client certificates.
-    /// `status_fields` are the `status` members after `state` and `ts`
-    /// (`,"store":…,"version":…`); the last will is made from them, stamped
-    /// with the time of each connection attempt.
+    /// `status` gives the store, version and configuration hash; the last
+    /// will is made from it, stamped with the time of each connection attempt.
     pub fn new(
         mqtt: &Mqtt,
         status_topic: String,
-        status_fields: String,
+        status: Status,
         max_packet: usize,
     ) -> Result<Self, ConnectionSetupError> {
         let mut options =
@@ -101,14 +102,18 @@ impl ConnectionSettings {
         Ok(ConnectionSettings {
             options,
             status_topic,
-            status_fields,
+            status,
         })
     }
 
     /// Options for one attempt, with a last will stamped now.
     fn attempt(&self) -> MqttOptions {
         let mut options = self.options.clone();
-        let will = status_payload("offline", Some("connection_lost"), &self.status_fields);
+        let will = status_payload(
+            &self.status,
+            Reachability::Offline,
+            Some(StatusReason::ConnectionLost),
+        );
         options.set_last_will(LastWill::new(
             self.status_topic.clone(),
             will,
@@ -119,14 +124,19 @@ impl ConnectionSettings {
     }
 }
 
-/// A `status` payload: `{"state":…,"ts":now[,"reason":…]<fields>}`.
-pub fn status_payload(state: &str, reason: Option<&str>, fields: &str) -> Vec<u8> {
-    let reason = reason.map_or_else(String::new, |r| format!(",\"reason\":\"{r}\""));
-    format!(
-        "{{\"state\":\"{state}\",\"ts\":{}{reason}{fields}}}",
-        crate::clock::now_ms()
-    )
-    .into_bytes()
+/// A `status` payload for `state`, stamped now.
+pub fn status_payload(
+    status: &Status,
+    state: Reachability,
+    reason: Option<StatusReason>,
+) -> Vec<u8> {
+    let status = Status {
+        state,
+        ts: crate::clock::now_ms(),
+        reason,
+        ..status.clone()
+    };
+    crate::wire::spindle::status(&status).into_bytes()
 }
 
 fn read_password(source: &PasswordSource) -> Result<String, ConnectionSetupError> {

@@ -3,10 +3,11 @@
 //! to the MQTT client within a bounded window, and deletes a record only when
 //! the broker's PUBACK for it arrives.
 //!
-//! Flow: `OutMessage` (bounded channel) → [`Outbox::append`] → flush (on a
+//! Flow: [`Outgoing`] typed messages (bounded channel) → [`Outbox::append`]
+//! (the message's binary encoding) → flush (on a
 //! blocking thread; as soon as there is something unflushed and no flush is
 //! running) → `durable_next` advances → [`DeliveryState::lanes`] say what to
-//! read → `try_publish` → `Outgoing::Publish(pkid)` → `PubAck(pkid)` →
+//! read → rendered by `crate::wire` → `try_publish` → `Outgoing::Publish(pkid)` → `PubAck(pkid)` →
 //! [`Outbox::ack`]. After every (re)connect the delivery state restarts, so
 //! every record still in the outbox is published again (at-least-once).
 //!
@@ -27,43 +28,11 @@ use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
 use crate::events::Counters;
-use crate::outbox::{AppendError, Kind, NewRecord, Outbox, Store, StoreError};
+use crate::message::{self, Message, Outgoing, Reachability, Status, StatusReason};
+use crate::outbox::{AppendError, Body, Outbox, Store, StoreError};
+use crate::wire;
 use connection::{ConnEvent, ConnectionSettings};
 use state::DeliveryState;
-
-/// A message for the outbox, before it has a seq.
-#[derive(Debug, Clone)]
-pub struct OutMessage {
-    pub kind: Kind,
-    pub retain: bool,
-    /// Topic under `{prefix}/{site}/{agent}/`.
-    pub topic: String,
-    /// When the message was created (Unix ms): its `ts`.
-    pub ts_ms: u64,
-    /// The payload's own fields as JSON object members, each preceded by a
-    /// comma (`,"device":"a","values":{…}`); `seq`, `ts` and `store` are
-    /// put in front of them.
-    pub body: String,
-}
-
-/// What producers send the publisher.
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    /// One message.
-    Message(OutMessage),
-    /// Messages and a meta value stored in one atomic batch (KPI windows
-    /// with the engine state that says they were made).
-    Atomic {
-        messages: Vec<OutMessage>,
-        meta: Option<(Vec<u8>, Vec<u8>)>,
-    },
-}
-
-impl From<OutMessage> for Outgoing {
-    fn from(m: OutMessage) -> Self {
-        Outgoing::Message(m)
-    }
-}
 
 /// Publisher settings.
 #[derive(Debug, Clone)]
@@ -72,8 +41,11 @@ pub struct PublisherOptions {
     pub topic_base: String,
     /// Records in flight at most.
     pub window: usize,
-    /// `status` members after `state` and `ts` (`,"store":…,"version":…,"config_sha256":…`).
-    pub status_fields: String,
+    /// The `status` payload's store, version and configuration hash.
+    pub status: Status,
+    /// Largest rendered message (payload and topic) accepted: the MQTT
+    /// packet limit. A larger one is refused at append and uses no seq.
+    pub max_message: usize,
     /// A flush slower than this is counted (it bounds data at risk).
     pub flush_interval: Duration,
 }
@@ -245,8 +217,11 @@ impl<S: Store> Publisher<S> {
         }
         if let Some(client) = &self.client {
             let topic = format!("{}status", self.opts.topic_base);
-            let goodbye =
-                connection::status_payload("offline", Some("shutdown"), &self.opts.status_fields);
+            let goodbye = connection::status_payload(
+                &self.opts.status,
+                Reachability::Offline,
+                Some(StatusReason::Shutdown),
+            );
             let _ = client.try_publish(topic, QoS::AtLeastOnce, true, goodbye);
             // Give the goodbye a moment to reach the broker before DISCONNECT.
             let _ = tokio::time::timeout(Duration::from_millis(300), async {
@@ -265,53 +240,58 @@ impl<S: Store> Publisher<S> {
 
     fn append(&mut self, out: Outgoing) {
         match out {
-            Outgoing::Message(msg) => self.append_one(msg),
+            Outgoing::Message(msg) => self.append_one(&msg),
             Outgoing::Atomic { messages, meta } => {
-                let records: Vec<NewRecord<'_>> = messages
-                    .iter()
-                    .map(|m| NewRecord {
-                        kind: m.kind,
-                        retain: m.retain,
-                        topic: &m.topic,
-                        ts_ms: m.ts_ms,
-                        body: &m.body,
-                    })
-                    .collect();
+                if let Some(big) = messages.iter().find(|m| !self.fits(m)) {
+                    self.counters.outbox_refused_too_large.inc();
+                    tracing::error!(
+                        topic = %wire::spindle::topic(big),
+                        max = self.opts.max_message,
+                        "A KPI message larger than the packet limit was refused; the batch is lost"
+                    );
+                    return;
+                }
                 let meta = meta.as_ref().map(|(k, v)| (k.as_slice(), v.as_slice()));
-                match self.outbox.append_atomic(&records, meta, now_ms()) {
+                match self.outbox.append_atomic(&messages, meta, now_ms()) {
                     Ok(seqs) => self.counters.outbox_appended.add(seqs.len() as u64),
-                    Err(AppendError::TooLarge { len, max }) => {
-                        self.counters.outbox_refused_too_large.inc();
-                        tracing::error!(
-                            len,
-                            max,
-                            "A KPI message larger than the packet limit was refused; the batch is lost"
-                        );
-                    }
-                    Err(AppendError::Store(e)) => self.store_failure(&e),
+                    Err(e) => self.append_failed(&e, "a KPI batch"),
                 }
             }
         }
     }
 
-    fn append_one(&mut self, msg: OutMessage) {
-        let OutMessage {
-            kind,
-            retain,
-            topic,
-            ts_ms,
-            body,
-        } = msg;
-        match self
-            .outbox
-            .append(kind, retain, &topic, ts_ms, |env| env.wrap(&body))
-        {
+    /// Whether a message's rendering fits the packet limit.
+    fn fits(&self, msg: &Message) -> bool {
+        wire::fits(msg, self.opts.topic_base.len(), self.opts.max_message)
+    }
+
+    fn append_one(&mut self, msg: &Message) {
+        if !self.fits(msg) {
+            self.counters.outbox_refused_too_large.inc();
+            tracing::error!(topic = %wire::spindle::topic(msg), max = self.opts.max_message, "Message larger than the packet limit was refused; it is lost");
+            return;
+        }
+        match self.outbox.append(msg, now_ms()) {
             Ok(_) => self.counters.outbox_appended.inc(),
-            Err(AppendError::TooLarge { len, max }) => {
+            Err(e) => self.append_failed(&e, "a message"),
+        }
+    }
+
+    fn append_failed(&mut self, e: &AppendError, what: &str) {
+        match e {
+            AppendError::TooLarge { len, max } => {
                 self.counters.outbox_refused_too_large.inc();
-                tracing::error!(topic = %topic, len, max, "Message larger than the packet limit was refused; it is lost");
+                tracing::error!(
+                    len,
+                    max,
+                    "The outbox refused {what} larger than its record limit; it is lost"
+                );
             }
-            Err(AppendError::Store(e)) => self.store_failure(&e),
+            AppendError::Encode(e) => {
+                self.counters.outbox_refused_too_large.inc();
+                tracing::error!(error = %e, "Could not encode {what}; it is lost");
+            }
+            AppendError::Store(e) => self.store_failure(e),
         }
     }
 
@@ -427,7 +407,8 @@ impl<S: Store> Publisher<S> {
             ConnEvent::Up(client) => {
                 self.counters.mqtt_connects.inc();
                 let topic = format!("{}status", self.opts.topic_base);
-                let birth = connection::status_payload("online", None, &self.opts.status_fields);
+                let birth =
+                    connection::status_payload(&self.opts.status, Reachability::Online, None);
                 let _ = client.try_publish(topic, QoS::AtLeastOnce, true, birth);
                 self.outbox.release_in_flight();
                 self.delivery.connected(self.outbox.next_seq());
@@ -481,10 +462,15 @@ impl<S: Store> Publisher<S> {
                 if seq >= lane.below {
                     break;
                 }
-                let retain = record.retain && self.retain_allowed(&record.topic, seq);
                 let len = record.encoded_len();
-                let topic = format!("{}{}", self.opts.topic_base, record.topic);
-                match client.try_publish(topic, QoS::AtLeastOnce, retain, record.payload) {
+                let Some((topic, payload, retain)) =
+                    self.render(seq, len, record.retain, record.body)
+                else {
+                    continue;
+                };
+                let retain = retain && self.retain_allowed(&topic, seq);
+                let topic = format!("{}{topic}", self.opts.topic_base);
+                match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
                     Ok(()) => {
                         self.delivery.handed(seq);
                         self.outbox.mark_in_flight(seq, len);
@@ -499,6 +485,34 @@ impl<S: Store> Publisher<S> {
             if !handed_any && lane.below <= self.outbox.durable_next() {
                 self.delivery.backlog_drained(lane);
             }
+        }
+    }
+
+    /// A record's topic suffix, payload and retain flag: a typed message
+    /// rendered now, a format-1 rendering as it was stored. A message that
+    /// does not decode is dropped and reported as damage.
+    fn render(
+        &mut self,
+        seq: u64,
+        len: usize,
+        retain: bool,
+        body: Body,
+    ) -> Option<(String, Vec<u8>, bool)> {
+        match body {
+            Body::Rendered { topic, payload } => Some((topic, payload, retain)),
+            Body::Message(bytes) => match message::decode(&bytes) {
+                Ok(msg) => {
+                    let r = wire::render(&msg, seq, self.outbox.store_id());
+                    Some((r.topic, r.payload.into_bytes(), r.retain))
+                }
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
+                    if let Err(e) = self.outbox.discard_damaged(seq, len as u64, now_ms()) {
+                        tracing::warn!(error = %e, "Could not drop the damaged record");
+                    }
+                    None
+                }
+            },
         }
     }
 

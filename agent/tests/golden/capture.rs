@@ -1,48 +1,55 @@
-//! Builds every golden payload from fixed inputs through the agent's API.
-//! (Captured through the API of commit 86b2ec8; see `golden_payloads.rs`.)
+//! Builds every golden payload from fixed inputs through the agent's API:
+//! producers make typed messages, the wire layer renders them. (The
+//! fixtures were captured through the API of commit 86b2ec8, from the same
+//! inputs; see `golden_payloads.rs`.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use spindle::health::{BusStats, DeviceStats, HealthSources, health_body};
-use spindle::kpi::{KpiEngine, KpiWindowOut};
-use spindle::outbox::{
-    Envelope, Kind, MemStore, Outbox, OutboxOptions, SledStore, Store, WriteBatch,
+use spindle::health::{BusStats, DeviceStats, HealthSources, health_report};
+use spindle::kpi::{KpiEngine, KpiWindowOut, Raw, Sample, SampleValue};
+use spindle::message::{
+    self, AvailabilityChange, AvailabilityReason, ErrorWord, Message, Reachability, Status,
+    StatusReason, Value,
 };
-use spindle::publish::connection::status_payload;
-use spindle::telemetry::{Reachability, TelemetryEncoder, availability_body};
+use spindle::outbox::{Body, Kind, MemStore, Outbox, OutboxOptions, SledStore, Store, WriteBatch};
+use spindle::telemetry::TelemetryEncoder;
+use spindle::wire;
 use spindle_config::model::Config;
-use spindle_protocols::modbus::{Decoded, PointValue, RawValue};
 
-use super::{BYTES_WRITTEN, FREE_BYTES, STORE, TS, pin_number, pin_text};
+use super::{BYTES_WRITTEN, FREE_BYTES, STORE, TS, pin_text};
 
 type Payloads = Vec<(String, Vec<u8>)>;
 
-fn env(seq: u64, ts: u64) -> Envelope<'static> {
-    Envelope {
-        seq,
-        ts,
-        store: STORE,
-    }
+fn render(message: Message, seq: u64) -> Vec<u8> {
+    wire::spindle::payload(&message, seq, STORE).into_bytes()
 }
 
-pub fn status() -> Payloads {
-    let fields = format!(
-        ",\"store\":\"{STORE}\",\"version\":\"0.1.0\",\"config_sha256\":\"{}\"",
-        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-    );
+pub(crate) fn status() -> Payloads {
     let mut out = Payloads::new();
     for (name, state, reason) in [
-        ("status_online", "online", None),
-        ("status_offline_shutdown", "offline", Some("shutdown")),
+        ("status_online", Reachability::Online, None),
+        (
+            "status_offline_shutdown",
+            Reachability::Offline,
+            Some(StatusReason::Shutdown),
+        ),
         (
             "status_will_connection_lost",
-            "offline",
-            Some("connection_lost"),
+            Reachability::Offline,
+            Some(StatusReason::ConnectionLost),
         ),
     ] {
-        let payload = status_payload(state, reason, &fields);
-        out.push((name.to_owned(), pin_number(&payload, "ts", TS)));
+        let status = Status {
+            state,
+            ts: TS,
+            reason,
+            store: STORE.to_owned(),
+            version: "0.1.0".to_owned(),
+            config_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                .to_owned(),
+        };
+        out.push((name.to_owned(), wire::spindle::status(&status).into_bytes()));
     }
     out
 }
@@ -104,77 +111,99 @@ type = "f32"
     spindle_config::parse("golden.toml", &text).unwrap()
 }
 
-type Outcome = Result<PointValue, String>;
+type Outcome = Result<Value, ErrorWord>;
 
 fn values(v: f64, e: f64) -> Vec<Outcome> {
     vec![
-        Ok(PointValue::Number(v)),
-        Ok(PointValue::Number(e)),
-        Ok(PointValue::Bool(true)),
-        Ok(PointValue::Text("SN-\"7\"\\x".into())),
-        Ok(PointValue::Number(0.987)),
+        Ok(Value::Number(v)),
+        Ok(Value::Number(e)),
+        Ok(Value::Bool(true)),
+        Ok(Value::Text(Arc::from("SN-\"7\"\\x"))),
+        Ok(Value::Number(0.987)),
     ]
 }
 
-pub fn telemetry() -> Payloads {
+fn telemetry_payload(t: Option<message::Telemetry>, seq: u64) -> Vec<u8> {
+    render(Message::Telemetry(t.unwrap()), seq)
+}
+
+pub(crate) fn telemetry() -> Payloads {
     let mut out = Payloads::new();
     let config = device_config("always");
     let device = config.devices.first().unwrap();
     let mut always = TelemetryEncoder::new(device);
-    let body = always.encode(&values(229.8, 12345.0), TS).unwrap();
-    out.push(("telemetry_always_values".into(), env(1042, TS).wrap(&body)));
+    let t = always.encode(&values(229.8, 12345.0), TS);
+    out.push(("telemetry_always_values".into(), telemetry_payload(t, 1042)));
     let errors: Vec<Outcome> = vec![
-        Err("timeout".into()),
-        Err("exception:2".into()),
-        Err("decode".into()),
-        Err("disconnected".into()),
-        Ok(PointValue::Number(-3.5e-7)),
+        Err(ErrorWord::Timeout),
+        Err(ErrorWord::Exception(2)),
+        Err(ErrorWord::Decode),
+        Err(ErrorWord::Disconnected),
+        Ok(Value::Number(-3.5e-7)),
     ];
-    let body = always.encode(&errors, TS + 1000).unwrap();
-    out.push((
-        "telemetry_always_errors".into(),
-        env(1043, TS + 1000).wrap(&body),
-    ));
+    let t = always.encode(&errors, TS + 1000);
+    out.push(("telemetry_always_errors".into(), telemetry_payload(t, 1043)));
 
     let config = device_config("on_change");
     let device = config.devices.first().unwrap();
     let mut on_change = TelemetryEncoder::new(device);
-    let body = on_change.encode(&values(229.8, 12345.0), TS).unwrap();
+    let t = on_change.encode(&values(229.8, 12345.0), TS);
     out.push((
         "telemetry_on_change_snapshot".into(),
-        env(7, TS).wrap(&body),
+        telemetry_payload(t, 7),
     ));
     // 229.8 → 230.4 passes the deadband; the counter moved; an error appears.
     let mut changed = values(230.4, 12346.0);
     if let Some(last) = changed.last_mut() {
-        *last = Err("exception:11".into());
+        *last = Err(ErrorWord::Exception(11));
     }
-    let body = on_change.encode(&changed, TS + 1000).unwrap();
-    out.push((
-        "telemetry_on_change_delta".into(),
-        env(8, TS + 1000).wrap(&body),
-    ));
+    let t = on_change.encode(&changed, TS + 1000);
+    out.push(("telemetry_on_change_delta".into(), telemetry_payload(t, 8)));
     out
 }
 
-pub fn availability() -> Payloads {
+fn availability_change(state: Reachability, reason: AvailabilityReason) -> Message {
+    Message::Availability(AvailabilityChange {
+        ts: TS,
+        device: "meter-line1".into(),
+        state,
+        reason,
+    })
+}
+
+pub(crate) fn availability() -> Payloads {
     vec![
         (
             "availability_online".into(),
-            env(11, TS).wrap(&availability_body(Reachability::Online, "poll_ok")),
+            render(
+                availability_change(Reachability::Online, AvailabilityReason::PollOk),
+                11,
+            ),
         ),
         (
             "availability_offline_timeout".into(),
-            env(12, TS).wrap(&availability_body(Reachability::Offline, "timeout")),
+            render(
+                availability_change(
+                    Reachability::Offline,
+                    AvailabilityReason::Error(ErrorWord::Timeout),
+                ),
+                12,
+            ),
         ),
         (
             "availability_offline_exception".into(),
-            env(13, TS).wrap(&availability_body(Reachability::Offline, "exception:4")),
+            render(
+                availability_change(
+                    Reachability::Offline,
+                    AvailabilityReason::Error(ErrorWord::Exception(4)),
+                ),
+                13,
+            ),
         ),
     ]
 }
 
-pub fn health() -> Payloads {
+pub(crate) fn health() -> Payloads {
     let sources = HealthSources::default();
     let mut sources = HealthSources {
         counters: sources.counters,
@@ -184,9 +213,9 @@ pub fn health() -> Payloads {
     d.polls.add(60);
     d.good_polls.add(57);
     d.overruns.add(1);
-    d.count_error("timeout");
-    d.count_error("exception:2");
-    d.count_error("decode");
+    d.count_error(&ErrorWord::Timeout);
+    d.count_error(&ErrorWord::Exception(2));
+    d.count_error(&ErrorWord::Decode);
     d.record_latency(1500);
     d.record_latency(2750);
     d.set_online(true);
@@ -213,11 +242,10 @@ pub fn health() -> Payloads {
     c.mqtt_disconnects.inc();
     c.published.add(700);
     c.published_acked.add(693);
-    let body = health_body(&sources, 60.04, TS, true, std::path::Path::new("/"));
-    let payload = env(99, TS).wrap(&body);
-    let payload = pin_number(&payload, "free_bytes", FREE_BYTES);
-    let payload = pin_number(&payload, "bytes_written", BYTES_WRITTEN);
-    vec![("health".into(), payload)]
+    let mut report = health_report(&sources, 60.04, TS, true, std::path::Path::new("/"));
+    report.disk_free_bytes = Some(FREE_BYTES);
+    report.bytes_written = Some(BYTES_WRITTEN);
+    vec![("health".into(), render(Message::Health(report), 99))]
 }
 
 fn options(max_size: u64, max_age: Duration) -> OutboxOptions {
@@ -237,29 +265,38 @@ fn drain<S: Store>(outbox: &mut Outbox<S>, now: u64) -> Vec<(Kind, Vec<u8>)> {
         .read(1, 1000, now)
         .unwrap()
         .into_iter()
-        .map(|(_, r)| (r.kind, pin_text(&r.payload, &id, STORE)))
+        .map(|(seq, r)| {
+            let Body::Message(bytes) = &r.body else {
+                panic!("this build writes typed records")
+            };
+            let message = message::decode(bytes).unwrap();
+            let payload = wire::render(&message, seq, &id).payload;
+            (r.kind, pin_text(payload.as_bytes(), &id, STORE))
+        })
         .collect()
 }
 
 fn filler(outbox: &mut Outbox<MemStore>, n: usize, ts: u64) {
     for _ in 0..n {
-        outbox
-            .append(Kind::Telemetry, false, "telemetry/m", ts, |e| {
-                e.wrap(",\"device\":\"m\",\"values\":{\"a\":1},\"errors\":{}")
-            })
-            .unwrap();
+        let message = Message::Telemetry(message::Telemetry {
+            ts,
+            device: Arc::from("m"),
+            points: vec![(Arc::from("a"), message::Reading::Value(Value::Number(1.0)))],
+            snapshot: false,
+        });
+        outbox.append(&message, ts).unwrap();
     }
 }
 
-pub fn gap() -> Payloads {
+pub(crate) fn gap() -> Payloads {
     let mut out = Payloads::new();
     // Full: a small outbox takes twenty records, drops the oldest, and
-    // announces the burst once a quarter is free again.
-    let mut outbox = Outbox::from_store(
-        MemStore::default(),
-        options(1000, Duration::from_secs(3600)),
-    )
-    .unwrap();
+    // announces the burst once a quarter is free again. (The cap is an
+    // input sized to the record: 260 bytes hold as many typed records as
+    // 1000 bytes held finished-JSON records at 86b2ec8, so the same burst
+    // is dropped.)
+    let mut outbox =
+        Outbox::from_store(MemStore::default(), options(260, Duration::from_secs(3600))).unwrap();
     filler(&mut outbox, 20, TS);
     outbox.flush().unwrap();
     let acked: Vec<u64> = outbox
@@ -407,18 +444,18 @@ window = "15m"
 const T0: u64 = 1_795_737_600_000;
 const WINDOW: u64 = 15 * 60_000;
 
-fn unsigned(raw: u64, scale: f64) -> Decoded {
+fn unsigned(raw: u64, scale: f64) -> Sample {
     #[allow(clippy::cast_precision_loss)]
-    Decoded {
-        raw: RawValue::Unsigned(raw),
-        value: PointValue::Number(raw as f64 * scale),
+    Sample {
+        raw: Raw::Unsigned(raw),
+        value: SampleValue::Number(raw as f64 * scale),
     }
 }
 
-fn boolean(b: bool) -> Decoded {
-    Decoded {
-        raw: RawValue::Bool(b),
-        value: PointValue::Bool(b),
+fn boolean(b: bool) -> Sample {
+    Sample {
+        raw: Raw::Bool(b),
+        value: SampleValue::Bool(b),
     }
 }
 
@@ -426,7 +463,7 @@ fn boolean(b: bool) -> Decoded {
 /// program control half the time), 1 no output (parts stand still), 2
 /// partial (cnc-1 offline for a minute), 3 and 4 nothing polled (no data),
 /// 5 polled again.
-pub fn kpi() -> Payloads {
+pub(crate) fn kpi() -> Payloads {
     let mut engine = KpiEngine::new(&kpi_config());
     let mut windows: Vec<KpiWindowOut> = Vec::new();
     let mut parts = 100u64;
@@ -454,9 +491,9 @@ pub fn kpi() -> Payloads {
                 "cnc-1",
                 t,
                 &[
-                    ("parts", Err("timeout")),
-                    ("run_state", Err("timeout")),
-                    ("auto", Err("timeout")),
+                    ("parts", Err(&ErrorWord::Timeout)),
+                    ("run_state", Err(&ErrorWord::Timeout)),
+                    ("auto", Err(&ErrorWord::Timeout)),
                 ],
             );
         } else {
@@ -478,13 +515,15 @@ pub fn kpi() -> Payloads {
     windows.extend(engine.due(T0 + 7 * WINDOW, true));
     let mut out = Payloads::new();
     let mut seq = 2000;
-    for w in windows {
-        let name = format!("kpi_{}_{}", w.kind.as_str(), w.quality.as_str());
+    for mut w in windows {
+        let name = format!("kpi_{}_{}", w.kind().as_str(), w.quality.as_str());
         seq += 1;
         if out.iter().any(|(n, _)| *n == name) {
             continue;
         }
-        out.push((name, env(seq, w.window.end + 2000).wrap(&w.body)));
+        // Closed at the end plus the grace (the input `ts`).
+        w.ts = w.window.end + 2000;
+        out.push((name, render(Message::Kpi(w), seq)));
     }
     out
 }

@@ -6,7 +6,6 @@
 //! `plan`, `decode`, `rtu` and `backoff` are pure (no I/O) and
 //! property-tested; `transport` and `poll` are the thin async shell.
 
-pub mod backoff;
 pub mod decode;
 pub mod error;
 pub mod plan;
@@ -14,7 +13,7 @@ pub mod poll;
 pub mod rtu;
 pub mod transport;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use decode::{
     DecodeError, Decoded, EncodeError, PointValue, RawValue, decode_bit, decode_point, encode_bit,
     encode_point,

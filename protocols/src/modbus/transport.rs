@@ -88,9 +88,9 @@ use tokio_modbus::client::{Client as _, Context};
 use tokio_modbus::slave::SlaveContext as _;
 use tokio_serial::{SerialPort as _, SerialStream};
 
-use super::backoff::Backoff;
 use super::error::{LinkError, ReadError};
 use super::rtu::{self, Parsed};
+use crate::backoff::Backoff;
 
 /// Values a read brought back: registers (holding, input) or bits (coil,
 /// discrete), exactly as many as asked.

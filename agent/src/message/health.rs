@@ -1,0 +1,101 @@
+//! The agent's own figures as a message (SPEC §5 `health`), every number
+//! read from a counter or level at one instant.
+
+use serde::{Deserialize, Serialize};
+
+/// One `health` report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub ts: u64,
+    /// Seconds since start, to a tenth.
+    pub uptime_s: f64,
+    pub clock_plausible: bool,
+    /// By device name, sorted.
+    pub devices: Vec<DeviceHealth>,
+    /// By bus name, sorted.
+    pub buses: Vec<BusHealth>,
+    pub outbox: OutboxHealth,
+    pub mqtt: MqttHealth,
+    pub disk_free_bytes: Option<u64>,
+    pub bytes_written: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceState {
+    Unknown,
+    Online,
+    Offline,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Unknown => "unknown",
+            DeviceState::Online => "online",
+            DeviceState::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    pub name: String,
+    pub state: DeviceState,
+    pub polls: u64,
+    pub good_polls: u64,
+    pub overruns: u64,
+    pub errors: ErrorCounts,
+    /// `None` before the first poll.
+    pub latency: Option<Latency>,
+}
+
+/// Point errors by word (`exception` counts every code and protocol refusal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    pub timeout: u64,
+    pub exception: u64,
+    pub decode: u64,
+    pub disconnected: u64,
+}
+
+/// Poll latency in milliseconds (three decimals).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub last_ms: f64,
+    pub mean_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusHealth {
+    pub name: String,
+    pub load_estimated: f64,
+    pub busy_share: f64,
+    pub late_replies: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutboxHealth {
+    pub depth: u64,
+    pub bytes: u64,
+    /// `None` when the outbox is empty.
+    pub oldest_age_s: Option<f64>,
+    pub backlog: u64,
+    pub dropped_outbox_full: u64,
+    pub dropped_max_age: u64,
+    pub dropped_store_damaged: u64,
+    pub gaps: u64,
+    pub store_errors: u64,
+    pub refused_too_large: u64,
+    pub flushes: u64,
+    pub slow_flushes: u64,
+    pub flush_waits: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MqttHealth {
+    pub connects: u64,
+    pub disconnects: u64,
+    pub published: u64,
+    pub acked: u64,
+}

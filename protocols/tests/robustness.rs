@@ -17,7 +17,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use spindle_config::model::{Area, Point, ValueType, WordOrder};
 use spindle_protocols::modbus::{
-    DevicePoller, ExceptionCode, Link, LinkError, ReadError, Response, plan_reads, rtu,
+    DevicePoller, ExceptionCode, Link, LinkError, ReadError, Response, mbap, plan_reads, rtu,
 };
 
 /// A link that answers from a script (then times out), whatever was asked.
@@ -138,22 +138,26 @@ proptest! {
     }
 
     #[test]
-    fn checking_arbitrary_answers_never_panics(
-        words in proptest::collection::vec(any::<u16>(), 0..300),
-        bits in proptest::collection::vec(any::<bool>(), 0..300),
+    fn checking_arbitrary_answer_data_never_panics(
+        data in proptest::collection::vec(any::<u8>(), 0..300),
         count in any::<u16>(),
     ) {
         for area in [Area::Holding, Area::Input, Area::Coil, Area::Discrete] {
-            for answer in [
-                tokio_modbus::Response::ReadHoldingRegisters(words.clone()),
-                tokio_modbus::Response::ReadInputRegisters(words.clone()),
-                tokio_modbus::Response::ReadCoils(bits.clone()),
-                tokio_modbus::Response::ReadDiscreteInputs(bits.clone()),
-            ] {
-                if let Ok(response) = Response::checked(area, count, answer) {
-                    prop_assert_eq!(response.len(), usize::from(count));
-                }
+            if let Ok(response) = Response::from_data(area, count, &data) {
+                prop_assert_eq!(response.len(), usize::from(count));
             }
+        }
+    }
+
+    #[test]
+    fn parsing_arbitrary_tcp_bytes_never_panics(
+        bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        transaction in any::<u16>(),
+        unit in any::<u8>(),
+        count in any::<u16>(),
+    ) {
+        for area in [Area::Holding, Area::Input, Area::Coil, Area::Discrete] {
+            let _ = mbap::parse_response(&bytes, transaction, unit, area, count);
         }
     }
 

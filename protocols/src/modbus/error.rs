@@ -10,7 +10,10 @@
 //! carried it, or a [`DecodeError`] of its own registers. Every error maps to
 //! one SPEC §5 error word with `word()`: `timeout`, `exception:N`, `decode`,
 //! `disconnected`. Answers that arrived but could not be used (bad CRC,
-//! another unit's reply, fewer registers than asked) are `decode`.
+//! another unit's reply, fewer registers than asked, a byte count the frame
+//! does not carry, an answer cut short) are `decode`; `timeout` means nothing
+//! arrived, `disconnected` that the link could not be opened or closed
+//! before the answer began.
 
 use std::fmt;
 use std::io;
@@ -56,7 +59,8 @@ impl From<ExceptionCode> for tokio_modbus::ExceptionCode {
 /// `Arc` so that one failure can be reported for every point it hit.)
 #[derive(Debug, Clone, Error)]
 pub enum LinkError {
-    /// Nothing (or not a whole answer) arrived within the device's timeout.
+    /// Nothing arrived within the device's timeout (part of an answer is
+    /// [`LinkError::Truncated`]).
     #[error("no answer within {after:?}")]
     Timeout { after: Duration },
     /// The link could not be opened (connection refused, port missing).
@@ -72,7 +76,7 @@ pub enum LinkError {
         #[source]
         source: Arc<io::Error>,
     },
-    /// The peer closed the connection.
+    /// The peer closed the connection before any byte of the answer.
     #[error("the peer closed the connection")]
     Closed,
     /// The answer held fewer registers (or bits) than asked for; registers
@@ -88,7 +92,8 @@ pub enum LinkError {
     /// An answer to another function than the one asked.
     #[error("answer to function {got}, function {expected} was asked")]
     WrongFunction { expected: u8, got: u8 },
-    /// Part of a frame arrived, then nothing more within the timeout.
+    /// Part of a frame arrived, then nothing more within the timeout, or the
+    /// peer closed the connection in the middle of it.
     #[error("the answer stopped after {got} bytes")]
     Truncated { got: usize },
     /// Bytes that do not form the answer asked for.

@@ -1,13 +1,14 @@
 //! Modbus client side: read planning ([`plan`]), decoding ([`decode`]), the
 //! two error layers ([`error`]), read-only links over TCP and RTU
-//! ([`transport`], with our own RTU framing in [`rtu`]), reconnection
-//! [`backoff`], and the device poller ([`poll`]).
+//! ([`transport`], with our own framing: RTU in [`rtu`], TCP in [`mbap`]),
+//! reconnection [`backoff`], and the device poller ([`poll`]).
 //!
-//! `plan`, `decode`, `rtu` and `backoff` are pure (no I/O) and
+//! `plan`, `decode`, `rtu`, `mbap` and `backoff` are pure (no I/O) and
 //! property-tested; `transport` and `poll` are the thin async shell.
 
 pub mod decode;
 pub mod error;
+pub mod mbap;
 pub mod plan;
 pub mod poll;
 pub mod rtu;

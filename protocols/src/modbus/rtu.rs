@@ -135,47 +135,7 @@ pub fn parse_response(buf: &[u8], unit: u8, area: Area, count: u16) -> Result<Pa
     let data = frame
         .get(3..3 + usize::from(byte_count))
         .unwrap_or_default();
-    let response = if area.is_bit() {
-        let bits: Vec<bool> = data
-            .iter()
-            .flat_map(|byte| (0..8).map(move |bit| byte >> bit & 1 == 1))
-            .take(usize::from(count))
-            .collect();
-        if bits.len() < usize::from(count) {
-            return Err(LinkError::ShortResponse {
-                expected: count,
-                got: bits.len(),
-            });
-        }
-        Response::Bits(bits)
-    } else {
-        if data.len() % 2 != 0 {
-            return Err(LinkError::Malformed {
-                detail: format!("odd byte count {byte_count} for registers"),
-            });
-        }
-        let words: Vec<u16> = data
-            .chunks_exact(2)
-            .map(|pair| {
-                u16::from_be_bytes([
-                    pair.first().copied().unwrap_or(0),
-                    pair.get(1).copied().unwrap_or(0),
-                ])
-            })
-            .collect();
-        if words.len() < usize::from(count) {
-            return Err(LinkError::ShortResponse {
-                expected: count,
-                got: words.len(),
-            });
-        }
-        if words.len() > usize::from(count) {
-            return Err(LinkError::Malformed {
-                detail: format!("{} registers, {count} were asked for", words.len()),
-            });
-        }
-        Response::Registers(words)
-    };
+    let response = Response::from_data(area, count, data)?;
     Ok(Parsed::Complete {
         answer: Ok(response),
         len: frame.len(),

@@ -4,15 +4,22 @@
 //!
 //! Invariants every link keeps:
 //! * every request runs under the link's timeout;
-//! * an answer is checked against what was asked: registers exactly `count`,
-//!   bits at least `count` (then cut to `count`), else
-//!   [`LinkError::ShortResponse`] (tokio-modbus does not check this in
-//!   release builds, and panics on it in debug builds, so we use its raw
-//!   `call`);
+//! * both framings are our own ([`mbap`] for TCP, [`rtu`]), and an answer is
+//!   checked against what was asked in every field: registers exactly
+//!   `count`, bits at least `count` (then cut to `count`), else
+//!   [`LinkError::ShortResponse`] (tokio-modbus's client does not check this
+//!   in release builds and panics on it in debug builds);
+//! * the error says what happened on the wire: nothing arrived within the
+//!   timeout → `timeout`; bytes arrived but are not a whole, consistent
+//!   answer (inconsistent in any field, still incomplete at the timeout, or
+//!   cut off by the peer closing) → `decode`; `disconnected` only for a link
+//!   that could not be opened or closed before any byte of the answer;
 //! * after a timeout or any other link error, the link is made clean before
 //!   its next request, so a late reply is never taken as the answer to the
-//!   next request: TCP drops the connection and reconnects lazily on the next
-//!   request; RTU follows the drain rule below;
+//!   next request: TCP drops the connection (and one that had bytes after an
+//!   answer, or bytes or a close while idle) and reconnects lazily on the
+//!   next request; RTU follows the drain rule below. Reconnecting to clean
+//!   the link is not a lost link and is not reported as one;
 //! * an RTU request's timeout bounds the wait for the first byte of the
 //!   answer after the request has left the wire; once the answer has started,
 //!   the rest gets its on-wire time (plus 20 ms of slack for USB adapters
@@ -84,11 +91,10 @@ use spindle_config::model::{Area, Parity, SerialBus};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_modbus::client::{Client as _, Context};
-use tokio_modbus::slave::SlaveContext as _;
 use tokio_serial::{SerialPort as _, SerialStream};
 
 use super::error::{LinkError, ReadError};
+use super::mbap;
 use super::rtu::{self, Parsed};
 use crate::backoff::Backoff;
 
@@ -127,45 +133,49 @@ impl Response {
         }
     }
 
-    /// Check a tokio-modbus answer against the request for `count` values of
-    /// `area`: registers exactly `count`, bits at least `count` (cut to it).
-    pub fn checked(
-        area: Area,
-        count: u16,
-        answer: tokio_modbus::Response,
-    ) -> Result<Response, LinkError> {
-        use tokio_modbus::Response as Answer;
+    /// The values in the data bytes of an answer to a read of `count` values
+    /// of `area` (the bytes after the byte count, RTU and TCP alike):
+    /// registers exactly `count` (big-endian words), bits at least `count`
+    /// (least significant bit first, cut to `count`).
+    pub fn from_data(area: Area, count: u16, data: &[u8]) -> Result<Response, LinkError> {
         let expected = usize::from(count);
-        match (area, answer) {
-            (Area::Holding, Answer::ReadHoldingRegisters(words))
-            | (Area::Input, Answer::ReadInputRegisters(words)) => {
-                match words.len().cmp(&expected) {
-                    std::cmp::Ordering::Less => Err(LinkError::ShortResponse {
-                        expected: count,
-                        got: words.len(),
-                    }),
-                    std::cmp::Ordering::Greater => Err(LinkError::Malformed {
-                        detail: format!("{} registers, {count} were asked for", words.len()),
-                    }),
-                    std::cmp::Ordering::Equal => Ok(Response::Registers(words)),
-                }
+        if area.is_bit() {
+            let bits: Vec<bool> = data
+                .iter()
+                .flat_map(|byte| (0..8).map(move |bit| byte >> bit & 1 == 1))
+                .take(expected)
+                .collect();
+            if bits.len() < expected {
+                return Err(LinkError::ShortResponse {
+                    expected: count,
+                    got: bits.len(),
+                });
             }
-            (Area::Coil, Answer::ReadCoils(mut bits))
-            | (Area::Discrete, Answer::ReadDiscreteInputs(mut bits)) => {
-                if bits.len() < expected {
-                    Err(LinkError::ShortResponse {
-                        expected: count,
-                        got: bits.len(),
-                    })
-                } else {
-                    bits.truncate(expected);
-                    Ok(Response::Bits(bits))
-                }
-            }
-            (area, other) => Err(LinkError::WrongFunction {
-                expected: rtu::function_code(area),
-                got: other.function_code().value(),
+            return Ok(Response::Bits(bits));
+        }
+        if data.len() % 2 != 0 {
+            return Err(LinkError::Malformed {
+                detail: format!("odd byte count {} for registers", data.len()),
+            });
+        }
+        let words: Vec<u16> = data
+            .chunks_exact(2)
+            .map(|pair| {
+                u16::from_be_bytes([
+                    pair.first().copied().unwrap_or(0),
+                    pair.get(1).copied().unwrap_or(0),
+                ])
+            })
+            .collect();
+        match words.len().cmp(&expected) {
+            std::cmp::Ordering::Less => Err(LinkError::ShortResponse {
+                expected: count,
+                got: words.len(),
             }),
+            std::cmp::Ordering::Greater => Err(LinkError::Malformed {
+                detail: format!("{} registers, {count} were asked for", words.len()),
+            }),
+            std::cmp::Ordering::Equal => Ok(Response::Registers(words)),
         }
     }
 }
@@ -248,11 +258,16 @@ fn link_io_error(error: io::Error) -> LinkError {
     }
 }
 
-/// A Modbus TCP link to one `HOST:PORT` (a device or a gateway).
+/// A Modbus TCP link to one `HOST:PORT` (a device or a gateway). The MBAP
+/// framing is our own ([`mbap`]), so that every answer that arrived but is
+/// not the answer asked for is `decode`, whatever field is wrong.
 pub struct TcpLink {
     target: String,
     timeout: Duration,
-    context: Option<Context>,
+    /// The open connection, clean: no request is out on it.
+    stream: Option<TcpStream>,
+    /// Transaction id of the last request sent.
+    transaction: u16,
     reconnect: Reconnect,
 }
 
@@ -261,7 +276,8 @@ impl fmt::Debug for TcpLink {
         f.debug_struct("TcpLink")
             .field("target", &self.target)
             .field("timeout", &self.timeout)
-            .field("connected", &self.context.is_some())
+            .field("connected", &self.stream.is_some())
+            .field("transaction", &self.transaction)
             .field("retry_at", &self.reconnect.retry_at)
             .finish_non_exhaustive()
     }
@@ -273,7 +289,8 @@ impl TcpLink {
         Self {
             target: target.into(),
             timeout,
-            context: None,
+            stream: None,
+            transaction: 0,
             reconnect: Reconnect::new(),
         }
     }
@@ -294,7 +311,7 @@ impl TcpLink {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.context.is_some()
+        self.stream.is_some()
     }
 
     /// When the next connection attempt may be made, after a failed one.
@@ -304,27 +321,41 @@ impl TcpLink {
 
     /// Drop the connection (if any); the next read reconnects.
     pub fn disconnect(&mut self) {
-        self.context = None;
+        self.stream = None;
     }
 
-    async fn connect(&mut self) -> Result<&mut Context, LinkError> {
-        if self.context.is_none() {
-            self.reconnect
-                .check(&self.target, "waiting before the next connection attempt")?;
-            let attempt = tokio::time::timeout(self.timeout, TcpStream::connect(&self.target))
-                .await
-                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
-            match attempt {
-                Ok(stream) => {
-                    // Small requests: do not wait to fill a segment.
-                    stream.set_nodelay(true).map_err(LinkError::io)?;
-                    self.context = Some(tokio_modbus::client::tcp::attach(stream));
-                    self.reconnect.succeeded();
-                }
-                Err(source) => return Err(self.reconnect.failed(&self.target, source)),
-            }
+    /// Open the connection if there is none. An idle connection with
+    /// something to read (stray bytes, or the peer's close) is not clean: it
+    /// is dropped and a new one opened, so what the next request reads can
+    /// only be its own answer.
+    async fn connect(&mut self) -> Result<(), LinkError> {
+        if let Some(stream) = &self.stream
+            && !is_quiet(stream)
+        {
+            tracing::debug!(
+                target = %self.target,
+                "Reconnecting: the idle connection had bytes to read or was closed"
+            );
+            self.stream = None;
         }
-        self.context.as_mut().ok_or(LinkError::Closed)
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        self.reconnect
+            .check(&self.target, "waiting before the next connection attempt")?;
+        let attempt = tokio::time::timeout(self.timeout, TcpStream::connect(&self.target))
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+        match attempt {
+            Ok(stream) => {
+                // Small requests: do not wait to fill a segment.
+                stream.set_nodelay(true).map_err(LinkError::io)?;
+                self.stream = Some(stream);
+                self.reconnect.succeeded();
+                Ok(())
+            }
+            Err(source) => Err(self.reconnect.failed(&self.target, source)),
+        }
     }
 
     async fn exchange(
@@ -334,27 +365,70 @@ impl TcpLink {
         start: u16,
         count: u16,
     ) -> Result<Response, ReadError> {
-        use tokio_modbus::Request;
         let timeout = self.timeout;
-        let context = self.connect().await?;
-        context.set_slave(tokio_modbus::Slave(unit));
-        let request = match area {
-            Area::Holding => Request::ReadHoldingRegisters(start, count),
-            Area::Input => Request::ReadInputRegisters(start, count),
-            Area::Coil => Request::ReadCoils(start, count),
-            Area::Discrete => Request::ReadDiscreteInputs(start, count),
+        self.connect().await?;
+        // Taken out, and put back only after a whole answer with nothing
+        // behind it: after any failure the connection is closed, so a late
+        // reply never reaches the next request (it reconnects). That reopening
+        // is not a lost link and reports nothing of its own.
+        let Some(mut stream) = self.stream.take() else {
+            return Err(LinkError::Closed.into());
         };
-        match tokio::time::timeout(timeout, context.call(request)).await {
-            Err(_) => Err(LinkError::Timeout { after: timeout }.into()),
-            Ok(Err(tokio_modbus::Error::Transport(error))) => Err(link_io_error(error).into()),
-            Ok(Err(tokio_modbus::Error::Protocol(error))) => Err(LinkError::Malformed {
-                detail: error.to_string(),
+        self.transaction = self.transaction.wrapping_add(1);
+        let transaction = self.transaction;
+        let deadline = Instant::now() + timeout;
+        let request = mbap::encode_request(transaction, unit, area, start, count);
+        match tokio::time::timeout_at(deadline, stream.write_all(&request)).await {
+            Err(_) => return Err(LinkError::Timeout { after: timeout }.into()),
+            Ok(Err(error)) => return Err(LinkError::io(error).into()),
+            Ok(Ok(())) => {}
+        }
+        let mut received = Vec::with_capacity(64);
+        let mut chunk = [0_u8; 256];
+        loop {
+            let got = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+                Ok(Ok(got)) if got > 0 => got,
+                // Nothing arrived: a silent device, or a connection that is gone.
+                Err(_) if received.is_empty() => {
+                    return Err(LinkError::Timeout { after: timeout }.into());
+                }
+                Ok(Ok(_)) if received.is_empty() => return Err(LinkError::Closed.into()),
+                Ok(Err(error)) if received.is_empty() => return Err(LinkError::io(error).into()),
+                // Part of an answer arrived, then no more: the deadline
+                // passed, or the peer closed (or reset) the connection in the
+                // middle of its answer. Bytes came, so the device is there
+                // and its answer is what failed: `decode`, not `disconnected`.
+                _ => {
+                    return Err(LinkError::Truncated {
+                        got: received.len(),
+                    }
+                    .into());
+                }
+            };
+            received.extend_from_slice(chunk.get(..got).unwrap_or_default());
+            if let Parsed::Complete { answer, len } =
+                mbap::parse_response(&received, transaction, unit, area, count)?
+            {
+                if received.len() == len {
+                    self.stream = Some(stream);
+                } else {
+                    tracing::debug!(
+                        target = %self.target,
+                        extra = received.len() - len,
+                        "Reconnecting: the device sent bytes after its answer"
+                    );
+                }
+                return answer.map_err(ReadError::Exception);
             }
-            .into()),
-            Ok(Ok(Err(code))) => Err(ReadError::Exception(code.into())),
-            Ok(Ok(Ok(answer))) => Ok(Response::checked(area, count, answer)?),
         }
     }
+}
+
+/// Whether an idle connection has nothing to read (no stray bytes, no close
+/// from the peer), as far as the runtime has seen.
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut probe = [0_u8; 1];
+    matches!(stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
 }
 
 impl Link for TcpLink {
@@ -369,12 +443,7 @@ impl Link for TcpLink {
         start: u16,
         count: u16,
     ) -> Result<Response, ReadError> {
-        let result = self.exchange(unit, area, start, count).await;
-        if let Err(ReadError::Link(_)) = &result {
-            // A late reply must not reach the next request: start afresh.
-            self.context = None;
-        }
-        result
+        self.exchange(unit, area, start, count).await
     }
 }
 

@@ -321,6 +321,25 @@ mod tests {
     }
 
     #[test]
+    fn a_device_that_always_answers_malformed_goes_offline_with_decode_and_stays_there() {
+        let mut a = Availability::default();
+        a.on_poll(true, false, None);
+        let decode = Some(&ErrorWord::Decode);
+        assert_eq!(a.on_poll(false, false, decode), None);
+        assert_eq!(a.on_poll(false, false, decode), None);
+        assert_eq!(
+            a.on_poll(false, false, decode),
+            Some((
+                Reachability::Offline,
+                AvailabilityReason::Error(ErrorWord::Decode)
+            ))
+        );
+        for _ in 0..20 {
+            assert_eq!(a.on_poll(false, false, decode), None, "no flapping");
+        }
+    }
+
+    #[test]
     fn a_lost_link_takes_a_device_offline_at_once() {
         let mut a = Availability::default();
         a.on_poll(true, false, None);

@@ -806,7 +806,7 @@ impl<S: Store> Outbox<S> {
         let mut next_seq = self.next_seq;
         let mut added = 0u64;
         for gap in &closed {
-            added += self.gap_record_into(&mut batch, *gap, next_seq, now_ms);
+            added += Self::gap_record_into(&mut batch, *gap, next_seq, now_ms);
             next_seq += 1;
         }
         if let Some(gap) = self.pending_gap {
@@ -837,7 +837,7 @@ impl<S: Store> Outbox<S> {
         };
         let seq = self.next_seq;
         let mut batch = WriteBatch::default();
-        let len = self.gap_record_into(&mut batch, gap, seq, now_ms);
+        let len = Self::gap_record_into(&mut batch, gap, seq, now_ms);
         batch.remove(META_PENDING_GAP);
         self.store.apply(batch)?;
         self.pending_gap = None;
@@ -849,7 +849,7 @@ impl<S: Store> Outbox<S> {
 
     /// Adds a `gap` record with `seq` (and the next seq after it) to `batch`;
     /// returns its encoded length.
-    fn gap_record_into(&self, batch: &mut WriteBatch, gap: Gap, seq: u64, now_ms: u64) -> u64 {
+    fn gap_record_into(batch: &mut WriteBatch, gap: Gap, seq: u64, now_ms: u64) -> u64 {
         let message: Message = Message::Gap(GapReport::Dropped {
             ts: now_ms,
             from_seq: gap.from_seq,

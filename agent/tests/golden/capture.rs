@@ -21,8 +21,8 @@ use super::{BYTES_WRITTEN, FREE_BYTES, STORE, TS, pin_text};
 
 type Payloads = Vec<(String, Vec<u8>)>;
 
-fn render(message: Message, seq: u64) -> Vec<u8> {
-    wire::spindle::payload(&message, seq, STORE).into_bytes()
+fn render(message: &Message, seq: u64) -> Vec<u8> {
+    wire::spindle::payload(message, seq, STORE).into_bytes()
 }
 
 pub(crate) fn status() -> Payloads {
@@ -124,7 +124,7 @@ fn values(v: f64, e: f64) -> Vec<Outcome> {
 }
 
 fn telemetry_payload(t: Option<message::Telemetry>, seq: u64) -> Vec<u8> {
-    render(Message::Telemetry(t.unwrap()), seq)
+    render(&Message::Telemetry(t.unwrap()), seq)
 }
 
 pub(crate) fn telemetry() -> Payloads {
@@ -176,14 +176,14 @@ pub(crate) fn availability() -> Payloads {
         (
             "availability_online".into(),
             render(
-                availability_change(Reachability::Online, AvailabilityReason::PollOk),
+                &availability_change(Reachability::Online, AvailabilityReason::PollOk),
                 11,
             ),
         ),
         (
             "availability_offline_timeout".into(),
             render(
-                availability_change(
+                &availability_change(
                     Reachability::Offline,
                     AvailabilityReason::Error(ErrorWord::Timeout),
                 ),
@@ -193,7 +193,7 @@ pub(crate) fn availability() -> Payloads {
         (
             "availability_offline_exception".into(),
             render(
-                availability_change(
+                &availability_change(
                     Reachability::Offline,
                     AvailabilityReason::Error(ErrorWord::Exception(4)),
                 ),
@@ -245,7 +245,7 @@ pub(crate) fn health() -> Payloads {
     let mut report = health_report(&sources, 60.04, TS, true, std::path::Path::new("/"));
     report.disk_free_bytes = Some(FREE_BYTES);
     report.bytes_written = Some(BYTES_WRITTEN);
-    vec![("health".into(), render(Message::Health(report), 99))]
+    vec![("health".into(), render(&Message::Health(report), 99))]
 }
 
 fn options(max_size: u64, max_age: Duration) -> OutboxOptions {
@@ -523,7 +523,7 @@ pub(crate) fn kpi() -> Payloads {
         }
         // Closed at the end plus the grace (the input `ts`).
         w.ts = w.window.end + 2000;
-        out.push((name, render(Message::Kpi(w), seq)));
+        out.push((name, render(&Message::Kpi(w), seq)));
     }
     out
 }

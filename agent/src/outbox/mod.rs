@@ -45,11 +45,22 @@
 //! | `b'r'` + seq (u64 BE) | a record, see [`record`] |
 //! | `m/store_id` | the store id, 32 lowercase hex characters |
 //! | `m/next_seq` | the seq counter as of the last flush start, u64 BE (the next seq is the larger of it and the highest record + 1) |
-//! | `m/pending_gap` | the open gap: from, to, count (u64 BE each), reason (u8) |
+//! | `m/pending_gap` | the open gap: from, to, count (u64 BE each), reason (u8), see `gap` |
 //!
 //! The in-memory state (`bytes`, `count`, `next_seq`) is rebuilt by one scan
 //! at open, which also verifies every record's checksum.
+//!
+//! # Parts
+//!
+//! This file is the design and the [`Outbox`] API, which does the store
+//! I/O; the decisions are pure parts, each in its own file:
+//!
+//! - [`record`]: the record format (bytes ↔ [`Record`]).
+//! - [`store`]: the [`Store`] trait, sled behind it, and an in-memory store
+//!   with fault knobs for tests.
+//! - `gap`: the [`Gap`] type, its `m/pending_gap` bytes and its `gap` message.
 
+mod gap;
 pub mod record;
 pub mod store;
 
@@ -62,6 +73,7 @@ use thiserror::Error;
 
 pub use crate::message::DropReason;
 use crate::message::{GapReport, Message};
+pub use gap::Gap;
 pub use record::{Body, Kind, Record, RecordError};
 pub use store::{MemStore, SledStore, Store, StoreError, WriteBatch};
 
@@ -85,23 +97,6 @@ pub struct OutboxOptions {
     pub cache_capacity: u64,
 }
 
-fn reason_to_byte(reason: DropReason) -> u8 {
-    match reason {
-        DropReason::OutboxFull => 0,
-        DropReason::MaxAge => 1,
-        DropReason::StoreDamaged => 2,
-    }
-}
-
-fn reason_from_byte(b: u8) -> Option<DropReason> {
-    match b {
-        0 => Some(DropReason::OutboxFull),
-        1 => Some(DropReason::MaxAge),
-        2 => Some(DropReason::StoreDamaged),
-        _ => None,
-    }
-}
-
 /// The outbox's drop class of a message (see [`Kind::drop_class`]).
 pub fn kind_of<S>(message: &Message<S>) -> Kind {
     match message {
@@ -110,41 +105,6 @@ pub fn kind_of<S>(message: &Message<S>) -> Kind {
         Message::Availability(_) => Kind::Availability,
         Message::Kpi(_) => Kind::Kpi,
         Message::Gap(_) => Kind::Gap,
-    }
-}
-
-/// A range of dropped seqs: `count` records within `[from_seq, to_seq]` were
-/// dropped; any other seq of the range was delivered (or is still queued,
-/// e.g. a KPI window kept while telemetry around it went).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    pub from_seq: u64,
-    pub to_seq: u64,
-    pub count: u64,
-    pub reason: DropReason,
-}
-
-impl Gap {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(25);
-        out.extend_from_slice(&self.from_seq.to_be_bytes());
-        out.extend_from_slice(&self.to_seq.to_be_bytes());
-        out.extend_from_slice(&self.count.to_be_bytes());
-        out.push(reason_to_byte(self.reason));
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Gap> {
-        let (from, rest) = bytes.split_at_checked(8)?;
-        let (to, rest) = rest.split_at_checked(8)?;
-        let (count, rest) = rest.split_at_checked(8)?;
-        let [reason] = rest else { return None };
-        Some(Gap {
-            from_seq: u64::from_be_bytes(from.try_into().ok()?),
-            to_seq: u64::from_be_bytes(to.try_into().ok()?),
-            count: u64::from_be_bytes(count.try_into().ok()?),
-            reason: reason_from_byte(*reason)?,
-        })
     }
 }
 
@@ -850,13 +810,7 @@ impl<S: Store> Outbox<S> {
     /// Adds a `gap` record with `seq` (and the next seq after it) to `batch`;
     /// returns its encoded length.
     fn gap_record_into(batch: &mut WriteBatch, gap: Gap, seq: u64, now_ms: u64) -> u64 {
-        let message: Message = Message::Gap(GapReport::Dropped {
-            ts: now_ms,
-            from_seq: gap.from_seq,
-            to_seq: gap.to_seq,
-            count: gap.count,
-            reason: gap.reason,
-        });
+        let message = gap.report(now_ms);
         // A gap is a handful of integers: its encoding cannot fail.
         let encoded = crate::message::encode(&message).unwrap_or_default();
         let bytes = Record::message(Kind::Gap, now_ms, encoded).encode();

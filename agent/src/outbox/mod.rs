@@ -59,8 +59,12 @@
 //! - [`store`]: the [`Store`] trait, sled behind it, and an in-memory store
 //!   with fault knobs for tests.
 //! - `gap`: the [`Gap`] type, its `m/pending_gap` bytes and its `gap` message.
+//! - `ledger`: the seq ledger (seqs handed out, the stored counter, seqs
+//!   durable): the counter at open, what a flush start writes, what a flush
+//!   makes durable.
 
 mod gap;
+mod ledger;
 pub mod record;
 pub mod store;
 
@@ -77,6 +81,7 @@ pub use gap::Gap;
 pub use record::{Body, Kind, Record, RecordError};
 pub use store::{MemStore, SledStore, Store, StoreError, WriteBatch};
 
+use ledger::Ledger;
 use record::{key_seq, seq_key};
 
 const META_STORE_ID: &[u8] = b"m/store_id";
@@ -171,10 +176,8 @@ pub struct Outbox<S: Store> {
     store: S,
     store_id: String,
     opts: OutboxOptions,
-    next_seq: u64,
-    /// The seq counter last written to the store (`m/next_seq`).
-    stored_next: u64,
-    durable_next: u64,
+    /// Seqs handed out, the stored counter, seqs durable.
+    ledger: Ledger,
     bytes: u64,
     /// Record bytes appended since the last flush started (what the next
     /// flush will write, held in sled's log buffers meanwhile).
@@ -301,7 +304,7 @@ impl<S: Store> Outbox<S> {
             }
             None => 1,
         };
-        let mut next_seq = stored_next;
+        let mut highest = None;
         let mut bytes = 0u64;
         let mut count = 0u64;
         let mut damage = None;
@@ -311,7 +314,7 @@ impl<S: Store> Outbox<S> {
                 Ok(seq) => {
                     bytes += v.len() as u64;
                     count += 1;
-                    next_seq = next_seq.max(seq + 1);
+                    highest = highest.max(Some(seq));
                     ControlFlow::Continue(())
                 }
                 Err(RecordError::FutureVersion(version)) => {
@@ -337,7 +340,7 @@ impl<S: Store> Outbox<S> {
                 let id = new_store_id();
                 let mut batch = WriteBatch::default();
                 batch.insert(META_STORE_ID, id.as_bytes());
-                batch.insert(META_NEXT_SEQ, next_seq.to_be_bytes());
+                batch.insert(META_NEXT_SEQ, stored_next.to_be_bytes());
                 store.apply(batch)?;
                 store.flush()?;
                 id
@@ -351,16 +354,10 @@ impl<S: Store> Outbox<S> {
             ),
             None => None,
         };
-        if let Some(gap) = pending_gap {
-            // Seqs counted in the open gap are never handed out again.
-            next_seq = next_seq.max(gap.to_seq + 1);
-        }
-        if next_seq > stored_next {
-            // Records appended after the last counter write survived: the
-            // counter must be durable past them before any of them can be
-            // acknowledged and deleted.
+        let opened = Ledger::open(stored_next, highest, pending_gap.as_ref());
+        if let Some(counter) = opened.write_back {
             let mut batch = WriteBatch::default();
-            batch.insert(META_NEXT_SEQ, next_seq.to_be_bytes());
+            batch.insert(META_NEXT_SEQ, counter.to_be_bytes());
             store.apply(batch)?;
             store.flush()?;
         }
@@ -368,9 +365,7 @@ impl<S: Store> Outbox<S> {
             store,
             store_id: id,
             opts,
-            next_seq,
-            stored_next: next_seq,
-            durable_next: next_seq,
+            ledger: opened.ledger,
             bytes,
             unflushed_bytes: 0,
             count,
@@ -387,18 +382,17 @@ impl<S: Store> Outbox<S> {
     /// is carried over) and they join the open gap, so the loss is announced
     /// exactly. Returns how many records were lost.
     pub fn recover(&mut self) -> Result<u64, OutboxError> {
-        let old_next = self.next_seq;
+        let old_next = self.ledger.next();
         self.store.reopen()?;
         let fresh = Outbox::from_store(self.store.clone(), self.opts.clone())?;
-        let lost_from = fresh.next_seq.min(old_next);
+        let lost = self.ledger.lost_after_reopen(fresh.ledger.next());
         self.bytes = fresh.bytes;
         self.count = fresh.count;
         self.pending_gap = fresh.pending_gap;
-        self.next_seq = old_next;
         let reason = self
             .pending_gap
             .map_or(DropReason::OutboxFull, |g| g.reason);
-        for seq in lost_from..old_next {
+        for seq in lost.clone() {
             self.note_drop(seq, reason);
         }
         let mut batch = WriteBatch::default();
@@ -408,9 +402,8 @@ impl<S: Store> Outbox<S> {
         }
         self.store.apply(batch)?;
         self.store.flush()?;
-        self.stored_next = old_next;
-        self.durable_next = old_next;
-        Ok(old_next - lost_from)
+        self.ledger.recovered();
+        Ok(lost.end - lost.start)
     }
 
     /// Writes the store id beside a sled store so it can be named if the store is damaged later.
@@ -428,12 +421,12 @@ impl<S: Store> Outbox<S> {
     }
 
     pub fn next_seq(&self) -> u64 {
-        self.next_seq
+        self.ledger.next()
     }
 
     /// First seq not known to be durable.
     pub fn durable_next(&self) -> u64 {
-        self.durable_next
+        self.ledger.durable_next()
     }
 
     pub fn pending_gap(&self) -> Option<Gap> {
@@ -462,7 +455,7 @@ impl<S: Store> Outbox<S> {
 
     /// True when records were appended that no flush has covered yet.
     pub fn needs_flush(&self) -> bool {
-        self.next_seq > self.durable_next
+        self.ledger.needs_flush()
     }
 
     /// Call when a flush starts, then flush the store and pass the returned
@@ -477,18 +470,19 @@ impl<S: Store> Outbox<S> {
     /// was acknowledged and deleted.
     pub fn begin_flush(&mut self) -> Result<u64, StoreError> {
         self.unflushed_bytes = 0;
-        if self.next_seq > self.stored_next {
+        let start = self.ledger.begin_flush();
+        if let Some(counter) = start.write_counter {
             let mut batch = WriteBatch::default();
-            batch.insert(META_NEXT_SEQ, self.next_seq.to_be_bytes());
+            batch.insert(META_NEXT_SEQ, counter.to_be_bytes());
             self.store.apply(batch)?;
-            self.stored_next = self.next_seq;
+            self.ledger.counter_stored(counter);
         }
-        Ok(self.next_seq)
+        Ok(start.bound)
     }
 
     /// Marks every seq below `bound` durable.
     pub fn flush_done(&mut self, bound: u64) {
-        self.durable_next = self.durable_next.max(bound);
+        self.ledger.flush_done(bound);
     }
 
     /// Flushes synchronously (tests and shutdown).
@@ -524,7 +518,7 @@ impl<S: Store> Outbox<S> {
         let mut seqs = Vec::with_capacity(messages.len());
         let mut added = 0u64;
         let mut largest = 0u64;
-        let mut seq = self.next_seq;
+        let mut seq = self.ledger.next();
         for message in messages {
             let record = self.new_record(message, now_ms)?;
             let len = record.encoded_len();
@@ -549,14 +543,13 @@ impl<S: Store> Outbox<S> {
         if let Some(gap) = self.pending_gap {
             batch.insert(META_PENDING_GAP, gap.encode());
         }
-        let first = self.next_seq;
-        self.next_seq = seq;
+        let allocated = self.ledger.allocate(seqs.len() as u64);
         if let Err(e) = self.store.apply(batch) {
             self.stats.appends_failed += seqs.len() as u64;
             let reason = self
                 .pending_gap
                 .map_or(DropReason::OutboxFull, |g| g.reason);
-            for lost in first..seq {
+            for lost in allocated {
                 self.note_drop(lost, reason);
             }
             return Err(AppendError::Store(e));
@@ -591,7 +584,7 @@ impl<S: Store> Outbox<S> {
     }
 
     fn append_raw(&mut self, message: &Message, now_ms: u64) -> Result<u64, AppendError> {
-        let seq = self.next_seq;
+        let seq = self.ledger.next();
         let record = self.new_record(message, now_ms)?;
         let len = record.encoded_len();
         // The record alone (see `begin_flush` for the seq counter).
@@ -602,7 +595,7 @@ impl<S: Store> Outbox<S> {
             // grown while the store refused writes).
             batch.insert(META_PENDING_GAP, gap.encode());
         }
-        self.next_seq = seq + 1;
+        self.ledger.allocate(1);
         if let Err(e) = self.store.apply(batch) {
             // The record is lost (a full disk): its seq is used, the loss is
             // part of the open gap and is announced once writes work again.
@@ -763,7 +756,7 @@ impl<S: Store> Outbox<S> {
         }
         // A gap closed by a change of reason is announced in the same batch
         // that replaces it as the open gap, so a crash keeps one or the other.
-        let mut next_seq = self.next_seq;
+        let mut next_seq = self.ledger.next();
         let mut added = 0u64;
         for gap in &closed {
             added += Self::gap_record_into(&mut batch, *gap, next_seq, now_ms);
@@ -784,7 +777,7 @@ impl<S: Store> Outbox<S> {
             self.bytes = self.bytes.saturating_sub(len);
             self.count = self.count.saturating_sub(1);
         }
-        self.next_seq = next_seq;
+        self.ledger.allocate(closed.len() as u64);
         self.stored(added, closed.len() as u64);
         self.stats.gaps_announced += closed.len() as u64;
         Ok(())
@@ -795,13 +788,13 @@ impl<S: Store> Outbox<S> {
         let Some(gap) = self.pending_gap else {
             return Ok(());
         };
-        let seq = self.next_seq;
+        let seq = self.ledger.next();
         let mut batch = WriteBatch::default();
         let len = Self::gap_record_into(&mut batch, gap, seq, now_ms);
         batch.remove(META_PENDING_GAP);
         self.store.apply(batch)?;
         self.pending_gap = None;
-        self.next_seq = seq + 1;
+        self.ledger.allocate(1);
         self.stored(len, 1);
         self.stats.gaps_announced += 1;
         Ok(())
@@ -837,19 +830,20 @@ impl<S: Store> Outbox<S> {
         now_ms: u64,
     ) -> Result<Vec<(u64, Record)>, StoreError> {
         let mut out = Vec::new();
-        if from_seq >= self.durable_next || limit == 0 {
+        let durable_next = self.ledger.durable_next();
+        if from_seq >= durable_next || limit == 0 {
             return Ok(out);
         }
         // At most `durable_next - from_seq` records are durable from here:
         // do not copy the unflushed ones after them out of the store.
-        let durable = usize::try_from(self.durable_next - from_seq).unwrap_or(usize::MAX);
+        let durable = usize::try_from(durable_next - from_seq).unwrap_or(usize::MAX);
         let entries = self
             .store
             .scan(RECORD_PREFIX, &seq_key(from_seq), limit.min(durable))?;
         let mut damaged = Vec::new();
         for (k, v) in entries {
             let Ok(seq) = key_seq(&k) else { continue };
-            if seq >= self.durable_next {
+            if seq >= durable_next {
                 break;
             }
             match Record::decode(&v) {

@@ -62,13 +62,15 @@
 //! - `ledger`: the seq ledger (seqs handed out, the stored counter, seqs
 //!   durable): the counter at open, what a flush start writes, what a flush
 //!   makes durable.
+//! - `retention`: which records `max_age` and `max_size` drop, and the
+//!   burst of drops one gap counts (when it ends and is announced).
 
 mod gap;
 mod ledger;
 pub mod record;
+mod retention;
 pub mod store;
 
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,6 +85,7 @@ pub use store::{MemStore, SledStore, Store, StoreError, WriteBatch};
 
 use ledger::Ledger;
 use record::{key_seq, seq_key};
+use retention::{Burst, Expiry, InFlight, SizeCut, Victim};
 
 const META_STORE_ID: &[u8] = b"m/store_id";
 const META_NEXT_SEQ: &[u8] = b"m/next_seq";
@@ -183,11 +186,10 @@ pub struct Outbox<S: Store> {
     /// flush will write, held in sled's log buffers meanwhile).
     unflushed_bytes: u64,
     count: u64,
-    pending_gap: Option<Gap>,
+    /// The open gap and the burst of drops it counts.
+    burst: Burst,
     /// Records handed to the publisher and not yet acknowledged: seq → encoded length.
-    in_flight: BTreeMap<u64, u64>,
-    /// Largest record appended since the open gap began.
-    burst_max_len: u64,
+    in_flight: InFlight,
     stats: OutboxStats,
 }
 
@@ -369,9 +371,8 @@ impl<S: Store> Outbox<S> {
             bytes,
             unflushed_bytes: 0,
             count,
-            pending_gap,
-            in_flight: BTreeMap::new(),
-            burst_max_len: 0,
+            burst: Burst::resume(pending_gap),
+            in_flight: InFlight::new(),
             stats: OutboxStats::default(),
         })
     }
@@ -388,16 +389,14 @@ impl<S: Store> Outbox<S> {
         let lost = self.ledger.lost_after_reopen(fresh.ledger.next());
         self.bytes = fresh.bytes;
         self.count = fresh.count;
-        self.pending_gap = fresh.pending_gap;
-        let reason = self
-            .pending_gap
-            .map_or(DropReason::OutboxFull, |g| g.reason);
+        self.burst.reopened(fresh.burst.open_gap());
+        let reason = self.burst.reason_for_lost_write();
         for seq in lost.clone() {
             self.note_drop(seq, reason);
         }
         let mut batch = WriteBatch::default();
         batch.insert(META_NEXT_SEQ, old_next.to_be_bytes());
-        if let Some(gap) = self.pending_gap {
+        if let Some(gap) = self.burst.open_gap() {
             batch.insert(META_PENDING_GAP, gap.encode());
         }
         self.store.apply(batch)?;
@@ -430,7 +429,7 @@ impl<S: Store> Outbox<S> {
     }
 
     pub fn pending_gap(&self) -> Option<Gap> {
-        self.pending_gap
+        self.burst.open_gap()
     }
 
     pub fn stats(&self) -> OutboxStats {
@@ -540,22 +539,20 @@ impl<S: Store> Outbox<S> {
             return Ok(seqs);
         }
         batch.insert(META_NEXT_SEQ, seq.to_be_bytes());
-        if let Some(gap) = self.pending_gap {
+        if let Some(gap) = self.burst.open_gap() {
             batch.insert(META_PENDING_GAP, gap.encode());
         }
         let allocated = self.ledger.allocate(seqs.len() as u64);
         if let Err(e) = self.store.apply(batch) {
             self.stats.appends_failed += seqs.len() as u64;
-            let reason = self
-                .pending_gap
-                .map_or(DropReason::OutboxFull, |g| g.reason);
+            let reason = self.burst.reason_for_lost_write();
             for lost in allocated {
                 self.note_drop(lost, reason);
             }
             return Err(AppendError::Store(e));
         }
         self.stored(added, seqs.len() as u64);
-        self.burst_max_len = self.burst_max_len.max(largest);
+        self.burst.appended(largest);
         if self.enforce_size(now_ms).is_err() {
             self.stats.enforce_failed += 1;
         }
@@ -590,7 +587,7 @@ impl<S: Store> Outbox<S> {
         // The record alone (see `begin_flush` for the seq counter).
         let mut batch = WriteBatch::default();
         batch.insert(seq_key(seq), record.encode());
-        if let Some(gap) = self.pending_gap {
+        if let Some(gap) = self.burst.open_gap() {
             // Keep the store's view of the open gap current (it may have
             // grown while the store refused writes).
             batch.insert(META_PENDING_GAP, gap.encode());
@@ -600,53 +597,31 @@ impl<S: Store> Outbox<S> {
             // The record is lost (a full disk): its seq is used, the loss is
             // part of the open gap and is announced once writes work again.
             self.stats.appends_failed += 1;
-            // Nothing can be written now, so an open gap of another reason
-            // cannot be announced first: the lost record joins it (its count
-            // stays exact; only its reason word is the open gap's).
-            let reason = self
-                .pending_gap
-                .map_or(DropReason::OutboxFull, |g| g.reason);
+            // Nothing can be written now: the lost record joins the open
+            // gap (see `Burst::reason_for_lost_write`).
+            let reason = self.burst.reason_for_lost_write();
             self.note_drop(seq, reason);
             return Err(AppendError::Store(e));
         }
         self.stored(len as u64, 1);
-        self.burst_max_len = self.burst_max_len.max(len as u64);
+        self.burst.appended(len as u64);
         Ok(seq)
     }
 
+    /// Counts the drop of `seq` in the stats and the open gap.
     fn note_drop(&mut self, seq: u64, reason: DropReason) {
-        if self.pending_gap.is_none() {
-            self.burst_max_len = 0;
-        }
         match reason {
             DropReason::OutboxFull => self.stats.dropped_outbox_full += 1,
             DropReason::MaxAge => self.stats.dropped_max_age += 1,
             DropReason::StoreDamaged => self.stats.dropped_store_damaged += 1,
         }
-        match &mut self.pending_gap {
-            Some(gap) if gap.reason == reason => {
-                gap.from_seq = gap.from_seq.min(seq);
-                gap.to_seq = gap.to_seq.max(seq);
-                gap.count += 1;
-            }
-            _ => {
-                // No open gap, or one of another reason that the caller has
-                // already queued for announcement.
-                self.pending_gap = Some(Gap {
-                    from_seq: seq,
-                    to_seq: seq,
-                    count: 1,
-                    reason,
-                });
-            }
-        }
+        self.burst.note_drop(seq, reason);
     }
 
     /// Drops what `max_age` and `max_size` require, and announces the open
     /// gap once a check finds nothing more to drop.
     pub fn enforce_limits(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        let cutoff =
-            now_ms.saturating_sub(u64::try_from(self.opts.max_age.as_millis()).unwrap_or(u64::MAX));
+        let cutoff = retention::age_cutoff(now_ms, self.opts.max_age);
         let mut dropped = self.drop_expired(cutoff, now_ms)?;
         dropped |= self.drop_for_size(now_ms)?;
         self.end_burst_if_room(dropped, now_ms)
@@ -661,14 +636,7 @@ impl<S: Store> Outbox<S> {
     }
 
     fn end_burst_if_room(&mut self, dropped: bool, now_ms: u64) -> Result<(), StoreError> {
-        // A burst of drops ends when this check drops nothing and the outbox
-        // has recovered: a quarter of it free (and at least two records as
-        // large as the burst's largest). While the broker is away, or while
-        // delivery only just keeps up, every append drops the oldest: one
-        // burst, one gap.
-        let want = (self.opts.max_size / 4).max(2 * self.burst_max_len);
-        let headroom = self.bytes.saturating_add(want) <= self.opts.max_size;
-        if !dropped && headroom && self.pending_gap.is_some() {
+        if self.burst.ends(dropped, self.bytes, self.opts.max_size) {
             self.close_gap(now_ms)?;
         }
         // Announced gaps take room too; what they push out opens (or
@@ -678,77 +646,43 @@ impl<S: Store> Outbox<S> {
     }
 
     fn drop_expired(&mut self, cutoff_ms: u64, now_ms: u64) -> Result<bool, StoreError> {
-        let mut victims = Vec::new();
-        let in_flight = &self.in_flight;
-        for_each_record(&self.store, |k, v| {
-            let Ok(seq) = key_seq(k) else {
-                return ControlFlow::Continue(());
-            };
-            match record::peek_header(v) {
-                None => victims.push((seq, v.len() as u64, DropReason::StoreDamaged)),
-                Some(rec) if rec.created_ms >= cutoff_ms => return ControlFlow::Break(()),
-                Some(rec) => {
-                    if rec.kind.drop_class().is_some() && !in_flight.contains_key(&seq) {
-                        victims.push((seq, v.len() as u64, DropReason::MaxAge));
-                    }
-                }
-            }
-            ControlFlow::Continue(())
+        let mut expiry = Expiry::new(cutoff_ms, &self.in_flight);
+        for_each_record(&self.store, |k, v| match key_seq(k) {
+            Ok(seq) => expiry.visit(seq, record::peek_header(v), v.len() as u64),
+            Err(_) => ControlFlow::Continue(()),
         })?;
+        let victims = expiry.into_victims();
         self.remove_dropped(&victims, now_ms)?;
         Ok(!victims.is_empty())
     }
 
     fn drop_for_size(&mut self, now_ms: u64) -> Result<bool, StoreError> {
-        if self.bytes <= self.opts.max_size {
+        let Some(mut cut) = SizeCut::new(self.bytes, self.opts.max_size, &self.in_flight) else {
             return Ok(false);
-        }
-        let mut victims: Vec<(u64, u64, DropReason)> = Vec::new();
-        let mut to_free = self.bytes - self.opts.max_size;
-        let in_flight = &self.in_flight;
-        for class in 0..=2u8 {
-            for_each_record(&self.store, |k, v| {
-                let Ok(seq) = key_seq(k) else {
-                    return ControlFlow::Continue(());
-                };
-                if in_flight.contains_key(&seq) {
-                    return ControlFlow::Continue(());
-                }
-                let reason = match record::peek_header(v) {
-                    Some(rec) if rec.kind.drop_class() == Some(class) => DropReason::OutboxFull,
-                    None if class == 0 => DropReason::StoreDamaged,
-                    Some(_) | None => return ControlFlow::Continue(()),
-                };
-                let len = v.len() as u64;
-                victims.push((seq, len, reason));
-                to_free = to_free.saturating_sub(len);
-                if to_free == 0 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
+        };
+        loop {
+            for_each_record(&self.store, |k, v| match key_seq(k) {
+                Ok(seq) => cut.visit(seq, record::peek_header(v), v.len() as u64),
+                Err(_) => ControlFlow::Continue(()),
             })?;
-            if to_free == 0 {
+            if !cut.next_pass() {
                 break;
             }
         }
+        let victims = cut.into_victims();
         self.remove_dropped(&victims, now_ms)?;
         Ok(!victims.is_empty())
     }
 
-    fn remove_dropped(
-        &mut self,
-        victims: &[(u64, u64, DropReason)],
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
+    fn remove_dropped(&mut self, victims: &[Victim], now_ms: u64) -> Result<(), StoreError> {
         if victims.is_empty() {
             return Ok(());
         }
-        let saved = (self.pending_gap, self.stats.clone(), self.burst_max_len);
+        let saved = (self.burst, self.stats.clone());
         let mut closed = Vec::new();
         let mut batch = WriteBatch::default();
-        for &(seq, _, reason) in victims {
-            if let Some(gap) = self.pending_gap.take_if(|g| g.reason != reason) {
+        for &Victim { seq, reason, .. } in victims {
+            if let Some(gap) = self.burst.take_if_other_reason(reason) {
                 closed.push(gap);
             }
             batch.remove(seq_key(seq).to_vec());
@@ -762,7 +696,7 @@ impl<S: Store> Outbox<S> {
             added += Self::gap_record_into(&mut batch, *gap, next_seq, now_ms);
             next_seq += 1;
         }
-        if let Some(gap) = self.pending_gap {
+        if let Some(gap) = self.burst.open_gap() {
             batch.insert(META_PENDING_GAP, gap.encode());
         }
         // The counter goes with the drops: a dropped record may not be
@@ -770,11 +704,11 @@ impl<S: Store> Outbox<S> {
         // must not hand its seq out again (the open gap counts it).
         batch.insert(META_NEXT_SEQ, next_seq.to_be_bytes());
         if let Err(e) = self.store.apply(batch) {
-            (self.pending_gap, self.stats, self.burst_max_len) = saved;
+            (self.burst, self.stats) = saved;
             return Err(e);
         }
-        for &(_, len, _) in victims {
-            self.bytes = self.bytes.saturating_sub(len);
+        for victim in victims {
+            self.bytes = self.bytes.saturating_sub(victim.len);
             self.count = self.count.saturating_sub(1);
         }
         self.ledger.allocate(closed.len() as u64);
@@ -785,7 +719,7 @@ impl<S: Store> Outbox<S> {
 
     /// Appends the open gap as a `gap` record and clears it, in one batch.
     fn close_gap(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        let Some(gap) = self.pending_gap else {
+        let Some(gap) = self.burst.open_gap() else {
             return Ok(());
         };
         let seq = self.ledger.next();
@@ -793,7 +727,7 @@ impl<S: Store> Outbox<S> {
         let len = Self::gap_record_into(&mut batch, gap, seq, now_ms);
         batch.remove(META_PENDING_GAP);
         self.store.apply(batch)?;
-        self.pending_gap = None;
+        self.burst.closed();
         self.ledger.allocate(1);
         self.stored(len, 1);
         self.stats.gaps_announced += 1;
@@ -817,7 +751,12 @@ impl<S: Store> Outbox<S> {
     /// reports it as damage (a `store_damaged` gap).
     pub fn discard_damaged(&mut self, seq: u64, len: u64, now_ms: u64) -> Result<(), StoreError> {
         self.in_flight.remove(&seq);
-        self.remove_dropped(&[(seq, len, DropReason::StoreDamaged)], now_ms)
+        let victim = Victim {
+            seq,
+            len,
+            reason: DropReason::StoreDamaged,
+        };
+        self.remove_dropped(&[victim], now_ms)
     }
 
     /// Up to `limit` durable records with seq `>= from_seq`, in seq order.
@@ -848,7 +787,11 @@ impl<S: Store> Outbox<S> {
             }
             match Record::decode(&v) {
                 Ok(rec) => out.push((seq, rec)),
-                Err(_) => damaged.push((seq, v.len() as u64, DropReason::StoreDamaged)),
+                Err(_) => damaged.push(Victim {
+                    seq,
+                    len: v.len() as u64,
+                    reason: DropReason::StoreDamaged,
+                }),
             }
         }
         self.remove_dropped(&damaged, now_ms)?;

@@ -64,10 +64,13 @@
 //!   makes durable.
 //! - `retention`: which records `max_age` and `max_size` drop, and the
 //!   burst of drops one gap counts (when it ends and is announced).
+//! - `recovery`: opening the sled store, moving a damaged one aside, and
+//!   reopening after a full disk ([`Outbox::open`], [`Outbox::recover`]).
 
 mod gap;
 mod ledger;
 pub mod record;
+mod recovery;
 mod retention;
 pub mod store;
 
@@ -78,9 +81,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use crate::message::DropReason;
-use crate::message::{GapReport, Message};
+use crate::message::Message;
 pub use gap::Gap;
 pub use record::{Body, Kind, Record, RecordError};
+pub use recovery::Recovery;
 pub use store::{MemStore, SledStore, Store, StoreError, WriteBatch};
 
 use ledger::Ledger;
@@ -165,14 +169,6 @@ pub struct OutboxStats {
     pub enforce_failed: u64,
 }
 
-/// What happened when a damaged store was replaced.
-#[derive(Debug, Clone)]
-pub struct Recovery {
-    pub moved_to: PathBuf,
-    pub lost_store: Option<String>,
-    pub cause: String,
-}
-
 /// The outbox over a [`Store`].
 #[derive(Debug)]
 pub struct Outbox<S: Store> {
@@ -203,62 +199,8 @@ impl Outbox<SledStore> {
         opts: OutboxOptions,
         now_ms: u64,
     ) -> Result<(Self, Option<Recovery>), OutboxError> {
-        let id_file = read_store_id_file(dir);
-        let attempt = SledStore::open(dir, opts.cache_capacity)
-            .map_err(OutboxError::from)
-            .and_then(|store| Outbox::from_store(store, opts.clone()))
-            .and_then(|outbox| match &id_file {
-                // A store that opens but no longer holds the id written beside
-                // it has lost its contents (sled may open a damaged directory
-                // as an empty database).
-                Some(id) if *id != outbox.store_id => Err(OutboxError::Damaged(format!(
-                    "the store holds id {} but was created as {id}",
-                    outbox.store_id
-                ))),
-                _ => Ok(outbox),
-            });
-        let err = match attempt {
-            Ok(outbox) => return Ok((outbox, None)),
-            // Records of a newer release are not damage: refuse to start
-            // rather than move the backlog aside.
-            Err(e @ OutboxError::FutureFormat { .. }) => return Err(e),
-            Err(e) => e,
-        };
-        let lost_store = id_file;
-        let moved_to = PathBuf::from(format!("{}.damaged-{now_ms}", dir.display()));
-        std::fs::rename(dir, &moved_to).map_err(|source| OutboxError::MoveAside {
-            from: dir.to_owned(),
-            to: moved_to.clone(),
-            source,
-        })?;
-        let mut outbox = Outbox::from_store(SledStore::open(dir, opts.cache_capacity)?, opts)?;
-        let cause = err.to_string();
-        outbox.append_raw(
-            &Message::Gap(GapReport::StoreDamaged {
-                ts: now_ms,
-                lost_store: lost_store.clone(),
-                detail: cause.clone(),
-            }),
-            now_ms,
-        )?;
-        outbox.stats.gaps_announced += 1;
-        Ok((
-            outbox,
-            Some(Recovery {
-                moved_to,
-                lost_store,
-                cause,
-            }),
-        ))
+        recovery::open(dir, opts, now_ms)
     }
-}
-
-/// The id of a store, written beside it as a plain file so it can be named
-/// even when the store itself no longer opens.
-fn read_store_id_file(dir: &Path) -> Option<String> {
-    let id = std::fs::read_to_string(dir.join("store_id")).ok()?;
-    let id = id.trim();
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
 }
 
 fn new_store_id() -> String {
@@ -383,31 +325,12 @@ impl<S: Store> Outbox<S> {
     /// is carried over) and they join the open gap, so the loss is announced
     /// exactly. Returns how many records were lost.
     pub fn recover(&mut self) -> Result<u64, OutboxError> {
-        let old_next = self.ledger.next();
-        self.store.reopen()?;
-        let fresh = Outbox::from_store(self.store.clone(), self.opts.clone())?;
-        let lost = self.ledger.lost_after_reopen(fresh.ledger.next());
-        self.bytes = fresh.bytes;
-        self.count = fresh.count;
-        self.burst.reopened(fresh.burst.open_gap());
-        let reason = self.burst.reason_for_lost_write();
-        for seq in lost.clone() {
-            self.note_drop(seq, reason);
-        }
-        let mut batch = WriteBatch::default();
-        batch.insert(META_NEXT_SEQ, old_next.to_be_bytes());
-        if let Some(gap) = self.burst.open_gap() {
-            batch.insert(META_PENDING_GAP, gap.encode());
-        }
-        self.store.apply(batch)?;
-        self.store.flush()?;
-        self.ledger.recovered();
-        Ok(lost.end - lost.start)
+        recovery::recover(self)
     }
 
     /// Writes the store id beside a sled store so it can be named if the store is damaged later.
     pub fn write_id_file(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::write(dir.join("store_id"), &self.store_id)
+        std::fs::write(dir.join(recovery::STORE_ID_FILE), &self.store_id)
     }
 
     pub fn store_id(&self) -> &str {

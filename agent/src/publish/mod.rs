@@ -14,7 +14,13 @@
 //! Retained topics (`availability/*`): a record older than one already
 //! published on the same topic goes out without the retain flag, so a
 //! backlog drained after live data never overwrites a newer retained state.
+//!
+//! Parts: `commit` (the group-commit policy: when a flush may start,
+//! whether messages are taken meanwhile), [`state`] (what to publish next,
+//! the packet id → seq map), [`connection`] (the MQTT event loop). This
+//! file is the I/O loop that applies them.
 
+mod commit;
 pub mod connection;
 pub mod state;
 
@@ -31,6 +37,8 @@ use crate::events::Counters;
 use crate::message::{self, Message, Outgoing, Reachability, Status, StatusReason};
 use crate::outbox::{AppendError, Body, Outbox, Store, StoreError};
 use crate::wire;
+pub use commit::MAX_UNFLUSHED;
+use commit::{FlushDue, GroupCommit};
 use connection::{ConnEvent, ConnectionSettings};
 use state::DeliveryState;
 
@@ -63,10 +71,8 @@ pub struct Publisher<S: Store> {
     /// The store failed (a full disk): no flush until it is recovered, which
     /// is tried at this instant.
     store_failed: Option<Instant>,
-    /// When the last flush started (flushes are spaced by [`FLUSH_GATHER`]).
-    last_flush: Option<tokio::time::Instant>,
-    /// Not taking messages behind a slow flush (see [`MAX_UNFLUSHED`]).
-    waiting_on_flush: bool,
+    /// When flushes start and whether messages are taken meanwhile.
+    commit: GroupCommit,
 }
 
 /// A flush running on a blocking thread: the seq bound it makes durable, when it started.
@@ -83,25 +89,6 @@ impl<S: Store> std::fmt::Debug for Publisher<S> {
 /// How many queued messages one wake-up appends at most before flushing.
 const APPEND_BATCH: usize = 4096;
 
-/// Least time between the starts of two flushes (capped by
-/// `flush_interval`): what arrives meanwhile joins the next flush. Every
-/// sled flush hands its log buffer to sled's I/O thread pool, which wakes
-/// all seven of its idle threads; back-to-back flushes under sustained load
-/// (1 200 a second) made those wake-ups a sixth of the agent's CPU time.
-/// At most 200 flushes a second; a record waits at most this much longer
-/// (measured, flat-out: 1.4 → 0.8–1.2 CPU-s per million points over the
-/// machine's spread, latency p50 1.7 → 6.4 ms, p99 unchanged or better).
-const FLUSH_GATHER: Duration = Duration::from_millis(5);
-
-/// Record bytes appended while a flush runs, at most: beyond it the
-/// publisher stops taking messages until the flush returns (producers wait
-/// on the bounded queue, their missed ticks counted as overruns). sled holds
-/// what is appended in 512 KiB log buffers until its I/O threads have
-/// written them, and a slow `fsync` (an SD card, a busy disk) would let
-/// them pile up without bound: flat-out, 20 buffers (10 MiB) were seen
-/// live at once. 1 MiB of records is ≈ 45 ms of the flat-out benchmark.
-pub const MAX_UNFLUSHED: u64 = 1 << 20;
-
 impl<S: Store> Publisher<S> {
     pub fn new(
         outbox: Outbox<S>,
@@ -110,6 +97,7 @@ impl<S: Store> Publisher<S> {
         counters: Arc<Counters>,
     ) -> Self {
         let delivery = DeliveryState::new(opts.window, replay);
+        let commit = GroupCommit::new(opts.flush_interval);
         Publisher {
             outbox,
             opts,
@@ -119,8 +107,7 @@ impl<S: Store> Publisher<S> {
             counters,
             flushing: None,
             store_failed: None,
-            last_flush: None,
-            waiting_on_flush: false,
+            commit,
         }
     }
 
@@ -140,7 +127,7 @@ impl<S: Store> Publisher<S> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut open = true;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
-        // One timer for flushes held back by FLUSH_GATHER, moved only when
+        // One timer for flushes held back by the gather time, moved only when
         // its deadline changes: registering a timer earlier than the
         // driver's next wake-up writes to its eventfd, and a fresh timer
         // each turn of the loop did so thousands of times a second.
@@ -148,7 +135,7 @@ impl<S: Store> Publisher<S> {
         tokio::pin!(flush_timer);
         let mut flush_timer_at: Option<tokio::time::Instant> = None;
         loop {
-            // A flush held back by FLUSH_GATHER starts when its time comes.
+            // A flush held back by the gather time starts when its time comes.
             let flush_at = self.start_flush_if_due();
             if !open {
                 let done = self.flushing.is_none()
@@ -306,40 +293,30 @@ impl<S: Store> Publisher<S> {
 
     /// False while a running flush has [`MAX_UNFLUSHED`] bytes appended behind it.
     fn accepting(&self) -> bool {
-        self.flushing.is_none() || self.outbox.unflushed_bytes() < MAX_UNFLUSHED
+        commit::accepting(self.flushing.is_some(), self.outbox.unflushed_bytes())
     }
 
     /// [`Self::accepting`], counting each stop behind a slow flush once.
     fn take_messages(&mut self) -> bool {
-        let accepting = self.accepting();
-        if !accepting && !self.waiting_on_flush {
+        let take = self
+            .commit
+            .take_messages(self.flushing.is_some(), self.outbox.unflushed_bytes());
+        if take.wait_began {
             self.counters.outbox_flush_waits.inc();
         }
-        self.waiting_on_flush = !accepting;
-        accepting
-    }
-
-    /// When the next flush may start, if one is wanted and none is running.
-    fn flush_due(&self) -> Option<tokio::time::Instant> {
-        if self.flushing.is_some() || self.store_failed.is_some() || !self.outbox.needs_flush() {
-            return None;
-        }
-        let gather = FLUSH_GATHER.min(self.opts.flush_interval);
-        Some(
-            self.last_flush
-                .map_or_else(tokio::time::Instant::now, |at| at + gather),
-        )
+        take.accepting
     }
 
     /// Starts a flush if one is due; else when one wanted will be due (held
-    /// back by [`FLUSH_GATHER`]), if any.
+    /// back by the group commit's gather time), if any.
     fn start_flush_if_due(&mut self) -> Option<tokio::time::Instant> {
-        let due = self.flush_due()?;
+        let wanted =
+            self.flushing.is_none() && self.store_failed.is_none() && self.outbox.needs_flush();
         let now = tokio::time::Instant::now();
-        if due > now {
-            return Some(due);
+        if let FlushDue::At(at) = self.commit.next_flush(wanted, now)? {
+            return Some(at);
         }
-        self.last_flush = Some(now);
+        self.commit.started(now);
         match self.outbox.begin_flush() {
             Ok(bound) => {
                 let store = self.outbox.store();
@@ -359,9 +336,7 @@ impl<S: Store> Publisher<S> {
             Ok(Ok(())) => {
                 self.outbox.flush_done(bound);
                 self.counters.outbox_flushes.inc();
-                if started.elapsed() > self.opts.flush_interval
-                    && !self.opts.flush_interval.is_zero()
-                {
+                if self.commit.is_slow(started.elapsed()) {
                     self.counters.outbox_slow_flushes.inc();
                 }
             }

@@ -284,6 +284,7 @@ impl<S: Store> Outbox<S> {
                 let id = new_store_id();
                 let mut batch = WriteBatch::default();
                 batch.insert(META_STORE_ID, id.as_bytes());
+                // No records: the stored counter (1 unless written) is the counter.
                 batch.insert(META_NEXT_SEQ, stored_next.to_be_bytes());
                 store.apply(batch)?;
                 store.flush()?;

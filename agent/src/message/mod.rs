@@ -188,6 +188,38 @@ pub fn encode<S: Serialize>(message: &Message<S>) -> Result<Vec<u8>, postcard::E
     postcard::to_allocvec(message)
 }
 
+/// Appends a message's encoding to `out` (the outbox writes it straight
+/// into the record it is building).
+pub fn encode_into<S: Serialize>(
+    message: &Message<S>,
+    out: Vec<u8>,
+) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_extend(message, out)
+}
+
+/// About how many bytes a message encodes to (a capacity hint, not a bound).
+pub fn encoded_len_hint<S: AsRef<str>>(message: &Message<S>) -> usize {
+    match message {
+        Message::Telemetry(t) => {
+            24 + t.device.as_ref().len()
+                + t.points
+                    .iter()
+                    .map(|(name, reading)| {
+                        name.as_ref().len()
+                            + 12
+                            + match reading {
+                                Reading::Value(Value::Text(s)) => s.as_ref().len(),
+                                _ => 0,
+                            }
+                    })
+                    .sum::<usize>()
+        }
+        Message::Health(h) => 128 + 64 * (h.devices.len() + h.buses.len()),
+        Message::Kpi(_) => 256,
+        Message::Availability(_) | Message::Gap(_) => 64,
+    }
+}
+
 /// A stored message, borrowing its names and texts from `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Message<&str>, postcard::Error> {
     postcard::from_bytes(bytes)

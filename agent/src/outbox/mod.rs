@@ -444,8 +444,8 @@ impl<S: Store> Outbox<S> {
         let mut seq = self.ledger.next();
         for message in messages {
             let record = self.new_record(message, now_ms)?;
-            let len = record.encoded_len();
-            batch.insert(seq_key(seq), record.encode());
+            let len = record.len();
+            batch.insert(seq_key(seq), record);
             seqs.push(seq);
             added += len as u64;
             largest = largest.max(len as u64);
@@ -485,14 +485,12 @@ impl<S: Store> Outbox<S> {
 
     /// The one record constructor of both append paths: the message's
     /// encoding, refused when larger than `max_record`.
-    fn new_record(&self, message: &Message, now_ms: u64) -> Result<Record, AppendError> {
-        let encoded =
-            crate::message::encode(message).map_err(|e| AppendError::Encode(e.to_string()))?;
-        let record = Record::message(kind_of(message), now_ms, encoded);
-        let len = record.encoded_len();
-        if len > self.opts.max_record {
+    fn new_record(&self, message: &Message, now_ms: u64) -> Result<Vec<u8>, AppendError> {
+        let record = Record::encode_message(kind_of(message), now_ms, message)
+            .map_err(|e| AppendError::Encode(e.to_string()))?;
+        if record.len() > self.opts.max_record {
             return Err(AppendError::TooLarge {
-                len,
+                len: record.len(),
                 max: self.opts.max_record,
             });
         }
@@ -507,10 +505,10 @@ impl<S: Store> Outbox<S> {
     fn append_raw(&mut self, message: &Message, now_ms: u64) -> Result<u64, AppendError> {
         let seq = self.ledger.next();
         let record = self.new_record(message, now_ms)?;
-        let len = record.encoded_len();
+        let len = record.len();
         // The record alone (see `begin_flush` for the seq counter).
         let mut batch = WriteBatch::default();
-        batch.insert(seq_key(seq), record.encode());
+        batch.insert(seq_key(seq), record);
         if let Some(gap) = self.burst.open_gap() {
             // Keep the store's view of the open gap current (it may have
             // grown while the store refused writes).
@@ -709,11 +707,12 @@ impl<S: Store> Outbox<S> {
             if seq >= durable_next {
                 break;
             }
-            match Record::decode(&v) {
+            let len = v.len() as u64;
+            match Record::from_bytes(v) {
                 Ok(rec) => out.push((seq, rec)),
                 Err(_) => damaged.push(Victim {
                     seq,
-                    len: v.len() as u64,
+                    len,
                     reason: DropReason::StoreDamaged,
                 }),
             }

@@ -139,6 +139,82 @@ impl Record {
         }
     }
 
+    /// The encoded format-2 record of a message, built in one buffer:
+    /// header, the message's encoding, CRC.
+    pub fn encode_message<S: serde::Serialize + AsRef<str>>(
+        kind: Kind,
+        created_ms: u64,
+        message: &crate::message::Message<S>,
+    ) -> Result<Vec<u8>, postcard::Error> {
+        let mut out =
+            Vec::with_capacity(HEADER_LEN + CRC_LEN + crate::message::encoded_len_hint(message));
+        out.push(FORMAT_VERSION);
+        out.push(kind.to_byte());
+        out.push(0);
+        out.push(0);
+        out.extend_from_slice(&created_ms.to_be_bytes());
+        let mut out = crate::message::encode_into(message, out)?;
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        Ok(out)
+    }
+
+    /// Decodes and verifies a record it takes ownership of; a format-2
+    /// body is kept in the same buffer (no copy).
+    pub fn from_bytes(mut bytes: Vec<u8>) -> Result<Record, RecordError> {
+        if bytes.first() != Some(&FORMAT_VERSION) {
+            return Record::decode(&bytes);
+        }
+        let header = Record::decode_header(&bytes)?;
+        bytes.truncate(bytes.len() - CRC_LEN);
+        bytes.drain(..HEADER_LEN);
+        Ok(Record {
+            kind: header.kind,
+            retain: header.retain,
+            created_ms: header.created_ms,
+            body: Body::Message(bytes),
+        })
+    }
+
+    /// Verifies a format-2 record's checksum and reads its header.
+    fn decode_header(bytes: &[u8]) -> Result<FullHeader, RecordError> {
+        if bytes.len() < HEADER_LEN + CRC_LEN {
+            return Err(RecordError::TooShort { len: bytes.len() });
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+        let stored = u32::from_be_bytes(
+            crc.try_into()
+                .map_err(|_| RecordError::TooShort { len: bytes.len() })?,
+        );
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(RecordError::Checksum { stored, computed });
+        }
+        let [
+            _version,
+            kind,
+            flags,
+            _reserved,
+            c0,
+            c1,
+            c2,
+            c3,
+            c4,
+            c5,
+            c6,
+            c7,
+            ..,
+        ] = body
+        else {
+            return Err(RecordError::TooShort { len: bytes.len() });
+        };
+        Ok(FullHeader {
+            kind: Kind::from_byte(*kind).ok_or(RecordError::Kind(*kind))?,
+            retain: flags & 1 == 1,
+            created_ms: u64::from_be_bytes([*c0, *c1, *c2, *c3, *c4, *c5, *c6, *c7]),
+        })
+    }
+
     /// Bytes this record takes when encoded (what `max_size` counts).
     pub fn encoded_len(&self) -> usize {
         HEADER_LEN
@@ -243,6 +319,12 @@ impl Record {
     }
 }
 
+struct FullHeader {
+    kind: Kind,
+    retain: bool,
+    created_ms: u64,
+}
+
 /// A record's header fields, read without copying the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -312,6 +394,7 @@ mod tests {
             let bytes = record.encode();
             prop_assert_eq!(bytes.len(), record.encoded_len());
             prop_assert_eq!(Record::decode(&bytes).unwrap(), record.clone());
+            prop_assert_eq!(Record::from_bytes(bytes.clone()).unwrap(), record.clone());
             let header = peek_header(&bytes).unwrap();
             prop_assert_eq!((header.kind, header.created_ms), (record.kind, record.created_ms));
         }

@@ -444,7 +444,6 @@ impl<S: Store> Publisher<S> {
                     continue;
                 };
                 let retain = retain && self.retain_allowed(&topic, seq);
-                let topic = format!("{}{topic}", self.opts.topic_base);
                 match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
                     Ok(()) => {
                         self.delivery.handed(seq);
@@ -463,7 +462,7 @@ impl<S: Store> Publisher<S> {
         }
     }
 
-    /// A record's topic suffix, payload and retain flag: a typed message
+    /// A record's whole topic, payload and retain flag: a typed message
     /// rendered now, a format-1 rendering as it was stored. A message that
     /// does not decode is dropped and reported as damage.
     fn render(
@@ -474,10 +473,12 @@ impl<S: Store> Publisher<S> {
         body: Body,
     ) -> Option<(String, Vec<u8>, bool)> {
         match body {
-            Body::Rendered { topic, payload } => Some((topic, payload, retain)),
+            Body::Rendered { topic, payload } => {
+                Some((format!("{}{topic}", self.opts.topic_base), payload, retain))
+            }
             Body::Message(bytes) => match message::decode(&bytes) {
                 Ok(msg) => {
-                    let r = wire::render(&msg, seq, self.outbox.store_id());
+                    let r = wire::render(&self.opts.topic_base, &msg, seq, self.outbox.store_id());
                     Some((r.topic, r.payload.into_bytes(), r.retain))
                 }
                 Err(e) => {

@@ -19,16 +19,17 @@ use crate::message::{Message, Reading, Value};
 /// A message ready for the MQTT client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    /// The topic under `{prefix}/{site}/{agent}/`.
+    /// The topic (under the base given to [`render`]).
     pub topic: String,
     pub payload: String,
     pub retain: bool,
 }
 
-/// Renders a stored message with its seq, from the store `store`.
-pub fn render<S: AsRef<str>>(message: &Message<S>, seq: u64, store: &str) -> Rendered {
+/// Renders a stored message with its seq, from the store `store`; the
+/// topic under `base` (`{prefix}/{site}/{agent}/`, or empty for the suffix).
+pub fn render<S: AsRef<str>>(base: &str, message: &Message<S>, seq: u64, store: &str) -> Rendered {
     Rendered {
-        topic: spindle::topic(message),
+        topic: spindle::topic_under(base, message),
         payload: spindle::payload(message, seq, store),
         retain: spindle::retained(message),
     }
@@ -59,6 +60,6 @@ pub fn fits<S: AsRef<str>>(message: &Message<S>, base_len: usize, max: usize) ->
             return true;
         }
     }
-    let r = render(message, u64::MAX, &"f".repeat(32));
+    let r = render("", message, u64::MAX, &"f".repeat(32));
     r.payload.len() + r.topic.len() + base_len <= max
 }

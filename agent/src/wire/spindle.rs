@@ -10,13 +10,32 @@ use crate::message::{
 
 /// The topic of a message under the agent's base (`telemetry/meter-1`).
 pub fn topic<S: AsRef<str>>(message: &Message<S>) -> String {
+    topic_under("", message)
+}
+
+/// The whole topic: `base` (`{prefix}/{site}/{agent}/`) and the message's own part.
+pub fn topic_under<S: AsRef<str>>(base: &str, message: &Message<S>) -> String {
+    let mut out = String::with_capacity(base.len() + 48);
+    out.push_str(base);
     match message {
-        Message::Telemetry(t) => format!("telemetry/{}", t.device.as_ref()),
-        Message::Availability(a) => format!("availability/{}", a.device),
-        Message::Health(_) => "health".to_owned(),
-        Message::Kpi(k) => format!("kpi/{}/{}", k.kind().as_str(), k.name),
-        Message::Gap(_) => "gap".to_owned(),
+        Message::Telemetry(t) => {
+            out.push_str("telemetry/");
+            out.push_str(t.device.as_ref());
+        }
+        Message::Availability(a) => {
+            out.push_str("availability/");
+            out.push_str(&a.device);
+        }
+        Message::Health(_) => out.push_str("health"),
+        Message::Kpi(k) => {
+            out.push_str("kpi/");
+            out.push_str(k.kind().as_str());
+            out.push('/');
+            out.push_str(&k.name);
+        }
+        Message::Gap(_) => out.push_str("gap"),
     }
+    out
 }
 
 /// Whether the message's topic is retained (`availability/*`).

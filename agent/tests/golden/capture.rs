@@ -270,7 +270,7 @@ fn drain<S: Store>(outbox: &mut Outbox<S>, now: u64) -> Vec<(Kind, Vec<u8>)> {
                 panic!("this build writes typed records")
             };
             let message = message::decode(bytes).unwrap();
-            let payload = wire::render(&message, seq, &id).payload;
+            let payload = wire::render("", &message, seq, &id).payload;
             (r.kind, pin_text(payload.as_bytes(), &id, STORE))
         })
         .collect()

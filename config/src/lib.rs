@@ -15,6 +15,7 @@ use std::path::Path;
 
 pub mod carriers;
 pub mod model;
+mod nesting;
 pub mod profiles;
 mod raw;
 pub mod units;
@@ -127,20 +128,13 @@ pub fn parse_with(
 ) -> Result<Parsed, ConfigErrors> {
     let raw = raw::parse(text).map_err(|error| {
         let (line, column) = error
-            .span()
-            .map_or((1, 1), |span| validate::position(text, span.start));
-        let message = error
-            .message()
-            .trim()
-            .lines()
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join("; ");
+            .offset()
+            .map_or((1, 1), |offset| validate::position(text, offset));
         ConfigErrors(vec![ConfigError {
             file: file_name.to_owned(),
             line,
             column,
-            message,
+            message: error.to_string(),
         }])
     })?;
     validate::validate(file_name, text, &raw, options).map_err(ConfigErrors)

@@ -5,12 +5,15 @@
 //! can point at it. Nothing is checked here beyond TOML syntax and types:
 //! keywords (`parity`, `area`, …), durations and sizes stay strings, integers
 //! stay `i64`, and required keys are `Option` so that a missing one is
-//! reported beside every other mistake rather than alone.
+//! reported beside every other mistake rather than alone. Before serde
+//! runs, [`crate::nesting`] refuses key paths deeper than any spindle key.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
+
+use crate::nesting::{KeyTooDeep, find_key_too_deep};
 
 /// A value with its position in the file.
 pub(crate) type S<T> = Spanned<T>;
@@ -188,8 +191,44 @@ pub(crate) struct RawCarrier {
     pub(crate) kgco2_per_unit: Option<S<f64>>,
 }
 
-/// Parse the file's text into the raw mirror. A syntax, type or unknown-key
-/// error stops here: serde reports the first one, with its byte span.
-pub(crate) fn parse(text: &str) -> Result<RawConfig, toml::de::Error> {
-    toml::from_str(text)
+/// Why a file's text did not make a [`RawConfig`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RawError {
+    /// A key path deeper than any spindle key, found before toml runs.
+    #[error(transparent)]
+    KeyTooDeep(#[from] KeyTooDeep),
+    /// TOML syntax, a type or an unknown key: toml's first error.
+    #[error("{}", toml_message(.0))]
+    Toml(#[from] toml::de::Error),
+}
+
+impl RawError {
+    /// Byte offset of the mistake, when known.
+    pub(crate) fn offset(&self) -> Option<usize> {
+        match self {
+            RawError::KeyTooDeep(error) => Some(error.offset),
+            RawError::Toml(error) => error.span().map(|span| span.start),
+        }
+    }
+}
+
+/// toml's message on one line (it may spread it over several).
+fn toml_message(error: &toml::de::Error) -> String {
+    error
+        .message()
+        .trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Parse the file's text into the raw mirror. A key nested too deep, or a
+/// syntax, type or unknown-key error stops here: the first one is reported,
+/// with its byte offset.
+pub(crate) fn parse(text: &str) -> Result<RawConfig, RawError> {
+    if let Some(too_deep) = find_key_too_deep(text) {
+        return Err(too_deep.into());
+    }
+    Ok(toml::from_str(text)?)
 }

@@ -738,3 +738,51 @@ fn a_string_longer_than_max_registers_is_rejected() {
         "plant.toml:59:17: point \"run_state\" needs 40 registers in one request but max_registers is 32"
     );
 }
+
+/// `segment` repeated `count` times, joined by dots.
+fn dotted(segment: &str, count: usize) -> String {
+    vec![segment; count].join(".")
+}
+
+#[test]
+fn a_dotted_key_nested_too_deep_is_reported_at_the_key() {
+    let text = with(
+        "day_start = \"08:00\"\n",
+        &format!("day_start = \"08:00\"\n{} = 1\n", dotted("a", 85)),
+    );
+    assert_eq!(
+        the_error(&text),
+        "plant.toml:7:1: key nests 86 levels deep (at most 16 allowed); no spindle key nests deeper than 4 (6 in [device.sim])"
+    );
+}
+
+#[test]
+fn a_table_header_nested_too_deep_is_reported_at_its_first_segment() {
+    let text = format!("{BASE}\n[{}]\nx = 1\n", dotted("a", 85));
+    assert_eq!(
+        the_error(&text),
+        "plant.toml:107:2: key nests 85 levels deep (at most 16 allowed); no spindle key nests deeper than 4 (6 in [device.sim])"
+    );
+}
+
+#[test]
+fn an_array_table_header_with_quoted_segments_nested_too_deep_is_reported() {
+    let text = format!("{BASE}\n[[device.\"sim.x\".{}]]\n", dotted("'b'", 15));
+    assert_eq!(
+        the_error(&text),
+        "plant.toml:107:3: key nests 17 levels deep (at most 16 allowed); no spindle key nests deeper than 4 (6 in [device.sim])"
+    );
+}
+
+#[test]
+fn inline_tables_nested_too_deep_are_reported_at_the_first_key_past_the_limit() {
+    let mut value = String::from("1");
+    for _ in 0..100 {
+        value = format!("{{ a = {value} }}");
+    }
+    let text = with("unit = 4\n", &format!("unit = 4\nx = {value}\n"));
+    assert_eq!(
+        the_error(&text),
+        "plant.toml:45:91: key nests 17 levels deep (at most 16 allowed); no spindle key nests deeper than 4 (6 in [device.sim])"
+    );
+}

@@ -1,5 +1,6 @@
 //! `parse` never panics, whatever it is given: arbitrary text, arbitrary
-//! bytes read as text, and valid configurations with random edits.
+//! bytes read as text, keys nested at any depth, and valid configurations
+//! with random edits.
 
 #![allow(
     clippy::unwrap_used,
@@ -84,6 +85,28 @@ proptest! {
     fn toml_shaped_text_never_panics(text in "(\\[\\[?[a-z.]{1,12}\\]\\]?\n|[a-z_]{1,10} = (\"[^\"\n]{0,12}\"|-?[0-9]{1,6}|nan|true|\\[\\]|\\{ [a-z]+ = [0-9] \\})\n){0,30}") {
         let _ = parse("fuzz.toml", &text);
         let _ = parse_with("fuzz.toml", &text, ParseOptions { allow_sim: true });
+    }
+
+    #[test]
+    fn keys_nested_at_any_depth_never_panic_and_have_a_position(
+        segments in proptest::collection::vec("[a-z]{1,3}|\"[a-z. ]{0,4}\"|'[a-z.]{0,3}'", 1..120),
+        shape in 0..4_u8,
+        at_end in any::<bool>(),
+    ) {
+        let key = segments.join(".");
+        let line = match shape {
+            0 => format!("{key} = 1\n"),
+            1 => format!("[{key}]\n"),
+            2 => format!("[[{key}]]\n"),
+            _ => format!("x = {{ {key} = [{{ {key} = 1 }}] }}\n"),
+        };
+        let text = if at_end { format!("{BASE}{line}") } else { format!("{line}{BASE}") };
+        if let Err(errors) = parse("fuzz.toml", &text) {
+            for error in &errors.0 {
+                prop_assert!(error.line >= 1 && error.column >= 1, "{error}");
+                prop_assert!(!error.message.contains("recursion limit"), "{error}");
+            }
+        }
     }
 
     #[test]

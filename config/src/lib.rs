@@ -15,6 +15,7 @@ use std::path::Path;
 
 pub mod carriers;
 pub mod model;
+mod near_miss;
 mod nesting;
 pub mod profiles;
 mod raw;

@@ -8,7 +8,10 @@
 //! offending value (or of its table when a key is missing) and goes on, using a
 //! placeholder for the broken value, so one run reports everything. Values
 //! that failed are remembered so that references to them are not reported
-//! a second time. The model is returned only when no error was found.
+//! a second time. A value outside a known set (a keyword, timezone, bus,
+//! device, point, profile or carrier) names the one it was probably meant
+//! to be when [`crate::near_miss`] finds one. The model is returned only
+//! when no error was found.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::{NonZeroU16, NonZeroU32};
@@ -23,6 +26,7 @@ use crate::model::{
     EnergyInput, EnergyPerOutputKpi, Equipment, Kpis, Mqtt, MqttUrl, Parity, PasswordSource, Point,
     PointRef, ProfileOption, Replay, Report, SerialBus, Signal, ValueType, WordOrder,
 };
+use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
     RawAgent, RawBuffer, RawCarrier, RawConfig, RawDevice, RawEnergyPerOutput, RawEquipment,
     RawKpis, RawMqtt, RawOutput, RawPoint, RawSerial, RawSignal, S,
@@ -292,14 +296,18 @@ impl<'a> Validator<'a> {
             return Some(*chosen);
         }
         let words: Vec<&str> = choices.iter().map(|(word, _)| *word).collect();
-        self.error(
-            &value.span(),
-            format!(
+        let message = match closest_word(value.get_ref(), words.iter().copied()) {
+            Some(meant) => format!(
+                "unknown {key} \"{}\"; did you mean \"{meant}\"?",
+                value.get_ref()
+            ),
+            None => format!(
                 "{key} must be one of {}, got \"{}\"",
                 words.join(", "),
                 value.get_ref()
             ),
-        );
+        };
+        self.error(&value.span(), message);
         None
     }
 
@@ -360,15 +368,25 @@ impl<'a> Validator<'a> {
             agent.data_dir = PathBuf::from(dir.get_ref());
         }
         if let Some(zone) = self.require(raw.timezone.as_ref(), &table, "timezone", "[agent]") {
-            match jiff::tz::db().get(zone.get_ref()) {
-                Ok(tz) => {
-                    agent.timezone = tz;
-                    agent.timezone_name.clone_from(zone.get_ref());
-                }
-                Err(_) => self.error(
-                    &zone.span(),
-                    format!("unknown timezone \"{}\"; expected an IANA name like \"Asia/Shanghai\" or \"UTC\"", zone.get_ref()),
-                ),
+            if let Ok(tz) = jiff::tz::db().get(zone.get_ref()) {
+                agent.timezone = tz;
+                agent.timezone_name.clone_from(zone.get_ref());
+            } else {
+                let names: Vec<String> = jiff::tz::db()
+                    .available()
+                    .map(|name| name.as_str().to_owned())
+                    .collect();
+                let message = match closest_name(zone.get_ref(), names.iter().map(String::as_str)) {
+                    Some(meant) => format!(
+                        "unknown timezone \"{}\"; did you mean \"{meant}\"?",
+                        zone.get_ref()
+                    ),
+                    None => format!(
+                        "unknown timezone \"{}\"; expected an IANA name like \"Asia/Shanghai\" or \"UTC\"",
+                        zone.get_ref()
+                    ),
+                };
+                self.error(&zone.span(), message);
             }
         }
         if let Some(start) = &raw.day_start {
@@ -846,15 +864,21 @@ impl<'a> Validator<'a> {
                 } else {
                     link_ok = false;
                     let known: Vec<&str> = buses.iter().map(|known| known.name.as_str()).collect();
-                    let known = if known.is_empty() {
-                        "none is defined".to_owned()
-                    } else {
-                        format!("defined: {}", known.join(", "))
+                    let message = match closest_name(bus.get_ref(), known.iter().copied()) {
+                        Some(meant) => format!(
+                            "unknown serial bus \"{}\"; did you mean \"{meant}\"?",
+                            bus.get_ref()
+                        ),
+                        None if known.is_empty() => {
+                            format!("unknown serial bus \"{}\" (none is defined)", bus.get_ref())
+                        }
+                        None => format!(
+                            "unknown serial bus \"{}\" (defined: {})",
+                            bus.get_ref(),
+                            known.join(", ")
+                        ),
                     };
-                    self.error(
-                        &bus.span(),
-                        format!("unknown serial bus \"{}\" ({known})", bus.get_ref()),
-                    );
+                    self.error(&bus.span(), message);
                 }
             }
             (None, Some(tcp)) => {
@@ -904,8 +928,8 @@ impl<'a> Validator<'a> {
             }
         }
         match &raw.profile {
-            Some(name) => match profiles::find(name.get_ref()) {
-                Some(profile) => {
+            Some(name) => {
+                if let Some(profile) = profiles::find(name.get_ref()) {
                     device.profile = Some(profile.name.to_owned());
                     profile_max_registers = profile.max_registers;
                     match profile.points(&device.profile_options) {
@@ -920,16 +944,22 @@ impl<'a> Validator<'a> {
                             }
                         }
                     }
+                } else {
+                    let names = profiles::names();
+                    let message = match closest_name(name.get_ref(), names.iter().copied()) {
+                        Some(meant) => format!(
+                            "unknown profile \"{}\"; did you mean \"{meant}\"?",
+                            name.get_ref()
+                        ),
+                        None => format!(
+                            "unknown profile \"{}\"; built-in profiles: {}",
+                            name.get_ref(),
+                            names.join(", ")
+                        ),
+                    };
+                    self.error(&name.span(), message);
                 }
-                None => self.error(
-                    &name.span(),
-                    format!(
-                        "unknown profile \"{}\"; built-in profiles: {}",
-                        name.get_ref(),
-                        profiles::names().join(", ")
-                    ),
-                ),
-            },
+            }
             None => {
                 if let Some((key, _)) = raw.profile_options.iter().next() {
                     self.error(&key.span(), "profile_options needs a profile");
@@ -1224,12 +1254,17 @@ impl<'a> Validator<'a> {
             }
             let mut device_symbols = None;
             if let Some(device) = &raw.device {
-                match symbols.get(device.get_ref()) {
-                    Some(found) => device_symbols = Some(found),
-                    None => self.error(
+                device_symbols = symbols.get(device.get_ref());
+                if device_symbols.is_none() {
+                    let meant = closest_name(device.get_ref(), symbols.keys().map(String::as_str));
+                    self.error(
                         &device.span(),
-                        format!("unknown device \"{}\"", device.get_ref()),
-                    ),
+                        format!(
+                            "unknown device \"{}\"{}",
+                            device.get_ref(),
+                            did_you_mean(meant)
+                        ),
+                    );
                 }
                 equipment.device = Some(device.get_ref().clone());
             }
@@ -1316,11 +1351,14 @@ impl<'a> Validator<'a> {
         let symbols = symbols?;
         match symbols.points.get(point.get_ref()) {
             None => {
+                let meant =
+                    closest_name(point.get_ref(), symbols.points.keys().map(String::as_str));
                 self.error(
                     &point.span(),
                     format!(
-                        "device \"{device_name}\" has no point \"{}\"",
-                        point.get_ref()
+                        "device \"{device_name}\" has no point \"{}\"{}",
+                        point.get_ref(),
+                        did_you_mean(meant)
                     ),
                 );
                 None
@@ -1454,14 +1492,18 @@ impl<'a> Validator<'a> {
                     let found = carriers.get(name.get_ref());
                     if found.is_none() {
                         let known: Vec<&str> = carriers.keys().map(String::as_str).collect();
-                        self.error(
-                            &name.span(),
-                            format!(
+                        let message = match closest_name(name.get_ref(), known.iter().copied()) {
+                            Some(meant) => format!(
+                                "unknown carrier \"{}\"; did you mean \"{meant}\"?",
+                                name.get_ref()
+                            ),
+                            None => format!(
                                 "unknown carrier \"{}\"; known carriers: {}",
                                 name.get_ref(),
                                 known.join(", ")
                             ),
-                        );
+                        };
+                        self.error(&name.span(), message);
                     }
                     found
                 });
@@ -1613,16 +1655,39 @@ impl<'a> Validator<'a> {
             return None;
         };
         let Some(device_symbols) = symbols.get(device) else {
+            // The device it was meant to be, and the point there it was meant to be.
+            let meant = closest_name(device, symbols.keys().map(String::as_str))
+                .and_then(|meant| symbols.get_key_value(meant))
+                .map(|(meant, meant_symbols)| {
+                    let point = if meant_symbols.points.contains_key(point) {
+                        Some(point)
+                    } else {
+                        closest_name(point, meant_symbols.points.keys().map(String::as_str))
+                    };
+                    (meant, point)
+                });
+            let hint = match meant {
+                Some((meant, Some(meant_point))) => {
+                    format!("; did you mean \"{meant}.{meant_point}\"?")
+                }
+                Some((meant, None)) => format!("; did you mean device \"{meant}\"?"),
+                None => String::new(),
+            };
             self.error(
                 &reference.span(),
-                format!("unknown device \"{device}\" in \"{text}\""),
+                format!("unknown device \"{device}\" in \"{text}\"{hint}"),
             );
             return None;
         };
         let Some(resolved) = device_symbols.points.get(point) else {
+            let meant = closest_name(point, device_symbols.points.keys().map(String::as_str))
+                .map(|meant| format!("{device}.{meant}"));
             self.error(
                 &reference.span(),
-                format!("device \"{device}\" has no point \"{point}\""),
+                format!(
+                    "device \"{device}\" has no point \"{point}\"{}",
+                    did_you_mean(meant.as_deref())
+                ),
             );
             return None;
         };
@@ -1653,6 +1718,11 @@ impl<'a> Validator<'a> {
         }
         window
     }
+}
+
+/// `; did you mean "MEANT"?` after a message, when there is a near miss.
+fn did_you_mean(meant: Option<&str>) -> String {
+    meant.map_or_else(String::new, |meant| format!("; did you mean \"{meant}\"?"))
 }
 
 fn placeholder_agent() -> Agent {

@@ -139,7 +139,7 @@ fn equipment_naming_an_unknown_device_is_rejected() {
 fn a_running_point_the_device_lacks_is_rejected() {
     assert_eq!(
         the_error(&with("point = \"run_state\"", "point = \"run_status\"")),
-        "plant.toml:88:21: device \"cnc-07\" has no point \"run_status\""
+        "plant.toml:88:21: device \"cnc-07\" has no point \"run_status\"; did you mean \"run_state\"?"
     );
 }
 
@@ -444,10 +444,18 @@ fn a_rollover_past_the_type_maximum_is_rejected() {
 }
 
 #[test]
-fn an_unknown_timezone_is_rejected() {
+fn a_misspelt_timezone_is_rejected_with_the_name_it_was_meant_to_be() {
     assert_eq!(
         the_error(&with("\"Asia/Shanghai\"", "\"Asia/Shangai\"")),
-        "plant.toml:5:12: unknown timezone \"Asia/Shangai\"; expected an IANA name like \"Asia/Shanghai\" or \"UTC\""
+        "plant.toml:5:12: unknown timezone \"Asia/Shangai\"; did you mean \"Asia/Shanghai\"?"
+    );
+}
+
+#[test]
+fn an_unknown_timezone_far_from_any_name_is_rejected_with_an_example() {
+    assert_eq!(
+        the_error(&with("\"Asia/Shanghai\"", "\"Mars/Olympus_Mons\"")),
+        "plant.toml:5:12: unknown timezone \"Mars/Olympus_Mons\"; expected an IANA name like \"Asia/Shanghai\" or \"UTC\""
     );
 }
 
@@ -652,7 +660,7 @@ fn every_mistake_in_a_file_is_reported_in_one_run() {
             "plant.toml:21:8: baud must be 1 to 4294967295, got 0",
             "plant.toml:43:10: unknown serial bus \"rs485-9\" (defined: rs485-1)",
             "plant.toml:64:11: point spans addresses 65535 to 65536, past the last address 65535",
-            "plant.toml:88:21: device \"cnc-07\" has no point \"run_status\"",
+            "plant.toml:88:21: device \"cnc-07\" has no point \"run_status\"; did you mean \"run_state\"?",
             "plant.toml:93:10: window must divide a day evenly (like \"15m\", \"1h\" or \"1d\"), got \"7m\"",
             "plant.toml:100:48: unknown carrier \"gas\"; known carriers: coal, diesel, electricity, gasoline, heat, lpg, natural_gas, steam, water",
         ]
@@ -784,5 +792,120 @@ fn inline_tables_nested_too_deep_are_reported_at_the_first_key_past_the_limit() 
     assert_eq!(
         the_error(&text),
         "plant.toml:45:91: key nests 17 levels deep (at most 16 allowed); no spindle key nests deeper than 4 (6 in [device.sim])"
+    );
+}
+
+#[test]
+fn a_misspelt_parity_is_rejected_with_the_word_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with("parity = \"even\"", "parity = \"evn\"")),
+        "plant.toml:22:10: unknown parity \"evn\"; did you mean \"even\"?"
+    );
+}
+
+#[test]
+fn a_word_order_in_lowercase_is_rejected_with_its_uppercase_spelling() {
+    assert_eq!(
+        the_error(&with("order = \"CDAB\"", "order = \"cdab\"")),
+        "plant.toml:66:9: unknown order \"cdab\"; did you mean \"CDAB\"?"
+    );
+}
+
+#[test]
+fn a_misspelt_area_is_rejected_with_the_word_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with("area = \"coil\"", "area = \"coils\"")),
+        "plant.toml:78:8: unknown area \"coils\"; did you mean \"coil\"?"
+    );
+}
+
+#[test]
+fn a_value_type_with_swapped_digits_is_rejected_with_the_type_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with("type = \"f32\"", "type = \"f23\"")),
+        "plant.toml:37:8: unknown type \"f23\"; did you mean \"f32\"?"
+    );
+}
+
+#[test]
+fn a_misspelt_report_mode_is_rejected_with_the_word_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with("report = \"on_change\"", "report = \"on_chnage\"")),
+        "plant.toml:59:10: unknown report \"on_chnage\"; did you mean \"on_change\"?"
+    );
+}
+
+#[test]
+fn a_misspelt_profile_is_rejected_with_the_profile_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with(
+            "profile = \"chint-dtsu666\"",
+            "profile = \"chint-dtsu66\""
+        )),
+        "plant.toml:28:11: unknown profile \"chint-dtsu66\"; did you mean \"chint-dtsu666\"?"
+    );
+}
+
+#[test]
+fn a_misspelt_serial_bus_is_rejected_with_the_bus_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with(
+            "serial = \"rs485-1\"\nunit = 4",
+            "serial = \"rs485_1\"\nunit = 4"
+        )),
+        "plant.toml:43:10: unknown serial bus \"rs485_1\"; did you mean \"rs485-1\"?"
+    );
+}
+
+#[test]
+fn equipment_naming_a_misspelt_device_is_rejected_with_the_device_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with("device = \"cnc-07\"", "device = \"cnc07\"")),
+        "plant.toml:84:10: unknown device \"cnc07\"; did you mean \"cnc-07\"?"
+    );
+}
+
+#[test]
+fn a_misspelt_kpi_point_is_rejected_with_the_reference_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with(
+            "\"meter-line1.energy_import\"",
+            "\"meter-line1.energy_imprt\""
+        )),
+        "plant.toml:99:22: device \"meter-line1\" has no point \"energy_imprt\"; did you mean \"meter-line1.energy_import\"?"
+    );
+}
+
+#[test]
+fn a_kpi_point_on_a_misspelt_device_is_rejected_with_the_reference_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with(
+            "\"meter-line1.energy_import\"",
+            "\"meter-lin1.energy_imprt\""
+        )),
+        "plant.toml:99:22: unknown device \"meter-lin1\" in \"meter-lin1.energy_imprt\"; did you mean \"meter-line1.energy_import\"?"
+    );
+}
+
+#[test]
+fn a_misspelt_built_in_carrier_is_rejected_with_the_carrier_it_was_meant_to_be() {
+    assert_eq!(
+        the_error(&with(
+            "carrier = \"electricity\"",
+            "carrier = \"electricty\""
+        )),
+        "plant.toml:99:61: unknown carrier \"electricty\"; did you mean \"electricity\"?"
+    );
+}
+
+#[test]
+fn a_misspelt_configured_carrier_is_rejected_with_the_carrier_it_was_meant_to_be() {
+    let text = format!(
+        "{}\n[carriers.town_gas]\nunit = \"m3\"\nkgce_per_unit = 0.5\nkgco2_per_unit = 0.9\n",
+        with("carrier = \"natural_gas\"", "carrier = \"twon_gas\"")
+    );
+    assert_eq!(
+        the_error(&text),
+        "plant.toml:100:48: unknown carrier \"twon_gas\"; did you mean \"town_gas\"?"
     );
 }

@@ -30,11 +30,61 @@ pub enum Reading<S = Name> {
 }
 
 /// A decoded, scaled point value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Stored compactly: an integral number below 2^53 in magnitude is encoded
+/// as a zigzag varint (a u16 register takes 1–3 bytes instead of 8), any
+/// other number as its 8 bytes; both read back to the same `f64` bits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "StoredValue<S>")]
 pub enum Value<S = Name> {
     Bool(bool),
     Number(f64),
     Text(S),
+}
+
+/// How a [`Value`] is encoded (outbox format 2: the order of the variants
+/// is the format; `Value`'s `Serialize` writes these variants).
+#[derive(Deserialize)]
+enum StoredValue<S> {
+    Bool(bool),
+    Float(f64),
+    Text(S),
+    Integer(i64),
+}
+
+/// Largest magnitude below which every integral `f64` is an `i64` exactly.
+const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+impl<S: Serialize> Serialize for Value<S> {
+    fn serialize<Z: serde::Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        const NAME: &str = "StoredValue";
+        match self {
+            Value::Bool(b) => z.serialize_newtype_variant(NAME, 0, "Bool", b),
+            // -0.0 keeps its sign bit only as a float.
+            #[allow(clippy::cast_possible_truncation)]
+            Value::Number(n)
+                if n.fract() == 0.0
+                    && n.abs() < EXACT_INTEGER
+                    && !(*n == 0.0 && n.is_sign_negative()) =>
+            {
+                z.serialize_newtype_variant(NAME, 3, "Integer", &(*n as i64))
+            }
+            Value::Number(n) => z.serialize_newtype_variant(NAME, 1, "Float", n),
+            Value::Text(s) => z.serialize_newtype_variant(NAME, 2, "Text", s),
+        }
+    }
+}
+
+impl<S> From<StoredValue<S>> for Value<S> {
+    fn from(v: StoredValue<S>) -> Self {
+        match v {
+            StoredValue::Bool(b) => Value::Bool(b),
+            StoredValue::Float(n) => Value::Number(n),
+            #[allow(clippy::cast_precision_loss)]
+            StoredValue::Integer(i) => Value::Number(i as f64),
+            StoredValue::Text(s) => Value::Text(s),
+        }
+    }
 }
 
 /// Why a point has no value (SPEC §5 error words).
@@ -80,6 +130,30 @@ impl fmt::Display for ErrorWord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_number_reads_back_to_the_same_bits(n in proptest::num::f64::ANY) {
+            let bytes = postcard::to_allocvec(&Value::<Name>::Number(n)).unwrap();
+            let back: Value<&str> = postcard::from_bytes(&bytes).unwrap();
+            let Value::Number(m) = back else { panic!("not a number") };
+            prop_assert!(m.to_bits() == n.to_bits() || (n.is_nan() && m.is_nan()), "{n} came back as {m}");
+        }
+    }
+
+    #[test]
+    fn a_register_value_is_stored_in_a_few_bytes() {
+        let len = |n: f64| {
+            postcard::to_allocvec(&Value::<Name>::Number(n))
+                .unwrap()
+                .len()
+        };
+        assert_eq!(len(7.0), 2);
+        assert_eq!(len(65_535.0), 4);
+        assert_eq!(len(229.8), 9);
+        assert_eq!(len(-0.0), 9);
+    }
 
     #[test]
     fn error_words_are_spelled_as_spec_section_5_says() {

@@ -379,6 +379,49 @@ mod tests {
         ]
     }
 
+    /// The bench's message: 50 u16 registers named r0..r49.
+    #[test]
+    fn a_typed_telemetry_record_is_smaller_than_the_json_record_it_replaces() {
+        use crate::message::{Message, Reading, Telemetry, Value};
+        use std::sync::Arc;
+        let message: Message = Message::Telemetry(Telemetry {
+            ts: 1_796_406_814_123,
+            device: Arc::from("dev0"),
+            points: (0..50u32)
+                .map(|i| {
+                    (
+                        Arc::from(format!("r{i}").as_str()),
+                        Reading::Value(Value::Number(f64::from(1000 + i * 997 % 64_000))),
+                    )
+                })
+                .collect(),
+            snapshot: false,
+        });
+        let typed = Record::encode_message(Kind::Telemetry, 1, &message).unwrap();
+        let rendered = crate::wire::render("", &message, 123_456, &"f".repeat(32));
+        let json = Record {
+            kind: Kind::Telemetry,
+            retain: false,
+            created_ms: 1,
+            body: Body::Rendered {
+                topic: rendered.topic,
+                payload: rendered.payload.into_bytes(),
+            },
+        }
+        .encode();
+        println!(
+            "telemetry record of 50 u16 points: {} bytes typed, {} bytes as JSON",
+            typed.len(),
+            json.len()
+        );
+        assert!(
+            typed.len() * 10 < json.len() * 8,
+            "{} vs {}",
+            typed.len(),
+            json.len()
+        );
+    }
+
     proptest! {
         #[test]
         fn a_record_round_trips_through_its_encoding(

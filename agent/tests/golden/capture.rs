@@ -291,12 +291,23 @@ fn filler(outbox: &mut Outbox<MemStore>, n: usize, ts: u64) {
 pub(crate) fn gap() -> Payloads {
     let mut out = Payloads::new();
     // Full: a small outbox takes twenty records, drops the oldest, and
-    // announces the burst once a quarter is free again. (The cap is an
-    // input sized to the record: 260 bytes hold as many typed records as
-    // 1000 bytes held finished-JSON records at 86b2ec8, so the same burst
-    // is dropped.)
-    let mut outbox =
-        Outbox::from_store(MemStore::default(), options(260, Duration::from_secs(3600))).unwrap();
+    // announces the burst once a quarter is free again. The cap is an input
+    // sized to the record: just under seven records, as the 1000 bytes of
+    // 86b2ec8 held just under seven of its 142–143-byte finished-JSON
+    // records, so the same burst is dropped whatever a record's encoding
+    // takes.
+    let mut probe = Outbox::from_store(
+        MemStore::default(),
+        options(1 << 20, Duration::from_secs(3600)),
+    )
+    .unwrap();
+    filler(&mut probe, 1, TS);
+    let record = probe.stats().bytes;
+    let mut outbox = Outbox::from_store(
+        MemStore::default(),
+        options(7 * record - 1, Duration::from_secs(3600)),
+    )
+    .unwrap();
     filler(&mut outbox, 20, TS);
     outbox.flush().unwrap();
     let acked: Vec<u64> = outbox

@@ -1,27 +1,11 @@
-//! Decoding arbitrary registers for an arbitrary point: never panics, never
-//! gives a non-finite number, and what encodes decodes back to itself.
+//! Fuzz target `decode`: see `fuzz/checks/decode.rs` for the input layout and the
+//! invariants checked (the corpus replay test runs the same check).
 #![no_main]
 
-mod common;
+#[path = "../checks/bytes.rs"]
+#[allow(dead_code)]
+mod bytes;
+#[path = "../checks/decode.rs"]
+mod decode;
 
-use libfuzzer_sys::fuzz_target;
-use spindle_protocols::modbus::{PointValue, decode_bit, decode_point, encode_point};
-
-fuzz_target!(|data: &[u8]| {
-    let mut bytes = common::Bytes(data);
-    let point = bytes.point();
-    let words: Vec<u16> = bytes.0.chunks(2).map(|pair| {
-        u16::from_be_bytes([pair.first().copied().unwrap_or(0), pair.get(1).copied().unwrap_or(0)])
-    }).collect();
-    if let Ok(decoded) = decode_point(&point, &words) {
-        if let PointValue::Number(number) = decoded.value {
-            assert!(number.is_finite());
-        }
-        let mut again = words.clone();
-        if encode_point(&point, &decoded.raw, &mut again).is_ok() {
-            let round = decode_point(&point, &again).expect("an encoded value decodes");
-            assert_eq!(round.raw, decoded.raw);
-        }
-    }
-    let _ = decode_bit(&point, data.first().is_some_and(|b| b & 1 == 1));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| decode::check(data));

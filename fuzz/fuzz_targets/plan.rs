@@ -1,28 +1,11 @@
-//! Planning arbitrary points, then splitting arbitrary requests: every point
-//! stays carried by exactly one request.
+//! Fuzz target `plan`: see `fuzz/checks/plan.rs` for the input layout and the
+//! invariants checked (the corpus replay test runs the same check).
 #![no_main]
 
-mod common;
+#[path = "../checks/bytes.rs"]
+#[allow(dead_code)]
+mod bytes;
+#[path = "../checks/plan.rs"]
+mod plan;
 
-use libfuzzer_sys::fuzz_target;
-use spindle_protocols::modbus::plan_reads;
-
-fuzz_target!(|data: &[u8]| {
-    let mut bytes = common::Bytes(data);
-    let max_registers = bytes.u16();
-    let max_gap = bytes.u16();
-    let count = usize::from(bytes.u8() % 64);
-    let points: Vec<_> = (0..count).map(|_| bytes.point()).collect();
-    let mut plan = plan_reads(&points, max_registers, max_gap);
-    for _ in 0..bytes.u8() {
-        let index = usize::from(bytes.u8()) % plan.len().max(1);
-        plan.split(index);
-    }
-    let mut carried = vec![0_u32; points.len()];
-    for request in plan.requests() {
-        for &index in &request.points {
-            carried[index] += 1;
-        }
-    }
-    assert!(carried.iter().all(|c| *c == 1));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plan::check(data));

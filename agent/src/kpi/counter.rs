@@ -9,8 +9,10 @@
 //! # Rise, wrap or reset
 //!
 //! A reading at or above the previous one is a rise: `delta = current −
-//! previous`. A fall is either a *wrap* (the counter passed its rollover and
-//! started again from zero) or a *reset* (the meter was cleared or replaced;
+//! previous` (for float readings at most `f64::MAX`: two finite readings of
+//! opposite signs can be further apart than that, and a delta is finite).
+//! A fall is either a *wrap* (the counter passed its rollover and started
+//! again from zero) or a *reset* (the meter was cleared or replaced;
 //! consumption counts from zero again: `delta = current`, SPEC §4). The
 //! rule, in this order:
 //!
@@ -148,7 +150,9 @@ pub fn step(
     } else {
         let (p, c) = (previous.as_f64(), current.as_f64());
         if c >= p {
-            return rise(c - p);
+            // Finite readings of opposite signs can be further apart than
+            // the largest f64: the rise is that largest f64, never infinity.
+            return rise((c - p).min(f64::MAX));
         }
         (float_wrap(spec, p, c), c.max(0.0))
     };
@@ -208,6 +212,10 @@ pub fn rate(delta: f64, dt_ms: u64) -> Option<f64> {
 
 /// The value at `t` of the line through `(t0, v0)` and `(t1, v1)`, clamped
 /// to the two samples; exact at both ends.
+///
+/// The clamp holds where float rounding alone would break it: with `v1`
+/// far below `v0`, `v0 + (v1 - v0)` can cancel to less than `v1`, and past
+/// 2^53 ms the fraction of the way rounds to 1 before `t` reaches `t1`.
 pub fn interpolate(t0: u64, v0: f64, t1: u64, v1: f64, t: u64) -> f64 {
     if t <= t0 || t1 <= t0 {
         return v0;
@@ -215,7 +223,8 @@ pub fn interpolate(t0: u64, v0: f64, t1: u64, v1: f64, t: u64) -> f64 {
     if t >= t1 {
         return v1;
     }
-    v0 + (v1 - v0) * (ms_to_f64(t - t0) / ms_to_f64(t1 - t0))
+    let v = v0 + (v1 - v0) * (ms_to_f64(t - t0) / ms_to_f64(t1 - t0));
+    v.max(v0.min(v1)).min(v0.max(v1))
 }
 
 // Deltas beyond 2^53 raw units lose precision in the float they are published as.
@@ -346,6 +355,42 @@ mod tests {
         );
         assert_eq!(s.kind, StepKind::Wrap);
         assert_eq!(s.delta, 4.0);
+    }
+
+    #[test]
+    fn a_rise_between_float_readings_further_apart_than_f64_max_is_f64_max() {
+        // Found by the kpi_counter fuzz target (fuzz/regressions/kpi_counter/rise-overflow).
+        let spec = CounterSpec {
+            rollover: None,
+            signed_bits: None,
+        };
+        let s = step(
+            spec,
+            Reading::Float(-1.5e308),
+            Reading::Float(1.5e308),
+            0,
+            None,
+        );
+        assert_eq!(s, rise(f64::MAX));
+    }
+
+    #[test]
+    fn interpolation_never_leaves_the_two_samples_through_rounding() {
+        // Found by the kpi_counter fuzz target (fuzz/regressions/kpi_counter/
+        // interpolation-cancels): past 2^53 ms the fraction rounds to 1 and
+        // v0 + (v1 - v0) cancels to 0, below v1.
+        let t0 = 426_869_220_195;
+        let t1 = 4_629_771_061_636_907_072;
+        let v = interpolate(t0, 1.687_598_288_766_143e35, t1, 32.5, t1 - 64);
+        assert!((32.5..=1.687_598_288_766_143e35).contains(&v), "{v}");
+        let v = interpolate(
+            4_262_465,
+            2_262_016.0,
+            4_702_111_234_474_983_745,
+            1e-300,
+            4_702_111_234_474_983_695,
+        );
+        assert!((1e-300..=2_262_016.0).contains(&v), "{v}");
     }
 
     #[test]

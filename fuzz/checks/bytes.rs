@@ -1,14 +1,20 @@
-//! Turning fuzz bytes into points (shared by the targets).
+//! Turning fuzz bytes into values: a reader that runs out into zeros, and
+//! the configured points the Modbus targets decode and plan.
+//!
+//! Shared by the fuzz targets (`fuzz/fuzz_targets/`) and the corpus replay
+//! tests in the workspace crates, which include this file by path so that a
+//! corpus file means the same input to both.
 
 use std::num::NonZeroU16;
 
 use spindle_config::model::{Area, Point, ValueType, WordOrder};
 
 /// A little reader over the fuzz input; runs out into zeros.
-pub struct Bytes<'a>(pub &'a [u8]);
+#[derive(Debug)]
+pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
 
 impl Bytes<'_> {
-    pub fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         match self.0.split_first() {
             Some((first, rest)) => {
                 self.0 = rest;
@@ -18,19 +24,23 @@ impl Bytes<'_> {
         }
     }
 
-    pub fn u16(&mut self) -> u16 {
+    pub(crate) fn u16(&mut self) -> u16 {
         u16::from_be_bytes([self.u8(), self.u8()])
     }
 
-    pub fn f64(&mut self) -> f64 {
+    pub(crate) fn u64(&mut self) -> u64 {
         let mut raw = [0; 8];
         for byte in &mut raw {
             *byte = self.u8();
         }
-        f64::from_be_bytes(raw)
+        u64::from_be_bytes(raw)
     }
 
-    pub fn point(&mut self) -> Point {
+    pub(crate) fn f64(&mut self) -> f64 {
+        f64::from_bits(self.u64())
+    }
+
+    pub(crate) fn point(&mut self) -> Point {
         let area = match self.u8() % 4 {
             0 => Area::Holding,
             1 => Area::Input,

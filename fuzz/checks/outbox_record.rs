@@ -54,7 +54,7 @@ pub(crate) fn check(data: &[u8]) {
     let reread = message::decode(&again).expect("a message's encoding decodes");
     assert_eq!(message::encode(&reread).ok().as_ref(), Some(&again));
 
-    let rendered = wire::render(&decoded, 1, "0123456789abcdef0123456789abcdef");
+    let rendered = wire::render("", &decoded, 1, "0123456789abcdef0123456789abcdef");
     assert!(!rendered.topic.is_empty());
     if let Err(error) = serde_json::from_str::<serde_json::Value>(&rendered.payload) {
         panic!("payload is not JSON ({error}): {}", rendered.payload);

@@ -50,6 +50,10 @@ fn settings() -> ConnectionSettings {
         key_file: None,
         topic_prefix: "spindle".into(),
         keep_alive: Duration::from_secs(5),
+        dialect: spindle_config::model::Dialect::Spindle,
+        token: None,
+        device_name: spindle_config::model::DeviceNameTemplate::default(),
+        max_packet: 1 << 20,
     };
     ConnectionSettings::new(&mqtt, "spindle/site/gw/status".into(), status(), 1 << 20).unwrap()
 }

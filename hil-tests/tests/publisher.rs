@@ -37,6 +37,10 @@ fn mqtt(port: u16) -> spindle_config::model::Mqtt {
         key_file: None,
         topic_prefix: "spindle".into(),
         keep_alive: Duration::from_secs(5),
+        dialect: spindle_config::model::Dialect::Spindle,
+        token: None,
+        device_name: spindle_config::model::DeviceNameTemplate::default(),
+        max_packet: 1 << 20,
     }
 }
 

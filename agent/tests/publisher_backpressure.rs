@@ -118,6 +118,9 @@ fn a_slow_flush_stops_the_publisher_taking_messages_until_it_returns() {
         outbox,
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
+            dialect: spindle::wire::Dialect::Spindle {
+                topic_base: "spindle/site/gw/".into(),
+            },
             window: 64,
             status: status(),
             max_message: 1 << 20,

@@ -59,6 +59,9 @@ fn publisher(outbox: Outbox<SledStore>, replay: Replay) -> Publisher<SledStore> 
         outbox,
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
+            dialect: spindle::wire::Dialect::Spindle {
+                topic_base: "spindle/site/gw/".into(),
+            },
             window: 64,
             status: status(),
             max_message: 1 << 20,

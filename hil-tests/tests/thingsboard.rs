@@ -1,0 +1,311 @@
+//! The `thingsboard` dialect against a real mosquitto: the gateway API's
+//! topics and shapes, connect before data, disconnect after offline, every
+//! seq arriving in batches that stay under the packet limit (with a broker
+//! whose `message_size_limit` is that limit), and a broker restart that
+//! loses nothing and resends batches identically.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use spindle::events::Counters;
+use spindle::message::{
+    self as msg, AvailabilityChange, AvailabilityReason, ErrorWord, Outgoing, Reachability,
+    Reading, Status, Telemetry, Value,
+};
+use spindle::outbox::{Outbox, OutboxOptions, SledStore};
+use spindle::publish::connection::ConnectionSettings;
+use spindle::publish::{Publisher, PublisherOptions};
+use spindle::wire::Dialect;
+use spindle::wire::thingsboard::{self as tb, Gateway};
+use spindle_config::model::{DeviceNameTemplate, MqttUrl, Replay};
+use spindle_hil_tests::broker::Broker;
+use spindle_hil_tests::subscriber::{Message, Subscriber};
+use tokio::sync::mpsc;
+
+/// The packet limit of these tests (and of the broker: `message_size_limit`).
+const LIMIT: usize = 4096;
+
+fn mqtt(port: u16) -> spindle_config::model::Mqtt {
+    spindle_config::model::Mqtt {
+        url: MqttUrl {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port,
+        },
+        client_id: format!("spindle-tb-test-{}", std::process::id()),
+        username: None,
+        password: None,
+        ca_file: None,
+        cert_file: None,
+        key_file: None,
+        topic_prefix: "spindle".into(),
+        keep_alive: Duration::from_secs(5),
+        dialect: spindle_config::model::Dialect::ThingsBoard,
+        token: None,
+        device_name: DeviceNameTemplate::default(),
+        max_packet: LIMIT,
+    }
+}
+
+fn status() -> Status {
+    Status {
+        state: Reachability::Online,
+        ts: 0,
+        reason: None,
+        store: "test".into(),
+        version: "test".into(),
+        config_sha256: String::new(),
+    }
+}
+
+fn spawn_publisher(
+    port: u16,
+    dir: &std::path::Path,
+) -> (
+    mpsc::Sender<Outgoing>,
+    tokio::task::JoinHandle<Outbox<SledStore>>,
+) {
+    let dialect = Dialect::ThingsBoard(Box::new(Gateway::new(
+        "site",
+        "gw",
+        DeviceNameTemplate::default(),
+    )));
+    let (tx, rx) = mpsc::channel(256);
+    let settings = ConnectionSettings::new(&mqtt(port), String::new(), status(), LIMIT)
+        .unwrap()
+        .with_dialect(&dialect);
+    let opts = OutboxOptions {
+        max_size: 64 << 20,
+        max_age: Duration::from_secs(3600),
+        max_record: 256 << 10,
+        cache_capacity: 4 << 20,
+    };
+    let outbox = Outbox::open(&dir.join("outbox"), opts, spindle::clock::now_ms())
+        .unwrap()
+        .0;
+    let publisher = Publisher::new(
+        outbox,
+        PublisherOptions {
+            topic_base: "spindle/site/gw/".into(),
+            dialect,
+            window: 64,
+            status: status(),
+            max_message: LIMIT,
+            flush_interval: Duration::from_millis(100),
+        },
+        Replay::LiveFirst,
+        Arc::new(Counters::default()),
+    );
+    let task = tokio::spawn(publisher.run(settings, rx, Duration::from_secs(3)));
+    (tx, task)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn telemetry(i: u64) -> msg::Message {
+    msg::Message::Telemetry(Telemetry {
+        ts: 1_764_201_600_000 + i,
+        device: Arc::from(["meter-1", "meter-2", "cnc-7"][(i % 3) as usize]),
+        points: vec![
+            (Arc::from("i"), Reading::Value(Value::Number(i as f64))),
+            (Arc::from("pf"), Reading::Error(ErrorWord::Timeout)),
+        ],
+        snapshot: false,
+    })
+}
+
+fn availability(device: &str, state: Reachability) -> msg::Message {
+    msg::Message::Availability(AvailabilityChange {
+        ts: spindle::clock::now_ms(),
+        device: device.into(),
+        state,
+        reason: AvailabilityReason::Error(ErrorWord::Timeout),
+    })
+}
+
+/// Every `seq` key in gateway telemetry, with the publishes' seqs.
+fn seqs(messages: &[Message]) -> BTreeSet<u64> {
+    messages
+        .iter()
+        .filter(|m| m.topic == tb::GATEWAY_TELEMETRY)
+        .flat_map(|m| publish_seqs(&m.json()))
+        .collect()
+}
+
+fn publish_seqs(payload: &Json) -> Vec<u64> {
+    payload
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+        .flat_map(|entries| entries.as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["values"]["seq"].as_u64())
+        .collect()
+}
+
+#[test]
+fn every_record_arrives_in_the_gateway_shape_in_batches_under_the_packet_limit() {
+    let broker =
+        Broker::start_with(false, &format!("message_size_limit {}\n", LIMIT - 64)).unwrap();
+    let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (tx, task) = spawn_publisher(broker.port(), dir.path());
+        for i in 0..3000 {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        tx.send(availability("meter-2", Reachability::Offline).into())
+            .await
+            .unwrap();
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(40), |m| {
+                seqs(m).len() >= 3001 && m.iter().any(|m| m.topic == tb::DISCONNECT)
+            })
+        });
+        assert!(ok, "only {} of 3001 seqs arrived", seqs(&got).len());
+        drop(tx);
+        task.await.unwrap()
+    });
+    let got = sub.messages();
+    assert_eq!(seqs(&got), (1..=3001).collect::<BTreeSet<u64>>());
+    let mut batched = 0;
+    for m in &got {
+        assert!(
+            m.topic.len() + m.payload.len() + tb::PACKET_OVERHEAD <= LIMIT,
+            "a {} publish of {} bytes",
+            m.topic,
+            m.payload.len()
+        );
+        let v = m.json();
+        assert!(v.is_object(), "{} is not a JSON object", m.topic);
+        match m.topic.as_str() {
+            tb::GATEWAY_TELEMETRY => {
+                for (device, entries) in v.as_object().unwrap() {
+                    assert!(device.starts_with("site.gw."), "{device}");
+                    for e in entries.as_array().unwrap() {
+                        assert!(e["ts"].is_u64());
+                        let values = e["values"].as_object().unwrap();
+                        assert!(values["seq"].is_u64() && values["store"].is_string());
+                        if values.contains_key("i") {
+                            assert_eq!(values["pf_error"], "timeout");
+                        }
+                    }
+                }
+                if publish_seqs(&v).len() > 1 {
+                    batched += 1;
+                }
+            }
+            tb::CONNECT => assert!(v["device"].is_string() && v["type"] == "modbus-device"),
+            tb::DISCONNECT => assert_eq!(v["device"], "site.gw.meter-2"),
+            tb::GATEWAY_ATTRIBUTES => {
+                let (name, attrs) = v.as_object().unwrap().iter().next().unwrap();
+                assert_eq!(attrs["spindle_device"], name.trim_start_matches("site.gw."));
+            }
+            tb::ME_ATTRIBUTES => assert!(v["state"] == "online" || v["state"] == "offline"),
+            other => panic!("unexpected topic {other}"),
+        }
+    }
+    assert!(
+        batched > 10,
+        "only {batched} publishes carried several records"
+    );
+    // Each device is connected (then described) before its first data.
+    for device in ["site.gw.meter-1", "site.gw.meter-2", "site.gw.cnc-7"] {
+        let at = |topic: &str| {
+            got.iter().position(|m| {
+                m.topic == topic
+                    && if topic == tb::GATEWAY_TELEMETRY || topic == tb::GATEWAY_ATTRIBUTES {
+                        m.json().get(device).is_some()
+                    } else {
+                        m.json()["device"] == device
+                    }
+            })
+        };
+        let (connect, attrs, data) = (
+            at(tb::CONNECT).unwrap(),
+            at(tb::GATEWAY_ATTRIBUTES).unwrap(),
+            at(tb::GATEWAY_TELEMETRY).unwrap(),
+        );
+        assert!(
+            connect < attrs && attrs < data,
+            "{device}: {connect} {attrs} {data}"
+        );
+    }
+}
+
+#[test]
+fn a_broker_restart_loses_nothing_and_resent_batches_carry_the_same_bytes() {
+    let mut broker = Broker::start(false).unwrap();
+    let port = broker.port();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let first = Subscriber::start(port, "v1/#").unwrap();
+    let (before, after) = rt.block_on(async {
+        let (tx, task) = spawn_publisher(port, dir.path());
+        for i in 0..600 {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        let (seen, _) = tokio::task::block_in_place(|| {
+            first.wait_until(Duration::from_secs(30), |m| seqs(m).len() >= 600)
+        });
+        assert!(seen, "the first 600 arrive while the broker is up");
+        broker.stop();
+        let before = first.messages();
+        for i in 600..1800 {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        broker.restart().unwrap();
+        let sub = tokio::task::block_in_place(|| Subscriber::start(port, "v1/#").unwrap());
+        let have = seqs(&before);
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(40), |m| {
+                let mut all = have.clone();
+                all.extend(seqs(m));
+                all.len() >= 1800
+            })
+        });
+        drop(tx);
+        let _ = task.await;
+        assert!(ok, "records missing after the broker restart");
+        (before, got)
+    });
+    let mut all = seqs(&before);
+    all.extend(seqs(&after));
+    assert_eq!(all, (1..=1800).collect::<BTreeSet<u64>>());
+    assert!(
+        after.iter().any(|m| m.topic == tb::CONNECT),
+        "devices are connected again after the reconnect"
+    );
+    // A batch of several records sent twice (before and after the restart)
+    // has the same bytes both times.
+    let mut batches: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut resent = 0;
+    for m in before.iter().chain(&after) {
+        if m.topic != tb::GATEWAY_TELEMETRY {
+            continue;
+        }
+        let s = publish_seqs(&m.json());
+        if s.len() < 2 {
+            continue;
+        }
+        let first = *s.iter().min().unwrap();
+        if let Some(earlier) = batches.get(&first) {
+            assert_eq!(
+                earlier, &m.payload,
+                "batch at seq {first} rebuilt differently"
+            );
+            resent += 1;
+        } else {
+            batches.insert(first, m.payload.clone());
+        }
+    }
+    eprintln!("{resent} batches were seen twice");
+}

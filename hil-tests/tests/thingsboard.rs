@@ -1,7 +1,7 @@
 //! The `thingsboard` dialect against a real mosquitto: the gateway API's
 //! topics and shapes, connect before data, disconnect after offline, every
 //! seq arriving in batches that stay under the packet limit (with a broker
-//! whose `message_size_limit` is that limit), and a broker restart that
+//! whose `max_packet_size` is that limit), and a broker restart that
 //! loses nothing and resends batches identically.
 
 #![allow(
@@ -31,8 +31,10 @@ use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
 use tokio::sync::mpsc;
 
-/// The packet limit of these tests (and of the broker: `message_size_limit`).
+/// The packet limit of these tests.
 const LIMIT: usize = 4096;
+/// The broker's `max_packet_size`: the limit.
+const BROKER_LIMIT: usize = LIMIT;
 
 fn mqtt(port: u16) -> spindle_config::model::Mqtt {
     spindle_config::model::Mqtt {
@@ -152,8 +154,8 @@ fn publish_seqs(payload: &Json) -> Vec<u64> {
 
 #[test]
 fn every_record_arrives_in_the_gateway_shape_in_batches_under_the_packet_limit() {
-    let broker =
-        Broker::start_with(false, &format!("message_size_limit {}\n", LIMIT - 64)).unwrap();
+    // mosquitto disconnects a client that sends a larger packet, as ThingsBoard does.
+    let broker = Broker::start_with(false, &format!("max_packet_size {BROKER_LIMIT}\n")).unwrap();
     let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -308,4 +310,42 @@ fn a_broker_restart_loses_nothing_and_resent_batches_carry_the_same_bytes() {
         }
     }
     eprintln!("{resent} batches were seen twice");
+}
+
+#[test]
+fn a_message_over_the_packet_limit_is_refused_without_a_seq_and_the_rest_flows() {
+    let broker = Broker::start(false).unwrap();
+    let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outbox = rt.block_on(async {
+        let (tx, task) = spawn_publisher(broker.port(), dir.path());
+        for i in 0..100 {
+            tx.send(telemetry(i).into()).await.unwrap();
+            if i == 50 {
+                let huge = msg::Message::Telemetry(Telemetry {
+                    ts: spindle::clock::now_ms(),
+                    device: Arc::from("meter-1"),
+                    points: vec![(
+                        Arc::from("serial_no"),
+                        Reading::Value(Value::Text(Arc::from("x".repeat(LIMIT).as_str()))),
+                    )],
+                    snapshot: false,
+                });
+                tx.send(huge.into()).await.unwrap();
+            }
+        }
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(30), |m| seqs(m).len() >= 100)
+        });
+        assert!(ok, "only {} of 100 arrived", seqs(&got).len());
+        drop(tx);
+        task.await.unwrap()
+    });
+    assert_eq!(
+        seqs(&sub.messages()),
+        (1..=100).collect::<BTreeSet<u64>>(),
+        "the refused message used no seq"
+    );
+    assert_eq!(outbox.stats().depth, 0);
 }

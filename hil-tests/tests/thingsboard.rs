@@ -28,6 +28,7 @@ use spindle::wire::Dialect;
 use spindle::wire::thingsboard::{self as tb, Gateway};
 use spindle_config::model::{DeviceNameTemplate, MqttUrl, Replay};
 use spindle_hil_tests::broker::Broker;
+use spindle_hil_tests::one_at_a_time;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
 use tokio::sync::mpsc;
 
@@ -154,6 +155,7 @@ fn publish_seqs(payload: &Json) -> Vec<u64> {
 
 #[test]
 fn every_record_arrives_in_the_gateway_shape_in_batches_under_the_packet_limit() {
+    let _serial = one_at_a_time();
     // mosquitto disconnects a client that sends a larger packet, as ThingsBoard does.
     let broker = Broker::start_with(false, &format!("max_packet_size {BROKER_LIMIT}\n")).unwrap();
     let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
@@ -245,6 +247,7 @@ fn every_record_arrives_in_the_gateway_shape_in_batches_under_the_packet_limit()
 
 #[test]
 fn a_broker_restart_loses_nothing_and_resent_batches_carry_the_same_bytes() {
+    let _serial = one_at_a_time();
     let mut broker = Broker::start(false).unwrap();
     let port = broker.port();
     let dir = tempfile::tempdir().unwrap();
@@ -314,6 +317,7 @@ fn a_broker_restart_loses_nothing_and_resent_batches_carry_the_same_bytes() {
 
 #[test]
 fn a_message_over_the_packet_limit_is_refused_without_a_seq_and_the_rest_flows() {
+    let _serial = one_at_a_time();
     let broker = Broker::start(false).unwrap();
     let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,9 @@
 //! topics and shapes, connect before data, disconnect after offline, every
 //! seq arriving in batches that stay under the packet limit (with a broker
 //! whose `max_packet_size` is that limit), and a broker restart that
-//! loses nothing and resends batches identically.
+//! loses nothing and resends batches identically; the real binary: two
+//! agents with equal device names feed distinct ThingsBoard devices, and
+//! `kill -9`s lose no seq.
 
 #![allow(
     clippy::unwrap_used,
@@ -352,4 +354,120 @@ fn a_message_over_the_packet_limit_is_refused_without_a_seq_and_the_rest_flows()
         "the refused message used no seq"
     );
     assert_eq!(outbox.stats().depth, 0);
+}
+
+/// The real binary with `dialect = "thingsboard"` as agent `id` over `plant`.
+fn binary_config(broker: &Broker, plant: &spindle_hil_tests::plant::Plant, id: &str) -> String {
+    spindle_hil_tests::plant::agent_toml(
+        &broker.url(),
+        "flush_interval = \"20ms\"",
+        &plant.devices_toml("50ms"),
+    )
+    .replace("id = \"gw-1\"", &format!("id = \"{id}\""))
+    .replace(
+        "keep_alive = \"5s\"\n",
+        "keep_alive = \"5s\"\ndialect = \"thingsboard\"\ntoken_env = \"SPINDLE_TB_TOKEN\"\n",
+    )
+}
+
+/// (store, seq) of every record received, from gateway and gateway-own telemetry.
+fn stored_seqs(messages: &[Message]) -> BTreeMap<String, BTreeSet<u64>> {
+    let mut out: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for m in messages {
+        let v = m.json();
+        let entries: Vec<Json> = match m.topic.as_str() {
+            tb::GATEWAY_TELEMETRY => v
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.values())
+                .flat_map(|e| e.as_array().cloned().unwrap_or_default())
+                .collect(),
+            tb::ME_TELEMETRY => vec![v],
+            _ => continue,
+        };
+        for e in entries {
+            let values = &e["values"];
+            if let (Some(store), Some(seq)) = (values["store"].as_str(), values["seq"].as_u64()) {
+                out.entry(store.to_owned()).or_default().insert(seq);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn two_agents_with_equal_device_names_feed_distinct_devices_and_kill_9s_lose_nothing() {
+    use spindle_hil_tests::agent::AgentProcess;
+    let _serial = one_at_a_time();
+    let plant = spindle_hil_tests::plant::Plant::tcp(2).unwrap();
+    let broker = Broker::start(false).unwrap();
+    let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
+    let env = [("SPINDLE_TB_TOKEN", "hil-token")];
+    let mut one =
+        AgentProcess::start_with_env(&binary_config(&broker, &plant, "gw-1"), &env).unwrap();
+    let mut two =
+        AgentProcess::start_with_env(&binary_config(&broker, &plant, "gw-2"), &env).unwrap();
+    let names = [
+        "hil.gw-1.dev0",
+        "hil.gw-1.dev1",
+        "hil.gw-2.dev0",
+        "hil.gw-2.dev1",
+    ];
+    let (ok, _) = sub.wait_until(Duration::from_secs(20), |m| {
+        names.iter().all(|n| {
+            m.iter()
+                .any(|x| x.topic == tb::GATEWAY_TELEMETRY && x.json().get(*n).is_some())
+        })
+    });
+    assert!(
+        ok,
+        "both agents' devices arrive under their own names; log:\n{}",
+        one.log()
+    );
+    for round in 0..5u64 {
+        std::thread::sleep(Duration::from_millis(150 + 97 * round));
+        one.kill9();
+        one.restart().unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for agent in [&mut one, &mut two] {
+        let status = agent.terminate(Duration::from_secs(5));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "clean stop; log:\n{}",
+            agent.log()
+        );
+    }
+    let got = sub.messages();
+    let stores = stored_seqs(&got);
+    assert_eq!(stores.len(), 2, "one store per agent: {:?}", stores.keys());
+    for (store, seqs) in &stores {
+        let last = *seqs.last().unwrap();
+        assert!(last > 50, "store {store}: only {last} records");
+        let holes: Vec<u64> = (1..=last).filter(|s| !seqs.contains(s)).take(5).collect();
+        assert!(
+            holes.is_empty(),
+            "store {store}: seqs missing after kill -9s: {holes:?}"
+        );
+    }
+    // Every telemetry entry's values are the simulated registers.
+    for m in got.iter().filter(|m| m.topic == tb::GATEWAY_TELEMETRY) {
+        for (device, entries) in m.json().as_object().unwrap() {
+            let base = if device.ends_with("dev1") { 100 } else { 0 };
+            for e in entries.as_array().unwrap() {
+                if let Some(r3) = e["values"].get("r3") {
+                    assert_eq!(r3.as_u64(), Some(base + 3), "{device}");
+                }
+            }
+        }
+    }
+    assert!(
+        got.iter()
+            .any(|m| m.topic == tb::CONNECT && m.json()["device"] == "hil.gw-2.dev1"),
+        "connect names the device by the template"
+    );
+    assert!(
+        !one.log().contains("hil-token"),
+        "the token is never logged"
+    );
 }

@@ -471,3 +471,49 @@ fn two_agents_with_equal_device_names_feed_distinct_devices_and_kill_9s_lose_not
         "the token is never logged"
     );
 }
+
+#[test]
+fn a_broker_that_refuses_the_token_is_retried_and_the_token_never_logged() {
+    use spindle_hil_tests::agent::AgentProcess;
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("passwd");
+    let made = std::process::Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwords)
+        .args(["someone-else", "secret"])
+        .status()
+        .unwrap();
+    assert!(made.success(), "mosquitto_passwd");
+    let plant = spindle_hil_tests::plant::Plant::tcp(1).unwrap();
+    let broker = Broker::start_with(
+        false,
+        &format!(
+            "allow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = AgentProcess::start_with_env(
+        &binary_config(&broker, &plant, "gw-1"),
+        &[("SPINDLE_TB_TOKEN", "refused-token-4711")],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = agent.log();
+    let refusals = log.matches("return code: `NotAuthorized`").count();
+    assert!(
+        refusals >= 2,
+        "the agent keeps retrying ({refusals} refusals); log:\n{log}"
+    );
+    assert!(
+        !log.contains("refused-token-4711"),
+        "the token is never logged"
+    );
+    let status = agent.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "a refused broker never stops the agent; log:\n{}",
+        agent.log()
+    );
+}

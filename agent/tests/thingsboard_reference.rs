@@ -1,5 +1,5 @@
 //! Reference shape: spindle's `thingsboard` rendering of the points the
-//! ThingsBoard `IoT` Gateway 3.8.5 read from the same simulated device
+//! ThingsBoard IoT Gateway 3.8.5 read from the same simulated device
 //! (`tests/fixtures/thingsboard-gateway/`) has the gateway's structure:
 //! the same topics, the same nesting (`{device:[{"ts":…,"values":{…}}]}`),
 //! an integer `ts`, every key the gateway sent with the same JSON type and

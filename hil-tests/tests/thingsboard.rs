@@ -10,7 +10,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::too_many_lines
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -516,4 +517,114 @@ fn a_broker_that_refuses_the_token_is_retried_and_the_token_never_logged() {
         "a refused broker never stops the agent; log:\n{}",
         agent.log()
     );
+}
+
+#[test]
+fn kpi_windows_health_and_gaps_arrive_as_thingsboard_telemetry() {
+    use spindle::message::{
+        CncCoverage, DropReason, GapReport, Health, KpiFigures, KpiWindow, MqttHealth,
+        OutboxHealth, Quality, WindowSpan,
+    };
+    let _serial = one_at_a_time();
+    let broker = Broker::start(false).unwrap();
+    let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let now = spindle::clock::now_ms();
+    let window = KpiWindow {
+        ts: now,
+        name: "plant".into(),
+        window: WindowSpan {
+            start: now - 900_000,
+            end: now,
+        },
+        figures: KpiFigures::CncCoverage(CncCoverage {
+            count_ratio: Some(0.75),
+            networked_ratio: Some(1.0),
+            time_ratio: None,
+            equipment: 4,
+            numerically_controlled: 3,
+            networked: 4,
+            running_s: 10.0,
+            cnc_running_s: 5.0,
+        }),
+        quality: Quality::Partial,
+        flags: vec![spindle::message::KpiFlag::Offline("meter-1".into())],
+    };
+    let health = Health {
+        ts: now,
+        uptime_s: 1.5,
+        clock_plausible: true,
+        devices: vec![],
+        buses: vec![],
+        outbox: OutboxHealth::default(),
+        mqtt: MqttHealth::default(),
+        disk_free_bytes: None,
+        bytes_written: None,
+    };
+    let gap = GapReport::Dropped {
+        ts: now,
+        from_seq: 10,
+        to_seq: 12,
+        count: 3,
+        reason: DropReason::MaxAge,
+    };
+    rt.block_on(async {
+        let (tx, task) = spawn_publisher(broker.port(), dir.path());
+        for m in [
+            msg::Message::Kpi(window),
+            msg::Message::Health(health),
+            msg::Message::Gap(gap),
+        ] {
+            tx.send(m.into()).await.unwrap();
+        }
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(20), |m| {
+                stored_seqs(m).values().any(|s| s.len() >= 3)
+            })
+        });
+        assert!(ok, "three records arrive: {:?}", stored_seqs(&got));
+        drop(tx);
+        task.await.unwrap()
+    });
+    let got = sub.messages();
+    let kpi_device = "site.gw.kpi.cnc_coverage.plant";
+    let connect = got
+        .iter()
+        .find(|m| m.topic == tb::CONNECT)
+        .expect("the KPI device is connected");
+    assert_eq!(connect.json()["device"], kpi_device);
+    assert_eq!(connect.json()["type"], "spindle-kpi");
+    let kpi = got
+        .iter()
+        .find(|m| m.topic == tb::GATEWAY_TELEMETRY)
+        .unwrap()
+        .json();
+    let entry = &kpi[kpi_device][0];
+    assert_eq!(
+        entry["ts"].as_u64(),
+        Some(now - 900_000),
+        "ts = window start"
+    );
+    assert_eq!(entry["values"]["quality"], "partial");
+    assert_eq!(entry["values"]["flags"], "offline:meter-1");
+    assert!(entry["values"].get("time_ratio").is_none(), "no nulls");
+    let own: Vec<Json> = got
+        .iter()
+        .filter(|m| m.topic == tb::ME_TELEMETRY)
+        .map(Message::json)
+        .collect();
+    assert_eq!(
+        own.len(),
+        2,
+        "health and gap on the gateway's own telemetry"
+    );
+    assert!(own.iter().any(|v| v["values"]["uptime_s"] == 1.5));
+    let gap = own
+        .iter()
+        .find(|v| v["values"].get("gap_reason").is_some())
+        .unwrap();
+    assert_eq!(gap["values"]["gap_reason"], "max_age");
+    assert_eq!(gap["values"]["gap_count"], 3);
+    assert!(gap["values"]["seq"].is_u64() && gap["values"]["store"].is_string());
 }

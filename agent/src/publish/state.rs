@@ -148,6 +148,9 @@ impl DeliveryState {
     /// One publish carrying `seqs` (in order, from one lane) was handed to
     /// the MQTT client. A batch of several is remembered until acknowledged.
     pub fn handed_batch(&mut self, seqs: &[u64]) {
+        if let Some(&first) = seqs.first() {
+            self.forget_skipped_batches(first);
+        }
         for &seq in seqs {
             self.in_flight.insert(seq);
             self.advance(seq);
@@ -157,6 +160,27 @@ impl DeliveryState {
         self.awaiting_pkid.push_back(seqs.to_vec());
         if let [first, _, ..] = seqs {
             self.batches.insert(*first, seqs.to_vec());
+        }
+    }
+
+    /// A lane hands seqs over in order: a batch remembered below `first`
+    /// in the same lane that is not in flight now was skipped, its first
+    /// record gone (dropped by retention or as damage), and is forgotten.
+    /// (The live lane starts at the connect-time bound; batches of earlier
+    /// sessions all lie below it, in the backlog lane.)
+    fn forget_skipped_batches(&mut self, first: u64) {
+        let lane_start = match self.replay {
+            Replay::LiveFirst if first >= self.backlog_end => self.backlog_end,
+            _ => 0,
+        };
+        let skipped: Vec<u64> = self
+            .batches
+            .range(lane_start..first)
+            .map(|(&start, _)| start)
+            .filter(|start| !self.in_flight.contains(start))
+            .collect();
+        for start in skipped {
+            self.batches.remove(&start);
         }
     }
 
@@ -389,5 +413,23 @@ mod tests {
         s.handed_batch(&[4, 5]);
         assert_eq!(s.batch_at(4), Some(&[4, 5][..]));
         assert_eq!(s.lanes()[1], Lane { from: 6, below: 9 });
+    }
+
+    #[test]
+    fn a_remembered_batch_whose_records_are_gone_is_forgotten_when_its_lane_passes_it() {
+        let mut s = DeliveryState::new(8, Replay::LiveFirst);
+        s.connected(1);
+        s.handed_batch(&[1, 2]);
+        s.handed_batch(&[3, 4]);
+        s.disconnected();
+        s.connected(10);
+        // Live records do not touch the backlog's remembered batches.
+        s.handed_batch(&[10, 11]);
+        assert!(s.batch_at(1).is_some() && s.batch_at(3).is_some());
+        // Records 1 and 2 were dropped: the backlog resumes at 3.
+        s.handed_batch(&[3, 4]);
+        assert_eq!(s.batch_at(1), None);
+        assert_eq!(s.batch_at(3), Some(&[3, 4][..]));
+        assert_eq!(s.batch_at(10), Some(&[10, 11][..]), "in flight, kept");
     }
 }

@@ -700,6 +700,9 @@ impl<S: Store> Publisher<S> {
             tb::batch(&entries, self.opts.max_message)
         };
         let n = batch.seqs.len();
+        if n == 0 {
+            return None;
+        }
         for subject in subjects.iter().take(n) {
             if !self.connect_device(client, gw, subject) {
                 return None;

@@ -101,6 +101,16 @@ impl<S: Store> std::fmt::Debug for Publisher<S> {
 /// takes many).
 const TB_READ: usize = 1024;
 
+/// What became of a batch.
+enum BatchOutcome {
+    /// Published, carrying this many records.
+    Sent(usize),
+    /// The client's queue is full (or nothing to send): wait for progress.
+    QueueFull,
+    /// It may go on past the records read: read again from its start.
+    PastRead,
+}
+
 /// How many queued messages one wake-up appends at most before flushing.
 const APPEND_BATCH: usize = 4096;
 
@@ -546,92 +556,77 @@ impl<S: Store> Publisher<S> {
             if self.delivery.room() == 0 {
                 return;
             }
-            let records = match self.outbox.read(lane.from, TB_READ, now_ms()) {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Outbox read failed");
-                    return;
-                }
-            };
             let mut handed_any = false;
-            let mut i = 0;
-            while let Some((seq, record)) = records.get(i) {
-                let seq = *seq;
-                if seq >= lane.below {
-                    break;
-                }
-                if self.delivery.room() == 0 {
-                    return;
-                }
-                let len = record.encoded_len();
-                let msg = match &record.body {
-                    Body::Rendered { topic, payload } => {
-                        // A format-1 record (an older release) goes out as stored.
-                        let topic = format!("{}{topic}", self.opts.topic_base);
-                        if client
-                            .try_publish(topic, QoS::AtLeastOnce, false, payload.clone())
-                            .is_err()
-                        {
-                            return;
-                        }
-                        self.handed(&[(seq, len)]);
-                        handed_any = true;
-                        i += 1;
-                        continue;
+            let mut from = lane.from;
+            'window: loop {
+                let records = match self.outbox.read(from, TB_READ, now_ms()) {
+                    Ok(records) => records,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Outbox read failed");
+                        return;
                     }
-                    Body::Message(bytes) => match message::decode(bytes) {
-                        Ok(msg) => msg,
-                        Err(e) => {
-                            tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
-                            if let Err(e) = self.outbox.discard_damaged(seq, len as u64, now_ms()) {
-                                tracing::warn!(error = %e, "Could not drop the damaged record");
+                };
+                // A batch that reaches the end of a full read may go on past
+                // it: it is read again from its start (unless it starts the read).
+                let full = records.len() == TB_READ;
+                let mut i = 0;
+                while let Some((seq, record)) = records.get(i) {
+                    let seq = *seq;
+                    if seq >= lane.below {
+                        break;
+                    }
+                    if self.delivery.room() == 0 {
+                        return;
+                    }
+                    let len = record.encoded_len();
+                    let msg = match &record.body {
+                        Body::Rendered { topic, payload } => {
+                            // A format-1 record (an older release) goes out as stored.
+                            let topic = format!("{}{topic}", self.opts.topic_base);
+                            if client
+                                .try_publish(topic, QoS::AtLeastOnce, false, payload.clone())
+                                .is_err()
+                            {
+                                return;
                             }
+                            self.handed(&[(seq, len)]);
+                            handed_any = true;
                             i += 1;
                             continue;
                         }
-                    },
-                };
-                let taken = if tb::batchable(&msg) {
-                    let Some(n) = self.publish_batch(
-                        client,
-                        gw,
-                        records.get(i..).unwrap_or_default(),
-                        lane,
-                        &store,
-                    ) else {
+                        Body::Message(bytes) => match message::decode(bytes) {
+                            Ok(msg) => msg,
+                            Err(e) => {
+                                tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
+                                if let Err(e) =
+                                    self.outbox.discard_damaged(seq, len as u64, now_ms())
+                                {
+                                    tracing::warn!(error = %e, "Could not drop the damaged record");
+                                }
+                                i += 1;
+                                continue;
+                            }
+                        },
+                    };
+                    let taken = if tb::batchable(&msg) {
+                        let run = records.get(i..).unwrap_or_default();
+                        match self.publish_batch(client, gw, run, lane, &store, full && i > 0) {
+                            BatchOutcome::Sent(n) => n,
+                            BatchOutcome::QueueFull => return,
+                            BatchOutcome::PastRead => {
+                                from = seq;
+                                continue 'window;
+                            }
+                        }
+                    } else if self.publish_alone(client, gw, &msg, (seq, len), &store) {
+                        1
+                    } else {
                         return;
                     };
-                    n
-                } else {
-                    let subject = tb::subject(&msg);
-                    if subject != tb::Subject::Gateway && !self.connect_device(client, gw, &subject)
-                    {
-                        return;
-                    }
-                    let (topic, payload) = tb::render(gw, &msg, seq, &store);
-                    if client
-                        .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                        .is_err()
-                    {
-                        return;
-                    }
-                    self.handed(&[(seq, len)]);
-                    if let Message::Availability(a) = &msg
-                        && a.state == Reachability::Offline
-                    {
-                        let bye = tb::disconnect(gw, &subject);
-                        if client
-                            .try_publish(tb::DISCONNECT, QoS::AtLeastOnce, false, bye)
-                            .is_ok()
-                        {
-                            self.delivery.handed_untracked();
-                        }
-                        self.tb_connected.remove(&subject);
-                    }
-                    1
-                };
-                handed_any = true;
-                i += taken;
+                    handed_any = true;
+                    i += taken;
+                }
+                break;
             }
             if !handed_any && lane.below <= self.outbox.durable_next() {
                 self.delivery.backlog_drained(lane);
@@ -641,8 +636,10 @@ impl<S: Store> Publisher<S> {
 
     /// Publishes the batch that starts at `run[0]` (a batchable record):
     /// the one handed over before if there is one, else as many
-    /// consecutive batchable records as fit. Returns how many records it
-    /// took, `None` when the client's queue is full.
+    /// consecutive batchable records as fit. With `may_go_past` (a full
+    /// read that this batch does not start), a batch that would take every
+    /// record to the end of the read is not sent: it is read again from
+    /// its first record, so that it is the same batch however reads fall.
     fn publish_batch(
         &mut self,
         client: &AsyncClient,
@@ -650,8 +647,11 @@ impl<S: Store> Publisher<S> {
         run: &[(u64, crate::outbox::Record)],
         lane: state::Lane,
         store: &str,
-    ) -> Option<usize> {
-        let first = run.first().map(|(seq, _)| *seq)?;
+        may_go_past: bool,
+    ) -> BatchOutcome {
+        let Some(first) = run.first().map(|(seq, _)| *seq) else {
+            return BatchOutcome::QueueFull;
+        };
         let remembered: Option<Vec<u64>> = self.delivery.batch_at(first).map(<[u64]>::to_vec);
         let mut entries: Vec<(u64, tb::Entry)> = Vec::new();
         let mut subjects: Vec<tb::Subject> = Vec::new();
@@ -690,6 +690,12 @@ impl<S: Store> Publisher<S> {
             lens.push((*seq, record.encoded_len()));
             entries.push((*seq, entry));
         }
+        // The batch would take every record up to the end of the read:
+        // there may be more of it (a remembered batch's rest, or more that
+        // fit) past the read.
+        if may_go_past && entries.len() == run.len() {
+            return BatchOutcome::PastRead;
+        }
         let batch = if remembered.is_some() {
             let only: Vec<tb::Entry> = entries.iter().map(|(_, e)| e.clone()).collect();
             tb::Batch {
@@ -701,23 +707,64 @@ impl<S: Store> Publisher<S> {
         };
         let n = batch.seqs.len();
         if n == 0 {
-            return None;
+            return BatchOutcome::QueueFull;
         }
         for subject in subjects.iter().take(n) {
             if !self.connect_device(client, gw, subject) {
-                return None;
+                return BatchOutcome::QueueFull;
             }
         }
-        client
+        if client
             .try_publish(
                 tb::GATEWAY_TELEMETRY,
                 QoS::AtLeastOnce,
                 false,
                 batch.payload,
             )
-            .ok()?;
+            .is_err()
+        {
+            return BatchOutcome::QueueFull;
+        }
         self.handed(lens.get(..n).unwrap_or_default());
-        Some(n)
+        BatchOutcome::Sent(n)
+    }
+
+    /// Publishes a record that goes alone (availability, health, gap),
+    /// connecting its device first and, after an offline availability,
+    /// disconnecting it; false when the client's queue is full.
+    fn publish_alone(
+        &mut self,
+        client: &AsyncClient,
+        gw: &tb::Gateway,
+        msg: &Message<&str>,
+        (seq, len): (u64, usize),
+        store: &str,
+    ) -> bool {
+        let subject = tb::subject(msg);
+        if subject != tb::Subject::Gateway && !self.connect_device(client, gw, &subject) {
+            return false;
+        }
+        let (topic, payload) = tb::render(gw, msg, seq, store);
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .is_err()
+        {
+            return false;
+        }
+        self.handed(&[(seq, len)]);
+        if let Message::Availability(a) = msg
+            && a.state == Reachability::Offline
+        {
+            let bye = tb::disconnect(gw, &subject);
+            if client
+                .try_publish(tb::DISCONNECT, QoS::AtLeastOnce, false, bye)
+                .is_ok()
+            {
+                self.delivery.handed_untracked();
+            }
+            self.tb_connected.remove(&subject);
+        }
+        true
     }
 
     /// Publishes `connect` and the attributes of a device not yet connected

@@ -130,12 +130,16 @@ pub async fn run_until(
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config_sha256: config.sha256.clone(),
     };
+    let dialect = crate::wire::Dialect::from_config(&config);
+    // The packet limit: the broker's (`max_packet`), within the outbox's record limit.
+    let max_message = MAX_MESSAGE.min(config.mqtt.max_packet);
     let settings = ConnectionSettings::new(
         &config.mqtt,
         format!("{topic_base}status"),
         status.clone(),
-        MAX_MESSAGE,
-    )?;
+        max_message,
+    )?
+    .with_dialect(&dialect);
 
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(QUEUE);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -143,9 +147,10 @@ pub async fn run_until(
         outbox,
         PublisherOptions {
             topic_base,
+            dialect,
             window: WINDOW,
             status,
-            max_message: MAX_MESSAGE,
+            max_message,
             flush_interval: config.buffer.flush_interval,
         },
         config.buffer.replay,

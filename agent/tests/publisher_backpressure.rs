@@ -50,6 +50,10 @@ fn settings() -> ConnectionSettings {
         key_file: None,
         topic_prefix: "spindle".into(),
         keep_alive: Duration::from_secs(5),
+        dialect: spindle_config::model::Dialect::Spindle,
+        token: None,
+        device_name: spindle_config::model::DeviceNameTemplate::default(),
+        max_packet: 1 << 20,
     };
     ConnectionSettings::new(&mqtt, "spindle/site/gw/status".into(), status(), 1 << 20).unwrap()
 }
@@ -114,6 +118,9 @@ fn a_slow_flush_stops_the_publisher_taking_messages_until_it_returns() {
         outbox,
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
+            dialect: spindle::wire::Dialect::Spindle {
+                topic_base: "spindle/site/gw/".into(),
+            },
             window: 64,
             status: status(),
             max_message: 1 << 20,

@@ -63,6 +63,129 @@ pub struct Mqtt {
     pub key_file: Option<PathBuf>,
     pub topic_prefix: String,
     pub keep_alive: Duration,
+    /// `dialect`: which MQTT API the payloads follow.
+    pub dialect: Dialect,
+    /// `token_file` / `token_env`: the ThingsBoard access token, sent as the
+    /// MQTT username (read at run time, never stored here, never logged).
+    pub token: Option<PasswordSource>,
+    /// `device_name`: how a device is named on the platform (ThingsBoard).
+    pub device_name: DeviceNameTemplate,
+    /// `max_packet`: the broker's packet limit in bytes (topic and payload
+    /// of one publish); a message whose rendering exceeds it is refused.
+    pub max_packet: usize,
+}
+
+/// The MQTT API the agent's payloads follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SPEC §5: `{prefix}/{site}/{agent}/...`.
+    Spindle,
+    /// The ThingsBoard gateway MQTT API (`v1/gateway/...`), `docs/THINGSBOARD.md`.
+    ThingsBoard,
+}
+
+impl Dialect {
+    /// The default `max_packet` of the dialect: ThingsBoard's
+    /// `NETTY_MAX_PAYLOAD_SIZE` default, else MQTT's own limit.
+    pub fn default_max_packet(self) -> usize {
+        match self {
+            Dialect::Spindle => 268_435_455,
+            Dialect::ThingsBoard => 65_536,
+        }
+    }
+}
+
+/// A device-name template: text with `{site}`, `{agent}` and `{device}`
+/// (KPI devices fill `{device}` with `kpi.{kind}.{name}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNameTemplate {
+    parts: Vec<NamePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NamePart {
+    Text(String),
+    Site,
+    Agent,
+    Device,
+}
+
+impl Default for DeviceNameTemplate {
+    /// `{site}.{agent}.{device}`.
+    fn default() -> Self {
+        DeviceNameTemplate {
+            parts: vec![
+                NamePart::Site,
+                NamePart::Text(".".to_owned()),
+                NamePart::Agent,
+                NamePart::Text(".".to_owned()),
+                NamePart::Device,
+            ],
+        }
+    }
+}
+
+impl DeviceNameTemplate {
+    /// Reads a template; `Err` names the first unknown or unclosed
+    /// placeholder, or says that `{device}` is missing.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        let mut has_device = false;
+        while let Some(open) = rest.find('{') {
+            let (before, after) = rest.split_at(open);
+            if before.contains('}') {
+                return Err(format!("a `}}` without its `{{` in \"{text}\""));
+            }
+            if !before.is_empty() {
+                parts.push(NamePart::Text(before.to_owned()));
+            }
+            let Some(close) = after.find('}') else {
+                return Err(format!("unclosed placeholder in \"{text}\""));
+            };
+            let name = after.get(1..close).unwrap_or_default();
+            parts.push(match name {
+                "site" => NamePart::Site,
+                "agent" => NamePart::Agent,
+                "device" => {
+                    has_device = true;
+                    NamePart::Device
+                }
+                other => {
+                    return Err(format!(
+                        "unknown placeholder {{{other}}}; the placeholders are {{site}}, {{agent}} and {{device}}"
+                    ));
+                }
+            });
+            rest = after.get(close + 1..).unwrap_or_default();
+        }
+        if rest.contains('}') {
+            return Err(format!("a `}}` without its `{{` in \"{text}\""));
+        }
+        if !rest.is_empty() {
+            parts.push(NamePart::Text(rest.to_owned()));
+        }
+        if !has_device {
+            return Err(
+                "the template must contain {device} (else every device gets one name)".to_owned(),
+            );
+        }
+        Ok(DeviceNameTemplate { parts })
+    }
+
+    /// The name of `device` of agent `agent` at `site`.
+    pub fn render(&self, site: &str, agent: &str, device: &str) -> String {
+        let mut out = String::with_capacity(site.len() + agent.len() + device.len() + 8);
+        for part in &self.parts {
+            out.push_str(match part {
+                NamePart::Text(text) => text,
+                NamePart::Site => site,
+                NamePart::Agent => agent,
+                NamePart::Device => device,
+            });
+        }
+        out
+    }
 }
 
 /// A parsed `mqtt://` or `mqtts://` URL.

@@ -58,6 +58,12 @@ pub(crate) struct RawMqtt {
     pub(crate) key_file: Option<S<String>>,
     pub(crate) topic_prefix: Option<S<String>>,
     pub(crate) keep_alive: Option<S<String>>,
+    pub(crate) dialect: Option<S<String>>,
+    pub(crate) token_file: Option<S<String>>,
+    pub(crate) token_env: Option<S<String>>,
+    pub(crate) device_name: Option<S<String>>,
+    /// Bytes, as an integer or a size (`"64KiB"`).
+    pub(crate) max_packet: Option<S<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

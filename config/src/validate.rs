@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{
     Agent, Area, Buffer, Carrier, CncCoverageKpi, Config, DayStart, Device, DeviceLink,
-    EnergyInput, EnergyPerOutputKpi, Equipment, Kpis, Mqtt, MqttUrl, Parity, PasswordSource, Point,
-    PointRef, ProfileOption, Replay, Report, SerialBus, Signal, ValueType, WordOrder,
+    DeviceNameTemplate, Dialect, EnergyInput, EnergyPerOutputKpi, Equipment, Kpis, Mqtt, MqttUrl,
+    Parity, PasswordSource, Point, PointRef, ProfileOption, Replay, Report, SerialBus, Signal,
+    ValueType, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
@@ -331,6 +332,9 @@ impl<'a> Validator<'a> {
         let serial = self.serial_buses(&raw.serial);
         let carriers = self.carriers(&raw.carriers);
         let (devices, symbols, sim) = self.devices(&raw.device, &serial);
+        if let Some(raw_mqtt) = &raw.mqtt {
+            self.packet_limit(raw_mqtt, &mqtt, &agent, &devices, &raw.device);
+        }
         let equipment = self.equipment(&raw.equipment, &symbols);
         let kpis = match &raw.kpi {
             Some(kpis) => self.kpis(kpis, &symbols, &carriers, &equipment),
@@ -490,7 +494,180 @@ impl<'a> Validator<'a> {
                 mqtt.keep_alive = duration;
             }
         }
+        self.mqtt_dialect(raw, &mut mqtt);
         mqtt
+    }
+
+    /// `dialect`, `token_file` / `token_env`, `device_name`, `max_packet`.
+    fn mqtt_dialect(&mut self, raw: &RawMqtt, mqtt: &mut Mqtt) {
+        if let Some(dialect) = &raw.dialect
+            && let Some(chosen) = self.keyword(dialect, "dialect", &DIALECTS)
+        {
+            mqtt.dialect = chosen;
+        }
+        mqtt.max_packet = mqtt.dialect.default_max_packet();
+        let token = match (&raw.token_file, &raw.token_env) {
+            (Some(_), Some(env)) => {
+                self.error(&env.span(), "give token_file or token_env, not both");
+                None
+            }
+            (Some(file), None) => self.token_file(file),
+            (None, Some(env)) => self.token_env(env),
+            (None, None) => None,
+        };
+        if let Some((span, source)) = token {
+            if mqtt.dialect != Dialect::ThingsBoard {
+                self.error(&span, "an access token needs dialect = \"thingsboard\"");
+            }
+            if let Some(password) = raw.password_file.as_ref().or(raw.password_env.as_ref()) {
+                self.error(
+                    &password.span(),
+                    "give an access token or a password, not both (the token is the username, sent without a password)",
+                );
+            }
+            if let Some(username) = &raw.username {
+                self.error(
+                    &username.span(),
+                    "give an access token or a username, not both (the token is the username)",
+                );
+            }
+            mqtt.token = Some(source);
+        }
+        if let Some(template) = &raw.device_name {
+            match DeviceNameTemplate::parse(template.get_ref()) {
+                Ok(parsed) => mqtt.device_name = parsed,
+                Err(message) => self.error(&template.span(), format!("device_name: {message}")),
+            }
+        }
+        if let Some(max) = &raw.max_packet {
+            let bytes = match max.get_ref() {
+                toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| String::new()),
+                toml::Value::String(text) => units::parse_size(text),
+                _ => Err(String::new()),
+            };
+            match bytes.ok().and_then(|b| usize::try_from(b).ok()) {
+                Some(bytes) if (MIN_PACKET..=MQTT_MAX_PACKET).contains(&bytes) => {
+                    mqtt.max_packet = bytes;
+                }
+                _ => self.error(
+                    &max.span(),
+                    format!("max_packet must be {MIN_PACKET} to {MQTT_MAX_PACKET} bytes (an integer or a size like \"64KiB\")"),
+                ),
+            }
+        }
+    }
+
+    /// A token file that can be read and is not empty (its content is not kept).
+    fn token_file(&mut self, file: &S<String>) -> Option<(Span, PasswordSource)> {
+        if !self.non_empty(file, "token_file") {
+            return None;
+        }
+        match std::fs::read_to_string(file.get_ref()) {
+            Ok(text) if text.trim().is_empty() => {
+                self.error(
+                    &file.span(),
+                    format!("token_file {} is empty", file.get_ref()),
+                );
+            }
+            Ok(_) => {}
+            Err(error) => self.error(
+                &file.span(),
+                format!("cannot read token_file {}: {error}", file.get_ref()),
+            ),
+        }
+        Some((
+            file.span(),
+            PasswordSource::File(PathBuf::from(file.get_ref())),
+        ))
+    }
+
+    /// A token variable that is set and not empty (its value is not kept).
+    fn token_env(&mut self, env: &S<String>) -> Option<(Span, PasswordSource)> {
+        if !self.non_empty(env, "token_env") {
+            return None;
+        }
+        match std::env::var(env.get_ref()) {
+            Ok(value) if !value.trim().is_empty() => {}
+            Ok(_) => self.error(&env.span(), format!("token_env {} is empty", env.get_ref())),
+            Err(_) => self.error(
+                &env.span(),
+                format!("token_env {} is not set", env.get_ref()),
+            ),
+        }
+        Some((env.span(), PasswordSource::Env(env.get_ref().clone())))
+    }
+
+    /// The largest telemetry message each device can produce must fit
+    /// `max_packet` (an upper bound, the one the agent checks at append);
+    /// with `dialect = "thingsboard"`, point names must not collide with the
+    /// keys the dialect adds (`seq`, `store`, `online`, `online_reason`,
+    /// `<point>_error`).
+    fn packet_limit(
+        &mut self,
+        raw: &S<RawMqtt>,
+        mqtt: &Mqtt,
+        agent: &Agent,
+        devices: &[Device],
+        raw_devices: &[S<RawDevice>],
+    ) {
+        let at = raw
+            .get_ref()
+            .max_packet
+            .as_ref()
+            .map_or_else(|| raw.span(), S::span);
+        for device in devices {
+            let device_at = raw_devices
+                .iter()
+                .find(|r| {
+                    r.get_ref()
+                        .name
+                        .as_ref()
+                        .is_some_and(|n| *n.get_ref() == device.name)
+                })
+                .map_or_else(|| raw.span(), S::span);
+            let name = mqtt
+                .device_name
+                .render(&agent.site, &agent.id, &device.name);
+            let topic = mqtt.topic_prefix.len()
+                + agent.site.len()
+                + agent.id.len()
+                + 13
+                + device.name.len();
+            let bound = telemetry_bound(device, name.len().max(device.name.len()), topic);
+            if bound > mqtt.max_packet {
+                let key = if raw.get_ref().max_packet.is_some() {
+                    "max_packet"
+                } else {
+                    "the default max_packet"
+                };
+                self.error(
+                    &at,
+                    format!(
+                        "{key} ({} bytes) is below the largest telemetry device \"{}\" can produce (up to {bound} bytes); raise max_packet or split the device",
+                        mqtt.max_packet, device.name
+                    ),
+                );
+            }
+            if mqtt.dialect == Dialect::ThingsBoard {
+                for point in &device.points {
+                    let taken = ["seq", "store", "online", "online_reason", "snapshot"]
+                        .contains(&point.name.as_str())
+                        || point
+                            .name
+                            .strip_suffix("_error")
+                            .is_some_and(|base| device.points.iter().any(|p| p.name == base));
+                    if taken {
+                        self.error(
+                            &device_at,
+                            format!(
+                                "point \"{}\" of device \"{}\" collides with a key the thingsboard dialect adds (seq, store, online, online_reason, snapshot, <point>_error); rename the point",
+                                point.name, device.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn buffer(&mut self, raw: Option<&S<RawBuffer>>) -> Buffer {
@@ -1751,7 +1928,38 @@ fn placeholder_mqtt() -> Mqtt {
         key_file: None,
         topic_prefix: "spindle".to_owned(),
         keep_alive: Duration::from_secs(30),
+        dialect: Dialect::Spindle,
+        token: None,
+        device_name: DeviceNameTemplate::default(),
+        max_packet: Dialect::Spindle.default_max_packet(),
     }
+}
+
+/// `[mqtt] dialect`.
+const DIALECTS: [(&str, Dialect); 2] = [
+    ("spindle", Dialect::Spindle),
+    ("thingsboard", Dialect::ThingsBoard),
+];
+
+/// The smallest `max_packet` accepted (a status or a gap must fit).
+const MIN_PACKET: usize = 1024;
+/// MQTT's largest packet (the remaining length's limit).
+const MQTT_MAX_PACKET: usize = 268_435_455;
+
+/// An upper bound of one telemetry publish of `device` in either dialect:
+/// `name_len` is the longer of its names, `topic` its spindle topic's
+/// length. Each character of a name or text takes at most 6 bytes escaped,
+/// a number at most 24, an error word at most 16 (`exception:255`).
+fn telemetry_bound(device: &Device, name_len: usize, topic: usize) -> usize {
+    let envelope = 192 + topic.max(20) + 6 * name_len;
+    device.points.iter().fold(envelope, |bound, point| {
+        let value = match point.value_type {
+            ValueType::String => 12 * usize::from(point.width()) + 2,
+            _ => 24,
+        };
+        // `"name":value` and `"name_error":"word"`: a point is one or the other.
+        bound + 6 * point.name.len() + 10 + value.max(6 * 6 + 16)
+    })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

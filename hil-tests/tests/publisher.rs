@@ -37,6 +37,10 @@ fn mqtt(port: u16) -> spindle_config::model::Mqtt {
         key_file: None,
         topic_prefix: "spindle".into(),
         keep_alive: Duration::from_secs(5),
+        dialect: spindle_config::model::Dialect::Spindle,
+        token: None,
+        device_name: spindle_config::model::DeviceNameTemplate::default(),
+        max_packet: 1 << 20,
     }
 }
 
@@ -55,6 +59,9 @@ fn publisher(outbox: Outbox<SledStore>, replay: Replay) -> Publisher<SledStore> 
         outbox,
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
+            dialect: spindle::wire::Dialect::Spindle {
+                topic_base: "spindle/site/gw/".into(),
+            },
             window: 64,
             status: status(),
             max_message: 1 << 20,

@@ -40,6 +40,13 @@ pub enum ConnectionSetupError {
     },
     #[error("the MQTT password variable {0} is not set")]
     PasswordEnv(String),
+    #[error("cannot read the access token file {path}: {source}")]
+    TokenFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the access token variable {0} is not set")]
+    TokenEnv(String),
     #[error("cannot read {what} {path}: {source}")]
     Pem {
         what: &'static str,
@@ -62,6 +69,7 @@ pub struct ConnectionSettings {
     options: MqttOptions,
     status_topic: String,
     status: Status,
+    will_retain: bool,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -87,7 +95,17 @@ impl ConnectionSettings {
         options.set_keep_alive(mqtt.keep_alive.max(Duration::from_secs(1)));
         options.set_clean_session(true);
         options.set_max_packet_size(max_packet.max(1 << 16), max_packet);
-        if let Some(user) = &mqtt.username {
+        if let Some(token) = &mqtt.token {
+            // ThingsBoard: the access token is the username, with no password.
+            let token = read_password(token).map_err(|e| match e {
+                ConnectionSetupError::PasswordFile { path, source } => {
+                    ConnectionSetupError::TokenFile { path, source }
+                }
+                ConnectionSetupError::PasswordEnv(var) => ConnectionSetupError::TokenEnv(var),
+                other => other,
+            })?;
+            options.set_credentials(token.trim().to_owned(), String::new());
+        } else if let Some(user) = &mqtt.username {
             let password = match &mqtt.password {
                 Some(source) => read_password(source)?,
                 None => String::new(),
@@ -103,7 +121,18 @@ impl ConnectionSettings {
             options,
             status_topic,
             status,
+            will_retain: true,
         })
+    }
+
+    /// The last will as `dialect` publishes status (its topic; retained
+    /// only in the `spindle` dialect).
+    #[must_use]
+    pub fn with_dialect(mut self, dialect: &crate::wire::Dialect) -> Self {
+        let probe = dialect.status(&self.status);
+        self.status_topic = probe.topic;
+        self.will_retain = probe.retain;
+        self
     }
 
     /// Options for one attempt, with a last will stamped now.
@@ -118,10 +147,26 @@ impl ConnectionSettings {
             self.status_topic.clone(),
             will,
             QoS::AtLeastOnce,
-            true,
+            self.will_retain,
         ));
         options
     }
+}
+
+/// The `status` publish of `dialect` for `state`, stamped now.
+pub fn status_publish(
+    dialect: &crate::wire::Dialect,
+    status: &Status,
+    state: Reachability,
+    reason: Option<StatusReason>,
+) -> crate::wire::Rendered {
+    let status = Status {
+        state,
+        ts: crate::clock::now_ms(),
+        reason,
+        ..status.clone()
+    };
+    dialect.status(&status)
 }
 
 /// A `status` payload for `state`, stamped now.

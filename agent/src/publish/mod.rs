@@ -11,6 +11,13 @@
 //! [`Outbox::ack`]. After every (re)connect the delivery state restarts, so
 //! every record still in the outbox is published again (at-least-once).
 //!
+//! With the `thingsboard` dialect consecutive telemetry and KPI records go
+//! out in batches (`wire::thingsboard::batch`) within `max_message` bytes;
+//! a batch's PUBACK acknowledges all its records, and a batch resent in the
+//! same run carries the same records. Before a device's first record in a
+//! session its `connect` and attributes are published, after an offline
+//! availability its `disconnect` (session messages, not stored).
+//!
 //! Retained topics (`availability/*`): a record older than one already
 //! published on the same topic goes out without the retain flag, so a
 //! backlog drained after live data never overwrites a newer retained state.
@@ -24,7 +31,7 @@ mod commit;
 pub mod connection;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +43,7 @@ use crate::clock::now_ms;
 use crate::events::Counters;
 use crate::message::{self, Message, Outgoing, Reachability, Status, StatusReason};
 use crate::outbox::{AppendError, Body, Outbox, Store, StoreError};
-use crate::wire;
+use crate::wire::{Dialect, thingsboard as tb};
 pub use commit::MAX_UNFLUSHED;
 use commit::{FlushDue, GroupCommit};
 use connection::{ConnEvent, ConnectionSettings};
@@ -45,8 +52,10 @@ use state::DeliveryState;
 /// Publisher settings.
 #[derive(Debug, Clone)]
 pub struct PublisherOptions {
-    /// `{prefix}/{site}/{agent}/`.
+    /// `{prefix}/{site}/{agent}/` (format-1 records go out under it).
     pub topic_base: String,
+    /// How messages are rendered.
+    pub dialect: Dialect,
     /// Records in flight at most.
     pub window: usize,
     /// The `status` payload's store, version and configuration hash.
@@ -66,6 +75,8 @@ pub struct Publisher<S: Store> {
     client: Option<AsyncClient>,
     /// Highest seq published per retained topic (this process's lifetime).
     retained_latest: HashMap<String, u64>,
+    /// `thingsboard`: devices connected in this MQTT session.
+    tb_connected: HashSet<tb::Subject>,
     counters: Arc<Counters>,
     flushing: Option<Flush>,
     /// The store failed (a full disk): no flush until it is recovered, which
@@ -86,6 +97,20 @@ impl<S: Store> std::fmt::Debug for Publisher<S> {
     }
 }
 
+/// Records read per lane and turn with the `thingsboard` dialect (a batch
+/// takes many).
+const TB_READ: usize = 1024;
+
+/// What became of a batch.
+enum BatchOutcome {
+    /// Published, carrying this many records.
+    Sent(usize),
+    /// The client's queue is full (or nothing to send): wait for progress.
+    QueueFull,
+    /// It may go on past the records read: read again from its start.
+    PastRead,
+}
+
 /// How many queued messages one wake-up appends at most before flushing.
 const APPEND_BATCH: usize = 4096;
 
@@ -104,6 +129,7 @@ impl<S: Store> Publisher<S> {
             delivery,
             client: None,
             retained_latest: HashMap::new(),
+            tb_connected: HashSet::new(),
             counters,
             flushing: None,
             store_failed: None,
@@ -202,27 +228,38 @@ impl<S: Store> Publisher<S> {
         if let Err(e) = self.outbox.flush() {
             tracing::error!(error = %e, "Final outbox flush failed; the newest messages may be lost");
         }
-        if let Some(client) = &self.client {
-            let topic = format!("{}status", self.opts.topic_base);
-            let goodbye = connection::status_payload(
-                &self.opts.status,
-                Reachability::Offline,
-                Some(StatusReason::Shutdown),
-            );
-            let _ = client.try_publish(topic, QoS::AtLeastOnce, true, goodbye);
-            // Give the goodbye a moment to reach the broker before DISCONNECT.
-            let _ = tokio::time::timeout(Duration::from_millis(300), async {
-                while let Some(ev) = conn_rx.recv().await {
-                    if matches!(ev, ConnEvent::Sent(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
+        self.goodbye(&mut conn_rx).await;
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(1), conn_task).await;
         self.outbox
+    }
+
+    /// Publishes the clean `status` offline and gives it a moment to reach
+    /// the broker before DISCONNECT.
+    async fn goodbye(&self, conn_rx: &mut mpsc::Receiver<ConnEvent>) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        let goodbye = connection::status_publish(
+            &self.opts.dialect,
+            &self.opts.status,
+            Reachability::Offline,
+            Some(StatusReason::Shutdown),
+        );
+        let _ = client.try_publish(
+            goodbye.topic,
+            QoS::AtLeastOnce,
+            goodbye.retain,
+            goodbye.payload,
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(300), async {
+            while let Some(ev) = conn_rx.recv().await {
+                if matches!(ev, ConnEvent::Sent(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     fn append(&mut self, out: Outgoing) {
@@ -232,7 +269,7 @@ impl<S: Store> Publisher<S> {
                 if let Some(big) = messages.iter().find(|m| !self.fits(m)) {
                     self.counters.outbox_refused_too_large.inc();
                     tracing::error!(
-                        topic = %wire::spindle::topic(big),
+                        topic = %self.opts.dialect.label(big),
                         max = self.opts.max_message,
                         "A KPI message larger than the packet limit was refused; the batch is lost"
                     );
@@ -249,13 +286,13 @@ impl<S: Store> Publisher<S> {
 
     /// Whether a message's rendering fits the packet limit.
     fn fits(&self, msg: &Message) -> bool {
-        wire::fits(msg, self.opts.topic_base.len(), self.opts.max_message)
+        self.opts.dialect.fits(msg, self.opts.max_message)
     }
 
     fn append_one(&mut self, msg: &Message) {
         if !self.fits(msg) {
             self.counters.outbox_refused_too_large.inc();
-            tracing::error!(topic = %wire::spindle::topic(msg), max = self.opts.max_message, "Message larger than the packet limit was refused; it is lost");
+            tracing::error!(topic = %self.opts.dialect.label(msg), max = self.opts.max_message, "Message larger than the packet limit was refused; it is lost");
             return;
         }
         match self.outbox.append(msg, now_ms()) {
@@ -381,12 +418,21 @@ impl<S: Store> Publisher<S> {
         match ev {
             ConnEvent::Up(client) => {
                 self.counters.mqtt_connects.inc();
-                let topic = format!("{}status", self.opts.topic_base);
-                let birth =
-                    connection::status_payload(&self.opts.status, Reachability::Online, None);
-                let _ = client.try_publish(topic, QoS::AtLeastOnce, true, birth);
                 self.outbox.release_in_flight();
                 self.delivery.connected(self.outbox.next_seq());
+                self.tb_connected.clear();
+                let birth = connection::status_publish(
+                    &self.opts.dialect,
+                    &self.opts.status,
+                    Reachability::Online,
+                    None,
+                );
+                if client
+                    .try_publish(birth.topic, QoS::AtLeastOnce, birth.retain, birth.payload)
+                    .is_ok()
+                {
+                    self.delivery.handed_untracked();
+                }
                 self.client = Some(client);
                 tracing::info!(
                     backlog = self.outbox.stats().depth,
@@ -395,12 +441,13 @@ impl<S: Store> Publisher<S> {
             }
             ConnEvent::Sent(pkid) => self.delivery.outgoing(pkid),
             ConnEvent::Acked(pkid) => {
-                if let Some(seq) = self.delivery.puback(pkid) {
-                    match self.outbox.ack(&[seq]) {
-                        Ok(_) => self.counters.published_acked.inc(),
+                let seqs = self.delivery.puback(pkid);
+                if !seqs.is_empty() {
+                    match self.outbox.ack(&seqs) {
+                        Ok(_) => self.counters.published_acked.add(seqs.len() as u64),
                         Err(e) => {
                             self.counters.outbox_store_errors.inc();
-                            tracing::warn!(error = %e, seq, "Could not delete an acknowledged message; it may be sent again");
+                            tracing::warn!(error = %e, seq = seqs.first().copied().unwrap_or_default(), "Could not delete an acknowledged message; it may be sent again");
                         }
                     }
                 }
@@ -420,6 +467,11 @@ impl<S: Store> Publisher<S> {
         let Some(client) = self.client.clone() else {
             return;
         };
+        if let Dialect::ThingsBoard(gw) = &self.opts.dialect {
+            let gw = gw.clone();
+            self.pump_thingsboard(&client, &gw);
+            return;
+        }
         for lane in self.delivery.lanes() {
             let room = self.delivery.room();
             if room == 0 {
@@ -478,7 +530,7 @@ impl<S: Store> Publisher<S> {
             }
             Body::Message(bytes) => match message::decode(&bytes) {
                 Ok(msg) => {
-                    let r = wire::render(&self.opts.topic_base, &msg, seq, self.outbox.store_id());
+                    let r = self.opts.dialect.render(&msg, seq, self.outbox.store_id());
                     Some((r.topic, r.payload.into_bytes(), r.retain))
                 }
                 Err(e) => {
@@ -490,6 +542,266 @@ impl<S: Store> Publisher<S> {
                 }
             },
         }
+    }
+
+    /// The `thingsboard` pump: consecutive telemetry and KPI records of a
+    /// lane go out in batches under the packet limit (a batch handed over
+    /// before is rebuilt with the same records); availability, health and
+    /// gap go alone. A device is connected (connect, attributes) before the
+    /// first publish that carries its data in this session, and
+    /// disconnected after an offline availability.
+    fn pump_thingsboard(&mut self, client: &AsyncClient, gw: &tb::Gateway) {
+        let store = self.outbox.store_id().to_owned();
+        for lane in self.delivery.lanes() {
+            if self.delivery.room() == 0 {
+                return;
+            }
+            let mut handed_any = false;
+            let mut from = lane.from;
+            'window: loop {
+                let records = match self.outbox.read(from, TB_READ, now_ms()) {
+                    Ok(records) => records,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Outbox read failed");
+                        return;
+                    }
+                };
+                // A batch that reaches the end of a full read may go on past
+                // it: it is read again from its start (unless it starts the read).
+                let full = records.len() == TB_READ;
+                let mut i = 0;
+                while let Some((seq, record)) = records.get(i) {
+                    let seq = *seq;
+                    if seq >= lane.below {
+                        break;
+                    }
+                    if self.delivery.room() == 0 {
+                        return;
+                    }
+                    let len = record.encoded_len();
+                    let msg = match &record.body {
+                        Body::Rendered { topic, payload } => {
+                            // A format-1 record (an older release) goes out as stored.
+                            let topic = format!("{}{topic}", self.opts.topic_base);
+                            if client
+                                .try_publish(topic, QoS::AtLeastOnce, false, payload.clone())
+                                .is_err()
+                            {
+                                return;
+                            }
+                            self.handed(&[(seq, len)]);
+                            handed_any = true;
+                            i += 1;
+                            continue;
+                        }
+                        Body::Message(bytes) => match message::decode(bytes) {
+                            Ok(msg) => msg,
+                            Err(e) => {
+                                tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
+                                if let Err(e) =
+                                    self.outbox.discard_damaged(seq, len as u64, now_ms())
+                                {
+                                    tracing::warn!(error = %e, "Could not drop the damaged record");
+                                }
+                                i += 1;
+                                continue;
+                            }
+                        },
+                    };
+                    let taken = if tb::batchable(&msg) {
+                        let run = records.get(i..).unwrap_or_default();
+                        match self.publish_batch(client, gw, run, lane, &store, full && i > 0) {
+                            BatchOutcome::Sent(n) => n,
+                            BatchOutcome::QueueFull => return,
+                            BatchOutcome::PastRead => {
+                                from = seq;
+                                continue 'window;
+                            }
+                        }
+                    } else if self.publish_alone(client, gw, &msg, (seq, len), &store) {
+                        1
+                    } else {
+                        return;
+                    };
+                    handed_any = true;
+                    i += taken;
+                }
+                break;
+            }
+            if !handed_any && lane.below <= self.outbox.durable_next() {
+                self.delivery.backlog_drained(lane);
+            }
+        }
+    }
+
+    /// Publishes the batch that starts at `run[0]` (a batchable record):
+    /// the one handed over before if there is one, else as many
+    /// consecutive batchable records as fit. With `may_go_past` (a full
+    /// read that this batch does not start), a batch that would take every
+    /// record to the end of the read is not sent: it is read again from
+    /// its first record, so that it is the same batch however reads fall.
+    fn publish_batch(
+        &mut self,
+        client: &AsyncClient,
+        gw: &tb::Gateway,
+        run: &[(u64, crate::outbox::Record)],
+        lane: state::Lane,
+        store: &str,
+        may_go_past: bool,
+    ) -> BatchOutcome {
+        let Some(first) = run.first().map(|(seq, _)| *seq) else {
+            return BatchOutcome::QueueFull;
+        };
+        let remembered: Option<Vec<u64>> = self.delivery.batch_at(first).map(<[u64]>::to_vec);
+        let mut entries: Vec<(u64, tb::Entry)> = Vec::new();
+        let mut subjects: Vec<tb::Subject> = Vec::new();
+        let mut lens = Vec::new();
+        let mut bytes = 0;
+        for (seq, record) in run {
+            if *seq >= lane.below {
+                break;
+            }
+            match &remembered {
+                Some(seqs) if !seqs.contains(seq) => break,
+                Some(_) => {}
+                None => {
+                    // Enough to fill a packet; and never into a batch handed before.
+                    if bytes > self.opts.max_message
+                        || (!entries.is_empty() && self.delivery.batch_at(*seq).is_some())
+                    {
+                        break;
+                    }
+                }
+            }
+            let Body::Message(body) = &record.body else {
+                break;
+            };
+            let Ok(msg) = message::decode(body) else {
+                break;
+            };
+            if !tb::batchable(&msg) {
+                break;
+            }
+            let Some(entry) = tb::entry(gw, &msg, *seq, store) else {
+                break;
+            };
+            bytes += entry.json.len() + entry.device.len() + 8;
+            subjects.push(tb::subject(&msg));
+            lens.push((*seq, record.encoded_len()));
+            entries.push((*seq, entry));
+        }
+        // The batch would take every record up to the end of the read:
+        // there may be more of it (a remembered batch's rest, or more that
+        // fit) past the read.
+        if may_go_past && entries.len() == run.len() {
+            return BatchOutcome::PastRead;
+        }
+        let batch = if remembered.is_some() {
+            let only: Vec<tb::Entry> = entries.iter().map(|(_, e)| e.clone()).collect();
+            tb::Batch {
+                seqs: entries.iter().map(|(seq, _)| *seq).collect(),
+                payload: tb::gateway_telemetry(&only),
+            }
+        } else {
+            tb::batch(&entries, self.opts.max_message)
+        };
+        let n = batch.seqs.len();
+        if n == 0 {
+            return BatchOutcome::QueueFull;
+        }
+        for subject in subjects.iter().take(n) {
+            if !self.connect_device(client, gw, subject) {
+                return BatchOutcome::QueueFull;
+            }
+        }
+        if client
+            .try_publish(
+                tb::GATEWAY_TELEMETRY,
+                QoS::AtLeastOnce,
+                false,
+                batch.payload,
+            )
+            .is_err()
+        {
+            return BatchOutcome::QueueFull;
+        }
+        self.handed(lens.get(..n).unwrap_or_default());
+        BatchOutcome::Sent(n)
+    }
+
+    /// Publishes a record that goes alone (availability, health, gap),
+    /// connecting its device first and, after an offline availability,
+    /// disconnecting it; false when the client's queue is full.
+    fn publish_alone(
+        &mut self,
+        client: &AsyncClient,
+        gw: &tb::Gateway,
+        msg: &Message<&str>,
+        (seq, len): (u64, usize),
+        store: &str,
+    ) -> bool {
+        let subject = tb::subject(msg);
+        if subject != tb::Subject::Gateway && !self.connect_device(client, gw, &subject) {
+            return false;
+        }
+        let (topic, payload) = tb::render(gw, msg, seq, store);
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .is_err()
+        {
+            return false;
+        }
+        self.handed(&[(seq, len)]);
+        if let Message::Availability(a) = msg
+            && a.state == Reachability::Offline
+        {
+            let bye = tb::disconnect(gw, &subject);
+            if client
+                .try_publish(tb::DISCONNECT, QoS::AtLeastOnce, false, bye)
+                .is_ok()
+            {
+                self.delivery.handed_untracked();
+            }
+            self.tb_connected.remove(&subject);
+        }
+        true
+    }
+
+    /// Publishes `connect` and the attributes of a device not yet connected
+    /// in this session; false when the client's queue is full.
+    fn connect_device(
+        &mut self,
+        client: &AsyncClient,
+        gw: &tb::Gateway,
+        subject: &tb::Subject,
+    ) -> bool {
+        if self.tb_connected.contains(subject) {
+            return true;
+        }
+        for (topic, payload) in [
+            (tb::CONNECT, tb::connect(gw, subject)),
+            (tb::GATEWAY_ATTRIBUTES, tb::attributes(gw, subject)),
+        ] {
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .is_err()
+            {
+                return false;
+            }
+            self.delivery.handed_untracked();
+        }
+        self.tb_connected.insert(subject.clone());
+        true
+    }
+
+    /// One publish carrying these records (seq, record length) was handed over.
+    fn handed(&mut self, records: &[(u64, usize)]) {
+        let seqs: Vec<u64> = records.iter().map(|(seq, _)| *seq).collect();
+        self.delivery.handed_batch(&seqs);
+        for &(seq, len) in records {
+            self.outbox.mark_in_flight(seq, len);
+        }
+        self.counters.published.add(records.len() as u64);
     }
 
     fn retain_allowed(&mut self, topic: &str, seq: u64) -> bool {

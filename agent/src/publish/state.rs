@@ -7,16 +7,22 @@
 //! `connected`, `disconnected`).
 //!
 //! Invariants:
-//! - at most `window` seqs are in flight;
+//! - at most `window` publishes are in flight (one publish carries one seq,
+//!   or with the `thingsboard` dialect a batch of several);
 //! - a seq is acknowledged only by the PUBACK of the packet id rumqttc gave
-//!   *that* publish (`Outgoing::Publish(pkid)` arrives in hand-over order);
+//!   *that* publish (`Outgoing::Publish(pkid)` arrives in hand-over order,
+//!   so every `QoS` 1 publish is handed over here, also those that carry no
+//!   record: status, connect, attributes — [`DeliveryState::handed_untracked`]);
+//! - a batch's PUBACK acknowledges every seq in it; a batch handed over is
+//!   remembered until acknowledged, across reconnects, so that a resend in
+//!   the same run carries the same seqs ([`DeliveryState::batch_at`]);
 //! - after every (re)connect nothing is in flight and both cursors restart
 //!   at the oldest record, so every unacknowledged record is sent again;
 //! - `live_first`: records appended after the connect (the live lane) are
 //!   offered before the backlog (seqs below the connect-time bound);
 //!   `oldest_first`: one cursor, strict seq order.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use spindle_config::model::Replay;
 
@@ -36,8 +42,14 @@ pub struct DeliveryState {
     replay: Replay,
     connected: bool,
     in_flight: BTreeSet<u64>,
-    awaiting_pkid: VecDeque<u64>,
-    by_pkid: HashMap<u16, u64>,
+    /// Publishes in flight that carry records.
+    packets: usize,
+    /// The seqs of each publish handed over whose packet id is not known
+    /// yet, in hand-over order; empty for a publish without records.
+    awaiting_pkid: VecDeque<Vec<u64>>,
+    by_pkid: HashMap<u16, Vec<u64>>,
+    /// Batches handed over and not acknowledged, by their first seq.
+    batches: BTreeMap<u64, Vec<u64>>,
     live_next: u64,
     backlog_next: u64,
     backlog_end: u64,
@@ -50,8 +62,10 @@ impl DeliveryState {
             replay,
             connected: false,
             in_flight: BTreeSet::new(),
+            packets: 0,
             awaiting_pkid: VecDeque::new(),
             by_pkid: HashMap::new(),
+            batches: BTreeMap::new(),
             live_next: 1,
             backlog_next: 1,
             backlog_end: 1,
@@ -81,6 +95,7 @@ impl DeliveryState {
 
     fn reset(&mut self) {
         self.in_flight.clear();
+        self.packets = 0;
         self.awaiting_pkid.clear();
         self.by_pkid.clear();
     }
@@ -88,7 +103,7 @@ impl DeliveryState {
     /// Free places in the in-flight window.
     pub fn room(&self) -> usize {
         if self.connected {
-            self.window.saturating_sub(self.in_flight.len())
+            self.window.saturating_sub(self.packets)
         } else {
             0
         }
@@ -127,8 +142,61 @@ impl DeliveryState {
     /// `seq` was handed to the MQTT client; its packet id comes with the next
     /// `Outgoing::Publish`.
     pub fn handed(&mut self, seq: u64) {
-        self.in_flight.insert(seq);
-        self.awaiting_pkid.push_back(seq);
+        self.handed_batch(&[seq]);
+    }
+
+    /// One publish carrying `seqs` (in order, from one lane) was handed to
+    /// the MQTT client. A batch of several is remembered until acknowledged.
+    pub fn handed_batch(&mut self, seqs: &[u64]) {
+        if let Some(&first) = seqs.first() {
+            self.forget_skipped_batches(first);
+        }
+        for &seq in seqs {
+            self.in_flight.insert(seq);
+            self.advance(seq);
+            self.batches.remove(&seq);
+        }
+        self.packets += 1;
+        self.awaiting_pkid.push_back(seqs.to_vec());
+        if let [first, _, ..] = seqs {
+            self.batches.insert(*first, seqs.to_vec());
+        }
+    }
+
+    /// A lane hands seqs over in order: a batch remembered below `first`
+    /// in the same lane that is not in flight now was skipped, its first
+    /// record gone (dropped by retention or as damage), and is forgotten.
+    /// (The live lane starts at the connect-time bound; batches of earlier
+    /// sessions all lie below it, in the backlog lane.)
+    fn forget_skipped_batches(&mut self, first: u64) {
+        let lane_start = match self.replay {
+            Replay::LiveFirst if first >= self.backlog_end => self.backlog_end,
+            _ => 0,
+        };
+        let skipped: Vec<u64> = self
+            .batches
+            .range(lane_start..first)
+            .map(|(&start, _)| start)
+            .filter(|start| !self.in_flight.contains(start))
+            .collect();
+        for start in skipped {
+            self.batches.remove(&start);
+        }
+    }
+
+    /// A `QoS` 1 publish that carries no record (status, connect, attributes)
+    /// was handed to the MQTT client: its packet id is not a record's.
+    pub fn handed_untracked(&mut self) {
+        self.awaiting_pkid.push_back(Vec::new());
+    }
+
+    /// The batch handed over earlier (and not acknowledged) that starts at
+    /// `seq`: a resend carries the same seqs.
+    pub fn batch_at(&self, seq: u64) -> Option<&[u64]> {
+        self.batches.get(&seq).map(Vec::as_slice)
+    }
+
+    fn advance(&mut self, seq: u64) {
         match self.replay {
             Replay::OldestFirst => self.backlog_next = self.backlog_next.max(seq + 1),
             Replay::LiveFirst => {
@@ -156,16 +224,27 @@ impl DeliveryState {
 
     /// rumqttc wrote the next handed publish with packet id `pkid`.
     pub fn outgoing(&mut self, pkid: u16) {
-        if let Some(seq) = self.awaiting_pkid.pop_front() {
-            self.by_pkid.insert(pkid, seq);
+        if let Some(seqs) = self.awaiting_pkid.pop_front()
+            && !seqs.is_empty()
+        {
+            self.by_pkid.insert(pkid, seqs);
         }
     }
 
-    /// The broker acknowledged `pkid`: returns the seq it carried.
-    pub fn puback(&mut self, pkid: u16) -> Option<u64> {
-        let seq = self.by_pkid.remove(&pkid)?;
-        self.in_flight.remove(&seq);
-        Some(seq)
+    /// The broker acknowledged `pkid`: returns the seqs it carried (none
+    /// for a publish without records or an unknown packet id).
+    pub fn puback(&mut self, pkid: u16) -> Vec<u64> {
+        let Some(seqs) = self.by_pkid.remove(&pkid) else {
+            return Vec::new();
+        };
+        for seq in &seqs {
+            self.in_flight.remove(seq);
+        }
+        if let Some(first) = seqs.first() {
+            self.batches.remove(first);
+        }
+        self.packets = self.packets.saturating_sub(1);
+        seqs
     }
 }
 
@@ -243,9 +322,9 @@ mod tests {
         s.handed(2);
         s.outgoing(7);
         s.outgoing(3);
-        assert_eq!(s.puback(3), Some(2));
-        assert_eq!(s.puback(7), Some(1));
-        assert_eq!(s.puback(7), None, "an ack is used once");
+        assert_eq!(s.puback(3), vec![2]);
+        assert_eq!(s.puback(7), vec![1]);
+        assert!(s.puback(7).is_empty(), "an ack is used once");
         assert_eq!(s.in_flight(), 0);
     }
 
@@ -269,7 +348,10 @@ mod tests {
         s.handed(1);
         s.outgoing(1);
         s.disconnected();
-        assert_eq!(s.puback(1), None, "acks of a lost session mean nothing");
+        assert!(
+            s.puback(1).is_empty(),
+            "acks of a lost session mean nothing"
+        );
         s.connected(12);
         assert_eq!(s.in_flight(), 0);
         assert_eq!(
@@ -282,5 +364,72 @@ mod tests {
                 Lane { from: 1, below: 12 }
             ]
         );
+    }
+
+    #[test]
+    fn a_batch_puback_acknowledges_every_seq_it_carried() {
+        let mut s = DeliveryState::new(2, Replay::OldestFirst);
+        s.connected(1);
+        s.handed_batch(&[1, 2, 3]);
+        assert_eq!(s.room(), 1, "the window counts publishes");
+        assert_eq!(s.in_flight(), 3);
+        s.outgoing(9);
+        assert_eq!(s.puback(9), vec![1, 2, 3]);
+        assert_eq!(s.in_flight(), 0);
+        assert_eq!(s.room(), 2);
+        assert_eq!(s.batch_at(1), None, "an acknowledged batch is forgotten");
+    }
+
+    #[test]
+    fn publishes_without_records_keep_packet_ids_matched_to_their_own_publish() {
+        let mut s = DeliveryState::new(8, Replay::OldestFirst);
+        s.connected(1);
+        s.handed_untracked(); // status
+        s.handed_untracked(); // connect
+        s.handed_batch(&[1, 2]);
+        s.handed(3);
+        for pkid in [1, 2, 3, 4] {
+            s.outgoing(pkid);
+        }
+        assert!(s.puback(1).is_empty());
+        assert!(s.puback(2).is_empty());
+        assert_eq!(s.puback(4), vec![3]);
+        assert_eq!(s.puback(3), vec![1, 2]);
+    }
+
+    #[test]
+    fn an_unacknowledged_batch_is_offered_again_with_the_same_seqs_after_a_reconnect() {
+        let mut s = DeliveryState::new(8, Replay::LiveFirst);
+        s.connected(1);
+        s.handed_batch(&[1, 2, 3]);
+        s.handed_batch(&[4, 5]);
+        s.outgoing(1);
+        s.outgoing(2);
+        assert_eq!(s.puback(1), vec![1, 2, 3]);
+        s.disconnected();
+        s.connected(9);
+        assert_eq!(s.batch_at(1), None);
+        assert_eq!(s.batch_at(4), Some(&[4, 5][..]));
+        s.handed_batch(&[4, 5]);
+        assert_eq!(s.batch_at(4), Some(&[4, 5][..]));
+        assert_eq!(s.lanes()[1], Lane { from: 6, below: 9 });
+    }
+
+    #[test]
+    fn a_remembered_batch_whose_records_are_gone_is_forgotten_when_its_lane_passes_it() {
+        let mut s = DeliveryState::new(8, Replay::LiveFirst);
+        s.connected(1);
+        s.handed_batch(&[1, 2]);
+        s.handed_batch(&[3, 4]);
+        s.disconnected();
+        s.connected(10);
+        // Live records do not touch the backlog's remembered batches.
+        s.handed_batch(&[10, 11]);
+        assert!(s.batch_at(1).is_some() && s.batch_at(3).is_some());
+        // Records 1 and 2 were dropped: the backlog resumes at 3.
+        s.handed_batch(&[3, 4]);
+        assert_eq!(s.batch_at(1), None);
+        assert_eq!(s.batch_at(3), Some(&[3, 4][..]));
+        assert_eq!(s.batch_at(10), Some(&[10, 11][..]), "in flight, kept");
     }
 }

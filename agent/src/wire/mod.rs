@@ -9,12 +9,89 @@
 //! payload (names, values, `ts`, `seq`, `store`) comes from the record, so
 //! a payload's bytes never change between a first send and a resend.
 //!
-//! Dialects: `spindle` (SPEC §5) in [`spindle`].
+//! Dialects: `spindle` (SPEC §5) in [`spindle`], `thingsboard` (the
+//! ThingsBoard gateway MQTT API, `docs/THINGSBOARD.md`) in [`thingsboard`];
+//! [`Dialect`] is the choice the publisher holds.
 
 pub mod json;
 pub mod spindle;
+pub mod thingsboard;
 
-use crate::message::{Message, Reading, Value};
+use crate::message::{Message, Reading, Status, Value};
+
+/// The dialect a publisher renders in, with what it takes from the
+/// configuration.
+#[derive(Debug, Clone)]
+pub enum Dialect {
+    /// SPEC §5 under `topic_base` (`{prefix}/{site}/{agent}/`).
+    Spindle { topic_base: String },
+    /// The ThingsBoard gateway API.
+    ThingsBoard(Box<thingsboard::Gateway>),
+}
+
+impl Dialect {
+    /// The configured dialect.
+    pub fn from_config(config: &spindle_config::model::Config) -> Self {
+        match config.mqtt.dialect {
+            spindle_config::model::Dialect::Spindle => Dialect::Spindle {
+                topic_base: format!(
+                    "{}/{}/{}/",
+                    config.mqtt.topic_prefix, config.agent.site, config.agent.id
+                ),
+            },
+            spindle_config::model::Dialect::ThingsBoard => {
+                Dialect::ThingsBoard(Box::new(thingsboard::Gateway::from_config(config)))
+            }
+        }
+    }
+
+    /// A stored message rendered alone.
+    pub fn render<S: AsRef<str>>(&self, message: &Message<S>, seq: u64, store: &str) -> Rendered {
+        match self {
+            Dialect::Spindle { topic_base } => render(topic_base, message, seq, store),
+            Dialect::ThingsBoard(gw) => {
+                let (topic, payload) = thingsboard::render(gw, message, seq, store);
+                Rendered {
+                    topic: topic.to_owned(),
+                    payload,
+                    retain: false,
+                }
+            }
+        }
+    }
+
+    /// Whether a message rendered alone fits a packet of `max` bytes.
+    pub fn fits<S: AsRef<str>>(&self, message: &Message<S>, max: usize) -> bool {
+        match self {
+            Dialect::Spindle { topic_base } => fits(message, topic_base.len(), max),
+            Dialect::ThingsBoard(gw) => thingsboard::fits(gw, message, max),
+        }
+    }
+
+    /// What a log line names a message by: its topic, or its ThingsBoard device.
+    pub fn label<S: AsRef<str>>(&self, message: &Message<S>) -> String {
+        match self {
+            Dialect::Spindle { .. } => spindle::topic(message),
+            Dialect::ThingsBoard(gw) => gw.name(&thingsboard::subject(message)),
+        }
+    }
+
+    /// The status publish: topic, payload, retained.
+    pub fn status(&self, status: &Status) -> Rendered {
+        match self {
+            Dialect::Spindle { topic_base } => Rendered {
+                topic: format!("{topic_base}status"),
+                payload: spindle::status(status),
+                retain: true,
+            },
+            Dialect::ThingsBoard(_) => Rendered {
+                topic: thingsboard::ME_ATTRIBUTES.to_owned(),
+                payload: thingsboard::status(status),
+                retain: false,
+            },
+        }
+    }
+}
 
 /// A message ready for the MQTT client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,5 +5,6 @@
 
 pub mod backoff;
 pub mod dlt645;
+pub mod line;
 pub mod modbus;
 pub mod sim;

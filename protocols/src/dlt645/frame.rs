@@ -53,6 +53,8 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::line::{Framing, Verdict};
+
 /// The frame start and the second start after the address.
 pub const START: u8 = 0x68;
 /// The frame end.
@@ -596,6 +598,70 @@ pub fn check_answer(request: &Request, frame: &Frame) -> Result<Answer, AnswerEr
     }
 }
 
+/// Bytes that make no answer to the request: not a frame, or a whole frame
+/// that is inconsistent in itself.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BadAnswer {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+}
+
+/// DL/T 645's framing for the protocol-neutral line discipline
+/// ([`crate::line`]). Unlike Modbus RTU, every whole frame can be held
+/// against the request: one that echoes another address or identifier is a
+/// late reply (it answers an unanswered request) or a foreign one (it
+/// answers nothing asked), discarded either way and never a value. Bytes in
+/// front of a frame that cannot start one (neither `FE` nor `68`) are noise
+/// and skipped: the checksum and the echo checks keep a frame found behind
+/// them honest.
+#[derive(Debug, Clone, Copy)]
+pub struct Dlt645Framing;
+
+impl Framing for Dlt645Framing {
+    type Request = Request;
+    type Device = Address;
+    type Answer = Answer;
+    type Error = BadAnswer;
+
+    fn device(request: &Request) -> Address {
+        request.address()
+    }
+
+    fn classify(
+        buf: &[u8],
+        asked: &Request,
+        unanswered: &[&Request],
+    ) -> Verdict<Answer, BadAnswer> {
+        let (frame, len) = match parse_frame(buf) {
+            Ok(Scanned::Incomplete) => return Verdict::Partial,
+            Ok(Scanned::Complete { frame, len }) => (frame, len),
+            Err(FrameError::NoStart { at, .. }) => {
+                // Skip to the next byte that may start a frame.
+                let rest = buf.get(at + 1..).unwrap_or_default();
+                let skip = rest
+                    .iter()
+                    .position(|&byte| byte == START || byte == WAKE_UP)
+                    .unwrap_or(rest.len());
+                return Verdict::Noise { len: at + 1 + skip };
+            }
+            Err(error) => return Verdict::Garbage(error.into()),
+        };
+        match check_answer(asked, &frame) {
+            Ok(answer) => Verdict::Answer { answer, len },
+            Err(error) if error.is_foreign() => unanswered
+                .iter()
+                .position(|request| check_answer(request, &frame).is_ok())
+                .map_or(Verdict::Foreign { len }, |index| Verdict::Late {
+                    len,
+                    index,
+                }),
+            Err(error) => Verdict::Garbage(error.into()),
+        }
+    }
+}
+
 /// Bytes as hex, space separated.
 pub fn hex(bytes: &[u8]) -> String {
     bytes
@@ -882,6 +948,56 @@ mod tests {
         assert!(!di.is_block());
         assert!(Di::parse("020101").is_err());
         assert!(Di::parse("0201010G").is_err());
+    }
+
+    #[test]
+    fn the_line_skips_noise_and_discards_late_and_foreign_frames() {
+        let meter = address("000012345678");
+        let asked = Request::ReadData {
+            address: meter,
+            di: Di(0x0201_0100),
+        };
+        let earlier = Request::ReadData {
+            address: meter,
+            di: Di(0x0202_0100),
+        };
+        let answer = Frame::answer(&asked, meter, &[0x01, 0x22], false)
+            .encode()
+            .unwrap();
+        let late = Frame::answer(&earlier, meter, &[0, 0x50, 1], false)
+            .encode()
+            .unwrap();
+        // Noise before the frame is skipped up to the next FE or 68.
+        let mut noisy = vec![0x00, 0x13, 0xFE];
+        noisy.extend(&answer);
+        assert_eq!(
+            Dlt645Framing::classify(&noisy, &asked, &[]),
+            Verdict::Noise { len: 2 }
+        );
+        assert!(matches!(
+            Dlt645Framing::classify(&noisy[2..], &asked, &[]),
+            Verdict::Answer { len, .. } if len == answer.len() + 1
+        ));
+        // The late answer to an unanswered request of the same meter.
+        assert_eq!(
+            Dlt645Framing::classify(&late, &asked, &[&earlier]),
+            Verdict::Late {
+                len: late.len(),
+                index: 0
+            }
+        );
+        // The same frame with nothing unanswered: foreign, never the value.
+        assert_eq!(
+            Dlt645Framing::classify(&late, &asked, &[]),
+            Verdict::Foreign { len: late.len() }
+        );
+        // A broken frame is garbage.
+        let mut bad = answer.clone();
+        bad[11] ^= 0x40;
+        assert!(matches!(
+            Dlt645Framing::classify(&bad, &asked, &[]),
+            Verdict::Garbage(BadAnswer::Frame(FrameError::BadChecksum { .. }))
+        ));
     }
 
     fn any_address() -> impl Strategy<Value = Address> {

@@ -8,9 +8,11 @@
 //!   data identifier echoed, else a late or foreign reply);
 //! * [`bcd`]: the standard's BCD value formats, sign-magnitude included;
 //! * [`table`]: the built-in table of data identifiers (format, unit,
-//!   counter), so a point needs only its `di`.
+//!   counter), so a point needs only its `di`;
+//! * [`client`]: the thin async shell — one value of one meter over a
+//!   serial line (the protocol-neutral [`crate::line`] discipline).
 //!
-//! All three are pure (no I/O) and property-tested.
+//! `frame`, `bcd` and `table` are pure (no I/O) and property-tested.
 //!
 //! The codec is written by hand: no Rust crate for DL/T 645 was worth taking
 //! (the few published are small, unmaintained, build write and control
@@ -47,12 +49,14 @@
 //!   `01 10`.
 
 pub mod bcd;
+pub mod client;
 pub mod frame;
 pub mod table;
 
 pub use bcd::{Bcd, BcdError, Format};
+pub use client::{Dlt645Link, MAX_FRAMES, ReadError, read_address, read_value};
 pub use frame::{
     Address, AddressError, Answer, AnswerError, Di, DiError, ErrorByte, Frame, FrameError, Request,
     Scanned, check_answer, parse_frame,
 };
-pub use table::{DiInfo, block_members, lookup};
+pub use table::{DiInfo, ValueError, block_members, decode_value, lookup};

@@ -15,7 +15,9 @@
 //! published frame examples and public meter firmware/driver tables (see
 //! the module doc of [`super`]).
 
-use super::bcd::Format;
+use thiserror::Error;
+
+use super::bcd::{self, Bcd, BcdError, Format};
 use super::frame::Di;
 
 /// What the standard says of one data identifier.
@@ -146,6 +148,21 @@ pub fn block_members(di: Di) -> Option<Vec<Di>> {
         .iter()
         .all(|member| lookup(*member).is_some())
         .then_some(members)
+}
+
+/// Value bytes that do not make a value of their identifier (`decode`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ValueError {
+    #[error("{0} is not in the built-in table of data identifiers")]
+    UnknownDi(Di),
+    #[error(transparent)]
+    Bcd(#[from] BcdError),
+}
+
+/// The value of `di` from its value bytes (minus 33H, low byte first).
+pub fn decode_value(di: Di, value: &[u8]) -> Result<Bcd, ValueError> {
+    let info = lookup(di).ok_or(ValueError::UnknownDi(di))?;
+    Ok(bcd::decode(info.format, value)?)
 }
 
 #[cfg(test)]

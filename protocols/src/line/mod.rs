@@ -38,11 +38,18 @@
 //!
 //! Frames are separated by the silent interval plus the bus's turnaround
 //! ([`LineState::free_at`]).
+//!
+//! [`link`] is the thin async shell that carries the decisions out on a
+//! port.
 
 use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+pub mod link;
+
+pub use link::{Clock, ExchangeError, LineLink, Port, PreciseClock, TimerClock};
 
 /// Shortest quiet that ends a long drain, and the slack an answer that has
 /// started gets to finish (USB adapters deliver bytes in bursts).

@@ -1,0 +1,200 @@
+//! The DL/T 645 client on an in-memory line with tokio's paused clock: a
+//! simulated bus of meters on one side of a duplex, the client's line link
+//! on the other, and virtual time that advances whenever both wait.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::float_cmp
+)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spindle_protocols::dlt645::frame::ErrorByte;
+use spindle_protocols::dlt645::{
+    Address, Di, Dlt645Link, ReadError, decode_value, read_address, read_value,
+};
+use spindle_protocols::line::{ExchangeError, TimerClock};
+use spindle_protocols::sim::dlt645::{SimBus, SimMeter, serve};
+use tokio::io::DuplexStream;
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+const VOLTAGE_A: Di = Di(0x0201_0100);
+const CURRENT_A: Di = Di(0x0202_0100);
+const ENERGY: Di = Di(0x0001_0000);
+
+fn address(printed: &str) -> Address {
+    Address::parse(printed).unwrap()
+}
+
+fn meter(printed: &str, volts: f64) -> SimMeter {
+    let mut meter = SimMeter::new(address(printed));
+    meter.set(VOLTAGE_A, volts);
+    meter.set(CURRENT_A, -1.25);
+    meter.set(ENERGY, 1206.42);
+    meter
+}
+
+/// A link at 9600 baud 8E1 (11 bits a character) on a duplex served by `meters`.
+fn line(meters: Vec<SimMeter>) -> (Dlt645Link<DuplexStream, TimerClock>, Arc<Mutex<SimBus>>) {
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let bus = SimBus::new(meters);
+    tokio::spawn(serve(theirs, bus.clone()));
+    let char_time = Duration::from_micros(1146);
+    let mut link = Dlt645Link::new(
+        char_time.mul_f64(3.5),
+        Duration::ZERO,
+        char_time,
+        TimerClock,
+    );
+    link.attach(ours);
+    (link, bus)
+}
+
+async fn read(
+    link: &mut Dlt645Link<DuplexStream, TimerClock>,
+    meter: &str,
+    di: Di,
+) -> Result<f64, ReadError> {
+    let value = read_value(link, address(meter), di, 4, TIMEOUT).await?;
+    Ok(decode_value(di, &value)
+        .expect("a value of its format")
+        .value())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_meter_is_read_with_values_in_the_standards_formats() {
+    let (mut link, bus) = line(vec![meter("000012345678", 229.8)]);
+    assert_eq!(
+        read(&mut link, "000012345678", VOLTAGE_A).await.unwrap(),
+        229.8
+    );
+    assert_eq!(
+        read(&mut link, "000012345678", CURRENT_A).await.unwrap(),
+        -1.25
+    );
+    assert_eq!(
+        read(&mut link, "000012345678", ENERGY).await.unwrap(),
+        1206.42
+    );
+    assert_eq!(
+        read_address(&mut link, TIMEOUT).await.unwrap(),
+        address("000012345678")
+    );
+    // Only reads went out.
+    assert!(
+        bus.lock()
+            .unwrap()
+            .requests
+            .iter()
+            .all(|c| [0x11, 0x12, 0x13].contains(c))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abnormal_answer_is_its_reason_never_a_value() {
+    let mut refusing = meter("000012345678", 229.8);
+    refusing.faults.abnormal = Some(ErrorByte::NO_DATA);
+    let (mut link, _) = line(vec![refusing]);
+    let error = read(&mut link, "000012345678", VOLTAGE_A)
+        .await
+        .unwrap_err();
+    assert_eq!(error.word(), "abnormal:no_data");
+    assert!(!error.is_unreachable());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_meter_times_out_and_a_bad_checksum_is_decode() {
+    let mut silent = meter("000000000001", 229.8);
+    silent.faults.silent = true;
+    let mut garbling = meter("000000000002", 229.8);
+    garbling.faults.bad_checksum = true;
+    let (mut link, _) = line(vec![silent, garbling]);
+    let started = tokio::time::Instant::now();
+    let error = read(&mut link, "000000000001", VOLTAGE_A)
+        .await
+        .unwrap_err();
+    assert_eq!(error.word(), "timeout");
+    assert!(started.elapsed() >= TIMEOUT);
+    let error = read(&mut link, "000000000002", VOLTAGE_A)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ReadError::Link(ExchangeError::Garbage(_))),
+        "{error}"
+    );
+    assert_eq!(error.word(), "decode");
+}
+
+#[tokio::test(start_paused = true)]
+async fn noise_and_wake_up_bytes_before_the_frame_are_skipped() {
+    let mut noisy = meter("000012345678", 229.8);
+    noisy.faults.noise_before = vec![0x00, 0x13, 0x7F];
+    noisy.faults.wake_up = 4;
+    let (mut link, _) = line(vec![noisy]);
+    assert_eq!(
+        read(&mut link, "000012345678", VOLTAGE_A).await.unwrap(),
+        229.8
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_answer_is_never_taken_for_the_next_request() {
+    // Meter 1 answers 400 ms late (timeout 300 ms); meter 2 is asked next and
+    // its answer arrives behind meter 1's late one.
+    let mut slow = meter("000000000001", 111.1);
+    slow.faults.delay = Duration::from_millis(400);
+    let (mut link, _) = line(vec![slow, meter("000000000002", 222.2)]);
+    let error = read(&mut link, "000000000001", VOLTAGE_A)
+        .await
+        .unwrap_err();
+    assert_eq!(error.word(), "timeout");
+    assert_eq!(
+        read(&mut link, "000000000002", VOLTAGE_A).await.unwrap(),
+        222.2
+    );
+    assert_eq!(link.state().late_replies(), 1);
+    // Re-asking the slow meter for another value: the long drain keeps its
+    // earlier answer (voltage) from being taken for the current.
+    let error = read(&mut link, "000000000001", CURRENT_A)
+        .await
+        .unwrap_err();
+    assert_eq!(error.word(), "timeout");
+    let again = read(&mut link, "000000000001", CURRENT_A).await;
+    // Whatever came, it was never the voltage.
+    assert_ne!(again.ok(), Some(111.1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_in_several_frames_is_joined_and_an_endless_one_is_decode() {
+    let mut endless = meter("000012345678", 229.8);
+    endless.faults.endless_more = true;
+    let (mut link, bus) = line(vec![endless]);
+    let error = read_value(&mut link, address("000012345678"), VOLTAGE_A, 2, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ReadError::TooManyFrames));
+    assert_eq!(error.word(), "decode");
+    let requests = bus.lock().unwrap().requests.clone();
+    assert_eq!(requests.len(), 16);
+    assert_eq!(requests[0], 0x11);
+    assert!(requests[1..].iter().all(|c| *c == 0x12));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_block_read_returns_every_member() {
+    let mut three = meter("000012345678", 229.8);
+    three.set(Di(0x0201_0200), 230.5);
+    three.set(Di(0x0201_0300), 231.7);
+    let (mut link, _) = line(vec![three.clone()]);
+    let value = read_value(&mut link, three.address, Di(0x0201_FF00), 6, TIMEOUT)
+        .await
+        .unwrap();
+    let volts: Vec<f64> = value
+        .chunks(2)
+        .map(|pair| decode_value(VOLTAGE_A, pair).unwrap().value())
+        .collect();
+    assert_eq!(volts, [229.8, 230.5, 231.7]);
+}

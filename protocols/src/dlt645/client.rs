@@ -7,17 +7,75 @@
 //! all; a meter that never stops is `decode`. An abnormal answer is
 //! [`ReadError::Abnormal`], the error word `abnormal:<reason>`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use super::frame::{
-    Address, Answer, BadAnswer, Di, Dlt645Framing, ErrorByte, OVERHEAD, PREAMBLE_LEN, Request,
+    Address, Answer, AnswerError, BadAnswer, Di, Dlt645Framing, ErrorByte, OVERHEAD, PREAMBLE_LEN,
+    Request,
 };
-use crate::line::{Clock, ExchangeError, LineLink, Port};
+use crate::line::{
+    BusAnswer, BusError, BusRequest, Clock, ExchangeError, LineLink, MixedFraming, Port,
+};
 
-/// A serial line speaking DL/T 645.
+/// A serial line speaking DL/T 645 only.
 pub type Dlt645Link<P, C> = LineLink<Dlt645Framing, P, C>;
+
+/// A line the client can ask: DL/T 645 only, or a bus shared with Modbus.
+pub trait Dlt645Line: Send {
+    fn ask(
+        &mut self,
+        request: &Request,
+        answer_len: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Answer, ExchangeError<BadAnswer>>> + Send;
+}
+
+impl<P: Port, C: Clock> Dlt645Line for LineLink<Dlt645Framing, P, C> {
+    async fn ask(
+        &mut self,
+        request: &Request,
+        answer_len: usize,
+        timeout: Duration,
+    ) -> Result<Answer, ExchangeError<BadAnswer>> {
+        self.exchange(request, &request.encode(), answer_len, timeout)
+            .await
+    }
+}
+
+impl<P: Port, C: Clock> Dlt645Line for LineLink<MixedFraming, P, C> {
+    async fn ask(
+        &mut self,
+        request: &Request,
+        answer_len: usize,
+        timeout: Duration,
+    ) -> Result<Answer, ExchangeError<BadAnswer>> {
+        let asked = BusRequest::Dlt645(*request);
+        let unexpected = || {
+            BadAnswer::Answer(AnswerError::Malformed {
+                detail: "a Modbus answer to a DL/T 645 request".into(),
+            })
+        };
+        match self
+            .exchange(&asked, &request.encode(), answer_len, timeout)
+            .await
+        {
+            Ok(BusAnswer::Dlt645(answer)) => Ok(answer),
+            Ok(BusAnswer::Modbus(_)) => Err(ExchangeError::Garbage(unexpected())),
+            Err(error) => Err(match error {
+                ExchangeError::Timeout { after } => ExchangeError::Timeout { after },
+                ExchangeError::Truncated { got } => ExchangeError::Truncated { got },
+                ExchangeError::Closed => ExchangeError::Closed,
+                ExchangeError::Io(error) => ExchangeError::Io(error),
+                ExchangeError::NotQuiet => ExchangeError::NotQuiet,
+                ExchangeError::Garbage(BusError::Dlt645(error)) => ExchangeError::Garbage(error),
+                ExchangeError::Garbage(BusError::Modbus(_)) => ExchangeError::Garbage(unexpected()),
+            }),
+        }
+    }
+}
 
 /// Frames one value may take: the first answer and 15 subsequent ones.
 pub const MAX_FRAMES: usize = 16;
@@ -33,6 +91,9 @@ pub enum ReadError {
     TooManyFrames,
     #[error("the meter answered read address to a read of data")]
     Unexpected,
+    /// The port could not be opened.
+    #[error(transparent)]
+    Open(crate::modbus::error::LinkError),
 }
 
 impl ReadError {
@@ -43,12 +104,17 @@ impl ReadError {
             ReadError::Link(link) => link.word().to_owned(),
             ReadError::Abnormal(error) => format!("abnormal:{}", error.word()),
             ReadError::TooManyFrames | ReadError::Unexpected => "decode".to_owned(),
+            ReadError::Open(error) => error.word().to_owned(),
         }
     }
 
     /// Whether the meter (or the line) may be unreachable.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ReadError::Link(link) if link.word() != "decode")
+        match self {
+            ReadError::Link(link) => link.word() != "decode",
+            ReadError::Open(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -61,8 +127,8 @@ pub fn answer_len(value_len: usize) -> usize {
 /// Read `di` from the meter at `address`: the value bytes (minus 33H, low
 /// byte first), all frames joined. `value_len` is the expected length (for
 /// the answer's on-wire time).
-pub async fn read_value<P: Port, C: Clock>(
-    link: &mut Dlt645Link<P, C>,
+pub async fn read_value<L: Dlt645Line>(
+    link: &mut L,
     address: Address,
     di: Di,
     value_len: usize,
@@ -71,9 +137,7 @@ pub async fn read_value<P: Port, C: Clock>(
     let mut request = Request::ReadData { address, di };
     let mut value = Vec::new();
     for frame in 1..=MAX_FRAMES {
-        let answer = link
-            .exchange(&request, &request.encode(), answer_len(value_len), timeout)
-            .await?;
+        let answer = link.ask(&request, answer_len(value_len), timeout).await?;
         match answer {
             Answer::Data { value: part, more } => {
                 value.extend(part);
@@ -94,15 +158,12 @@ pub async fn read_value<P: Port, C: Clock>(
 }
 
 /// Read the address of the one meter on the line (13H to `AA…AA`).
-pub async fn read_address<P: Port, C: Clock>(
-    link: &mut Dlt645Link<P, C>,
+pub async fn read_address<L: Dlt645Line>(
+    link: &mut L,
     timeout: Duration,
 ) -> Result<Address, ReadError> {
     let request = Request::ReadAddress;
-    match link
-        .exchange(&request, &request.encode(), answer_len(6), timeout)
-        .await?
-    {
+    match link.ask(&request, answer_len(6), timeout).await? {
         Answer::Address(address) => Ok(address),
         Answer::Abnormal(error) => Err(ReadError::Abnormal(error)),
         Answer::Data { .. } => Err(ReadError::Unexpected),

@@ -54,7 +54,7 @@ pub mod frame;
 pub mod table;
 
 pub use bcd::{Bcd, BcdError, Format};
-pub use client::{Dlt645Link, MAX_FRAMES, ReadError, read_address, read_value};
+pub use client::{Dlt645Line, Dlt645Link, MAX_FRAMES, ReadError, read_address, read_value};
 pub use frame::{
     Address, AddressError, Answer, AnswerError, Di, DiError, ErrorByte, Frame, FrameError, Request,
     Scanned, check_answer, parse_frame,

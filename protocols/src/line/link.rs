@@ -16,7 +16,7 @@
 //! the rest gets its on-wire time plus [`MIN_QUIET`] (and again after a
 //! discarded frame). Error words: nothing arrived → `timeout`; bytes that
 //! make no answer → `decode`; a port that closed or failed →
-//! `disconnected` (the owner reopens it).
+//! `disconnected`: the owner then detaches the port (and reopens one).
 
 use std::fmt;
 use std::future::Future;
@@ -34,7 +34,7 @@ use super::{Drain, Framing, LineState, MIN_QUIET, Verdict};
 const DRAIN_LIMIT: u32 = 8;
 
 /// A byte stream a line link can own.
-pub trait Port: AsyncRead + AsyncWrite + Unpin + Send {
+pub trait Port: AsyncRead + AsyncWrite + Unpin + Send + Sync {
     /// Discard what the driver holds of the input (best effort).
     fn discard_input(&mut self) {}
 }
@@ -216,12 +216,9 @@ where
         let result = self
             .exchange_once(request, frame, answer_len, timeout)
             .await;
-        if let Err(error) = &result {
+        if result.is_err() {
             self.state
                 .failed(Instant::now(), self.last_activity, timeout);
-            if matches!(error, ExchangeError::Closed | ExchangeError::Io(_)) {
-                self.detach();
-            }
         }
         result
     }

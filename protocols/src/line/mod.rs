@@ -12,7 +12,8 @@
 //! still arriving ([`Verdict::Partial`]), or bytes that make no answer
 //! ([`Verdict::Garbage`]). Modbus RTU's framing is
 //! [`crate::modbus::rtu::RtuFraming`], DL/T 645's
-//! [`crate::dlt645::frame::Dlt645Framing`].
+//! [`crate::dlt645::frame::Dlt645Framing`], and a bus shared by both
+//! [`mixed::MixedFraming`].
 //!
 //! # The drain rule
 //!
@@ -48,8 +49,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub mod link;
+pub mod mixed;
 
 pub use link::{Clock, ExchangeError, LineLink, Port, PreciseClock, TimerClock};
+pub use mixed::{BusAnswer, BusDevice, BusError, BusRequest, MixedFraming};
 
 /// Shortest quiet that ends a long drain, and the slack an answer that has
 /// started gets to finish (USB adapters deliver bytes in bursts).

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spindle_protocols::dlt645::frame::ErrorByte;
+use spindle_protocols::dlt645::scan::find_meters;
 use spindle_protocols::dlt645::{
     Address, Di, Dlt645Link, ReadError, decode_value, read_address, read_value,
 };
@@ -197,4 +198,156 @@ async fn a_block_read_returns_every_member() {
         .map(|pair| decode_value(VOLTAGE_A, pair).unwrap().value())
         .collect();
     assert_eq!(volts, [229.8, 230.5, 231.7]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scan_finds_three_meters_two_of_them_sharing_a_low_byte() {
+    let meters = vec![
+        meter("000012345678", 230.0),
+        meter("000099000078", 230.0),
+        meter("202400000001", 230.0),
+    ];
+    let (mut link, bus) = line(meters);
+    let mut probes = 0;
+    let found = find_meters(&mut link, Duration::from_millis(20), |_, _| probes += 1)
+        .await
+        .unwrap();
+    let addresses: Vec<String> = found.iter().map(|m| m.address.to_string()).collect();
+    assert_eq!(addresses, ["000012345678", "000099000078", "202400000001"]);
+    assert!(found.iter().all(|m| m.clean));
+    // 100 probes a level: the first byte, five below 01, one below 78,
+    // then four below each of 7856 and 7800.
+    assert_eq!(probes, 100 * (1 + 5 + 1 + 2 * 4));
+    // Only reads of data went out.
+    assert!(bus.lock().unwrap().requests.iter().all(|c| *c == 0x11));
+}
+
+mod mixed {
+    //! A Modbus meter and a DL/T 645 meter sharing one line.
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use spindle_config::model::Area;
+    use spindle_protocols::dlt645::frame::{Scanned, parse_frame};
+    use spindle_protocols::dlt645::{Address, Di, decode_value, read_value};
+    use spindle_protocols::line::{BusAnswer, BusRequest, LineLink, MixedFraming, TimerClock};
+    use spindle_protocols::modbus::Response;
+    use spindle_protocols::modbus::rtu::{RtuRequest, crc16, encode_request, response_len};
+    use spindle_protocols::sim::dlt645::SimBus;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
+
+    const TIMEOUT: Duration = Duration::from_millis(300);
+
+    /// Serves Modbus unit 1 (holding register 0 = 2298) and the DL/T 645 bus.
+    async fn serve(mut port: DuplexStream, bus: Arc<Mutex<SimBus>>) {
+        let mut buf = Vec::new();
+        let mut chunk = [0_u8; 256];
+        while let Ok(got) = port.read(&mut chunk).await {
+            if got == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..got]);
+            loop {
+                if buf.first().is_some_and(|b| *b == 0xFE || *b == 0x68) {
+                    match parse_frame(&buf) {
+                        Ok(Scanned::Complete { frame, len }) => {
+                            buf.drain(..len);
+                            let answer = bus.lock().unwrap().answer(&frame);
+                            if let Some((_, bytes)) = answer {
+                                port.write_all(&bytes).await.unwrap();
+                            }
+                        }
+                        Ok(Scanned::Incomplete) => break,
+                        Err(_) => {
+                            buf.remove(0);
+                        }
+                    }
+                } else if buf.len() >= 8 {
+                    let request: Vec<u8> = buf.drain(..8).collect();
+                    if request[0] == 1
+                        && crc16(&request[..6]) == u16::from_le_bytes([request[6], request[7]])
+                    {
+                        let mut answer = vec![1, 3, 2, 0x08, 0xFA];
+                        answer.extend(crc16(&answer).to_le_bytes());
+                        port.write_all(&answer).await.unwrap();
+                    }
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_modbus_meter_and_a_dlt645_meter_never_read_each_others_values() {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        let mut meter =
+            spindle_protocols::sim::dlt645::SimMeter::new(Address::parse("000012345678").unwrap());
+        meter.set(Di(0x0201_0100), 231.4);
+        let bus = SimBus::new(vec![meter]);
+        tokio::spawn(serve(theirs, bus.clone()));
+        let char_time = Duration::from_micros(1146);
+        let mut link: LineLink<MixedFraming, DuplexStream, TimerClock> = LineLink::new(
+            char_time.mul_f64(3.5),
+            Duration::ZERO,
+            char_time,
+            TimerClock,
+        );
+        link.attach(ours);
+        for _ in 0..5 {
+            let request = BusRequest::Modbus(RtuRequest {
+                unit: 1,
+                area: Area::Holding,
+                count: 1,
+            });
+            let answer = link
+                .exchange(
+                    &request,
+                    &encode_request(1, Area::Holding, 0, 1),
+                    response_len(Area::Holding, 1),
+                    TIMEOUT,
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                answer,
+                BusAnswer::Modbus(Ok(Response::Registers(vec![2298])))
+            );
+            let value = read_value(
+                &mut link,
+                Address::parse("000012345678").unwrap(),
+                Di(0x0201_0100),
+                2,
+                TIMEOUT,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                decode_value(Di(0x0201_0100), &value).unwrap().value(),
+                231.4
+            );
+        }
+        // A Modbus unit that does not exist times out; the meter is read right after.
+        let silent = BusRequest::Modbus(RtuRequest {
+            unit: 9,
+            area: Area::Holding,
+            count: 1,
+        });
+        let error = link
+            .exchange(&silent, &encode_request(9, Area::Holding, 0, 1), 7, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert_eq!(error.word(), "timeout");
+        let value = read_value(
+            &mut link,
+            Address::parse("000012345678").unwrap(),
+            Di(0x0201_0100),
+            2,
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+        assert_eq!(value, [0x14, 0x23]);
+    }
 }

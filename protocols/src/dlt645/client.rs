@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use super::frame::{
     Address, Answer, AnswerError, BadAnswer, Di, Dlt645Framing, ErrorByte, OVERHEAD, PREAMBLE_LEN,
-    Request,
+    Request, Scanned, parse_frame,
 };
 use crate::line::{
     BusAnswer, BusError, BusRequest, Clock, ExchangeError, LineLink, MixedFraming, Port,
@@ -31,6 +31,17 @@ pub trait Dlt645Line: Send {
         answer_len: usize,
         timeout: Duration,
     ) -> impl Future<Output = Result<Answer, ExchangeError<BadAnswer>>> + Send;
+
+    /// The bytes of the last answer taken.
+    fn last_answer(&self) -> &[u8];
+
+    /// The address of the meter that sent the last answer taken.
+    fn answered_address(&self) -> Option<Address> {
+        match parse_frame(self.last_answer()) {
+            Ok(Scanned::Complete { frame, .. }) => Address::from_wire(frame.address),
+            _ => None,
+        }
+    }
 }
 
 impl<P: Port, C: Clock> Dlt645Line for LineLink<Dlt645Framing, P, C> {
@@ -42,6 +53,10 @@ impl<P: Port, C: Clock> Dlt645Line for LineLink<Dlt645Framing, P, C> {
     ) -> Result<Answer, ExchangeError<BadAnswer>> {
         self.exchange(request, &request.encode(), answer_len, timeout)
             .await
+    }
+
+    fn last_answer(&self) -> &[u8] {
+        LineLink::last_answer(self)
     }
 }
 
@@ -74,6 +89,10 @@ impl<P: Port, C: Clock> Dlt645Line for LineLink<MixedFraming, P, C> {
                 ExchangeError::Garbage(BusError::Modbus(_)) => ExchangeError::Garbage(unexpected()),
             }),
         }
+    }
+
+    fn last_answer(&self) -> &[u8] {
+        LineLink::last_answer(self)
     }
 }
 

@@ -83,9 +83,21 @@ const READ_ADDRESS: u8 = 0x13;
 pub const WILDCARD_BYTE: u8 = 0xAA;
 
 /// A meter address as sent: A0 (lowest two printed digits) first. Every byte
-/// is two BCD digits or the wildcard `AA`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// is two BCD digits or the wildcard `AA`. Ordered as printed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Address([u8; 6]);
+
+impl Ord for Address {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.iter().rev().cmp(other.0.iter().rev())
+    }
+}
+
+impl PartialOrd for Address {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// A printed address that is not 12 decimal digits.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -10,7 +10,8 @@
 //! * [`table`]: the built-in table of data identifiers (format, unit,
 //!   counter), so a point needs only its `di`;
 //! * [`client`]: the thin async shell — one value of one meter over a
-//!   serial line (the protocol-neutral [`crate::line`] discipline).
+//!   serial line (the protocol-neutral [`crate::line`] discipline);
+//! * [`scan`]: finding the meters on a line by address abbreviation.
 //!
 //! `frame`, `bcd` and `table` are pure (no I/O) and property-tested.
 //!
@@ -51,6 +52,7 @@
 pub mod bcd;
 pub mod client;
 pub mod frame;
+pub mod scan;
 pub mod table;
 
 pub use bcd::{Bcd, BcdError, Format};

@@ -599,6 +599,21 @@ impl RtuLink {
         result
     }
 
+    /// Find the DL/T 645 meters on this bus by address abbreviation
+    /// ([`dlt645::scan`]); `progress` sees each address probed and the count
+    /// found so far.
+    pub async fn find_dlt645_meters(
+        &mut self,
+        progress: impl FnMut(&dlt645::Address, usize),
+    ) -> Result<Vec<dlt645::scan::Found>, dlt645::ReadError> {
+        self.open().map_err(dlt645::ReadError::Open)?;
+        let result = dlt645::scan::find_meters(&mut *self.line, self.timeout, progress).await;
+        if let Err(ExchangeError::Closed | ExchangeError::Io(_)) = &result {
+            self.close();
+        }
+        result.map_err(dlt645::ReadError::Link)
+    }
+
     /// Read the address of the one DL/T 645 meter on this bus (13H).
     pub async fn read_dlt645_address(&mut self) -> Result<dlt645::Address, dlt645::ReadError> {
         self.open().map_err(dlt645::ReadError::Open)?;

@@ -257,6 +257,77 @@ where
     }
 }
 
+/// Simulated DL/T 645 meters on a pseudo-terminal (no line timing): a
+/// client opens [`SimDlt645PtyServer::path`] like a serial port. As with
+/// the Modbus [`super::SimPtyServer`], the slave side is held open so the
+/// master never reads EIO between clients, and the bus is served again
+/// whenever a run ends.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct SimDlt645PtyServer {
+    path: String,
+    bus: Arc<Mutex<SimBus>>,
+    task: tokio::task::JoinHandle<()>,
+    _slave: serialport::TTYPort,
+}
+
+#[cfg(unix)]
+impl SimDlt645PtyServer {
+    /// Serve `meters` on a new pseudo-terminal (inside a tokio runtime).
+    pub fn open(meters: Vec<SimMeter>) -> std::io::Result<Self> {
+        use serialport::SerialPort as _;
+        let (master, slave) = super::pty::pty_pair()?;
+        let path = slave
+            .name()
+            .ok_or_else(|| std::io::Error::other("the pseudo-terminal has no path"))?;
+        let bus = SimBus::new(meters);
+        let served = Arc::clone(&bus);
+        let task = tokio::spawn(async move {
+            loop {
+                let stream = master
+                    .try_clone_native()
+                    .and_then(tokio_serial::SerialStream::try_from)
+                    .map_err(std::io::Error::from);
+                match stream {
+                    Ok(stream) => {
+                        if let Err(error) = serve(stream, Arc::clone(&served)).await {
+                            tracing::debug!(%error, "Simulated DL/T 645 line ended; serving again.");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "Simulator cannot use its pseudo-terminal; retrying.");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        Ok(SimDlt645PtyServer {
+            path,
+            bus,
+            task,
+            _slave: slave,
+        })
+    }
+
+    /// The path a client opens.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The simulated line: its meters (to change values and faults while
+    /// served) and the requests it carried.
+    pub fn bus(&self) -> &Arc<Mutex<SimBus>> {
+        &self.bus
+    }
+}
+
+#[cfg(unix)]
+impl Drop for SimDlt645PtyServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

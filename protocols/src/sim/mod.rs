@@ -23,5 +23,7 @@ mod tcp;
 
 pub use device::{Faults, Received, SimDevice, SimService};
 #[cfg(unix)]
+pub use dlt645::SimDlt645PtyServer;
+#[cfg(unix)]
 pub use pty::SimPtyServer;
 pub use tcp::SimTcpServer;

@@ -147,7 +147,7 @@ impl Drop for SimPtyServer {
 /// exec. `TTYPort::pair` leaves them inheritable: a child process started
 /// meanwhile (the agent under test) would keep the master open, and the port
 /// would never vanish for it.
-fn pty_pair() -> io::Result<(TTYPort, TTYPort)> {
+pub(super) fn pty_pair() -> io::Result<(TTYPort, TTYPort)> {
     let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
     // The duplicates are made with F_DUPFD_CLOEXEC; the originals close here.
     let master = master.try_clone_native().map_err(io::Error::from)?;

@@ -351,3 +351,61 @@ mod mixed {
         assert_eq!(value, [0x14, 0x23]);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_block_is_split_into_its_members_and_remembered() {
+    use spindle_protocols::dlt645::poll::MeterPoller;
+    let points = vec![VOLTAGE_A, Di(0x0201_0200), Di(0x0201_0300), ENERGY];
+    for refuse in [false, true] {
+        let mut three = meter("000012345678", 229.8);
+        three.set(Di(0x0201_0200), 230.5);
+        three.set(Di(0x0201_0300), 231.7);
+        three.faults.refuse_blocks = refuse;
+        let (mut link, bus) = line(vec![three.clone()]);
+        let mut poller = MeterPoller::new(three.address, points.clone());
+        for poll in 0..2 {
+            let before = bus.lock().unwrap().requests.len();
+            let values: Vec<f64> = poller
+                .poll(&mut link, TIMEOUT)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(values, [229.8, 230.5, 231.7, 1206.42]);
+            let sent = bus.lock().unwrap().requests.len() - before;
+            let expected = match (refuse, poll) {
+                (false, _) => 2,        // the block and the energy
+                (true, 0) => 1 + 3 + 1, // the refused block, its members, the energy
+                (true, _) => 3 + 1,
+            };
+            assert_eq!(sent, expected, "refuse {refuse}, poll {poll}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_gives_every_point_its_value_or_its_error_word() {
+    use spindle_protocols::dlt645::poll::MeterPoller;
+    let mut meter = meter("000012345678", 229.8);
+    meter.faults.refuse_blocks = true;
+    let (mut link, _) = line(vec![meter.clone()]);
+    // 02020200 (phase-B current) is not set: the meter answers "no data".
+    let mut poller = MeterPoller::new(meter.address, vec![VOLTAGE_A, Di(0x0202_0200), CURRENT_A]);
+    let words: Vec<String> = poller
+        .poll(&mut link, TIMEOUT)
+        .await
+        .into_iter()
+        .map(|result| result.map_or_else(|e| e.word(), |v| v.to_string()))
+        .collect();
+    assert_eq!(words, ["229.8", "abnormal:no_data", "-1.25"]);
+    let mut silent = SimMeter::new(address("000000000009"));
+    silent.faults.silent = true;
+    let mut poller = MeterPoller::new(silent.address, vec![VOLTAGE_A]);
+    let words: Vec<String> = poller
+        .poll(&mut link, Duration::from_millis(50))
+        .await
+        .into_iter()
+        .map(|result| result.map_or_else(|e| e.word(), |v| v.to_string()))
+        .collect();
+    assert_eq!(words, ["timeout"]);
+}

@@ -11,6 +11,8 @@
 //!   counter), so a point needs only its `di`;
 //! * [`client`]: the thin async shell — one value of one meter over a
 //!   serial line (the protocol-neutral [`crate::line`] discipline);
+//! * [`poll`]: one poll of one meter — block reads where the meter takes
+//!   them, split into single identifiers (and remembered) where it refuses;
 //! * [`scan`]: finding the meters on a line by address abbreviation.
 //!
 //! `frame`, `bcd` and `table` are pure (no I/O) and property-tested.
@@ -52,6 +54,7 @@
 pub mod bcd;
 pub mod client;
 pub mod frame;
+pub mod poll;
 pub mod scan;
 pub mod table;
 

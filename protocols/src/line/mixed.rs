@@ -190,6 +190,7 @@ impl fmt::Display for BusDevice {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use spindle_config::model::Area;
 
     use super::*;
@@ -273,5 +274,43 @@ mod tests {
             MixedFraming::device(&BusRequest::Dlt645(METER)),
             BusDevice::Dlt645(Address::ANY)
         );
+    }
+
+    fn any_request() -> impl Strategy<Value = BusRequest> {
+        prop_oneof![
+            (any::<u8>(), 1_u16..125).prop_map(|(unit, count)| BusRequest::Modbus(RtuRequest {
+                unit,
+                area: Area::Holding,
+                count
+            })),
+            (proptest::array::uniform6(0_u8..100), any::<u32>()).prop_map(|(digits, di)| {
+                let wire = digits.map(|value| ((value / 10) << 4) | (value % 10));
+                BusRequest::Dlt645(Request::ReadData {
+                    address: Address::from_wire(wire).unwrap(),
+                    di: Di(di),
+                })
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn classifying_arbitrary_bytes_never_panics_and_never_overreads(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            asked in any_request(),
+            unanswered in proptest::collection::vec(any_request(), 0..4),
+        ) {
+            let pending: Vec<&BusRequest> = unanswered.iter().collect();
+            match MixedFraming::classify(&bytes, &asked, &pending) {
+                Verdict::Answer { len, .. } | Verdict::Foreign { len } | Verdict::Noise { len } => {
+                    prop_assert!(len > 0 && len <= bytes.len());
+                }
+                Verdict::Late { len, index } => {
+                    prop_assert!(len > 0 && len <= bytes.len());
+                    prop_assert!(index < unanswered.len());
+                }
+                Verdict::Partial | Verdict::Garbage(_) => {}
+            }
+        }
     }
 }

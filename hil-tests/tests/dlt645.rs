@@ -165,6 +165,10 @@ fn spindle_scan_dlt645_finds_three_meters_two_sharing_a_low_byte() {
     .unwrap();
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
+    // Shown with --nocapture: what an operator sees.
+    println!(
+        "$ spindle scan --serial PTY --baud 115200 --parity even --dlt645 --timeout 10ms\n{stderr}{stdout}"
+    );
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),

@@ -195,3 +195,31 @@ async fn a_modbus_unit_and_a_dlt645_meter_share_a_9600_8e1_bus_without_reading_e
     );
     drop(slave);
 }
+
+#[tokio::test]
+async fn a_meter_on_a_timed_2400_baud_line_answers_in_its_on_wire_time() {
+    let mut serial = common::bus("");
+    serial.baud = std::num::NonZeroU32::new(2400).unwrap();
+    let server = SimDlt645PtyServer::open_timed(
+        vec![meter("000012345678")],
+        &serial,
+        Duration::from_millis(5),
+    )
+    .unwrap();
+    serial.port = server.path().to_owned();
+    let mut link = RtuLink::new(&serial, Duration::from_millis(500));
+    let address = Address::parse("000012345678").unwrap();
+    let voltage = Di(0x0201_0100);
+    let _ = within(link.read_dlt645(address, voltage, 2)).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let value = within(link.read_dlt645(address, voltage, 2)).await.unwrap();
+        assert_eq!(decode_value(voltage, &value).unwrap().value(), 229.8);
+    }
+    // Request 20 bytes (4 FE + 16), answer 18, 11 bits a character at 2400
+    // baud: 38 × 4.58 ms = 174 ms on the wire, plus a silent interval and the
+    // answer delay, per read.
+    let each = started.elapsed() / 3;
+    assert!(each >= Duration::from_millis(174), "{each:?}");
+    assert!(each < Duration::from_millis(260), "{each:?}");
+}

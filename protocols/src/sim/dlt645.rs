@@ -16,9 +16,10 @@
 //! and arrive garbled, as on RS-485. [`serve`] runs a bus on any byte
 //! stream: a pseudo-terminal, or an in-memory duplex in tests.
 //!
-//! Not simulated: line timing (bytes arrive at once, not at the baud rate),
-//! the 1997 edition, passwords and writes, meters that answer 13H to their
-//! full address, and echo of the request by half-duplex adapters.
+//! Line timing comes with [`SimDlt645PtyServer::open_timed`]; [`serve`]
+//! itself answers at once. Not simulated: the 1997 edition, passwords and
+//! writes, meters that answer 13H to their full address, and the echo of
+//! the request some half-duplex adapters give.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -257,11 +258,13 @@ where
     }
 }
 
-/// Simulated DL/T 645 meters on a pseudo-terminal (no line timing): a
-/// client opens [`SimDlt645PtyServer::path`] like a serial port. As with
-/// the Modbus [`super::SimPtyServer`], the slave side is held open so the
-/// master never reads EIO between clients, and the bus is served again
-/// whenever a run ends.
+/// Simulated DL/T 645 meters on a pseudo-terminal: a client opens
+/// [`SimDlt645PtyServer::path`] like a serial port. As with the Modbus
+/// [`super::SimPtyServer`], the slave side is held open so the master never
+/// reads EIO between clients, the bus is served again whenever a run ends,
+/// and [`SimDlt645PtyServer::open_timed`] adds the line timing of a real bus
+/// (the same relay threads: every frame takes its on-wire time, answers
+/// start a silent interval plus the answer delay after the request).
 #[cfg(unix)]
 #[derive(Debug)]
 pub struct SimDlt645PtyServer {
@@ -269,43 +272,47 @@ pub struct SimDlt645PtyServer {
     bus: Arc<Mutex<SimBus>>,
     task: tokio::task::JoinHandle<()>,
     _slave: serialport::TTYPort,
+    relay: Option<super::pty::Relay>,
 }
 
 #[cfg(unix)]
 impl SimDlt645PtyServer {
-    /// Serve `meters` on a new pseudo-terminal (inside a tokio runtime).
+    /// Serve `meters` on a new pseudo-terminal (inside a tokio runtime),
+    /// bytes moving at memory speed.
     pub fn open(meters: Vec<SimMeter>) -> std::io::Result<Self> {
-        use serialport::SerialPort as _;
         let (master, slave) = super::pty::pty_pair()?;
-        let path = slave
-            .name()
-            .ok_or_else(|| std::io::Error::other("the pseudo-terminal has no path"))?;
         let bus = SimBus::new(meters);
-        let served = Arc::clone(&bus);
-        let task = tokio::spawn(async move {
-            loop {
-                let stream = master
-                    .try_clone_native()
-                    .and_then(tokio_serial::SerialStream::try_from)
-                    .map_err(std::io::Error::from);
-                match stream {
-                    Ok(stream) => {
-                        if let Err(error) = serve(stream, Arc::clone(&served)).await {
-                            tracing::debug!(%error, "Simulated DL/T 645 line ended; serving again.");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "Simulator cannot use its pseudo-terminal; retrying.");
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
         Ok(SimDlt645PtyServer {
-            path,
+            path: path_of(&slave)?,
+            task: spawn_serving(master, Arc::clone(&bus)),
             bus,
-            task,
             _slave: slave,
+            relay: None,
+        })
+    }
+
+    /// Serve `meters` with the line timing of `serial` (baud rate and
+    /// character format), each answer starting one silent interval plus
+    /// `answer_delay` after its request.
+    pub fn open_timed(
+        meters: Vec<SimMeter>,
+        serial: &spindle_config::model::SerialBus,
+        answer_delay: Duration,
+    ) -> std::io::Result<Self> {
+        let (outer_master, outer_slave) = super::pty::pty_pair()?;
+        let (inner_master, inner_slave) = super::pty::pty_pair()?;
+        let relay = super::pty::Relay::start(
+            outer_master,
+            inner_slave,
+            super::pty::Timing::of(serial, answer_delay),
+        )?;
+        let bus = SimBus::new(meters);
+        Ok(SimDlt645PtyServer {
+            path: path_of(&outer_slave)?,
+            task: spawn_serving(inner_master, Arc::clone(&bus)),
+            bus,
+            _slave: outer_slave,
+            relay: Some(relay),
         })
     }
 
@@ -322,9 +329,47 @@ impl SimDlt645PtyServer {
 }
 
 #[cfg(unix)]
+fn path_of(slave: &serialport::TTYPort) -> std::io::Result<String> {
+    use serialport::SerialPort as _;
+    slave
+        .name()
+        .ok_or_else(|| std::io::Error::other("the pseudo-terminal has no path"))
+}
+
+/// Serve `bus` on duplicates of `master` until aborted.
+#[cfg(unix)]
+fn spawn_serving(
+    master: serialport::TTYPort,
+    bus: Arc<Mutex<SimBus>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let stream = master
+                .try_clone_native()
+                .and_then(tokio_serial::SerialStream::try_from)
+                .map_err(std::io::Error::from);
+            match stream {
+                Ok(stream) => {
+                    if let Err(error) = serve(stream, Arc::clone(&bus)).await {
+                        tracing::debug!(%error, "Simulated DL/T 645 line ended; serving again.");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Simulator cannot use its pseudo-terminal; retrying.");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
+
+#[cfg(unix)]
 impl Drop for SimDlt645PtyServer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(relay) = self.relay.take() {
+            relay.stop();
+        }
     }
 }
 

@@ -30,8 +30,9 @@ pub struct Args {
     pub serial: Option<String>,
     #[arg(long)]
     pub baud: Option<u32>,
-    #[arg(long, value_enum, default_value_t = ParityArg::None)]
-    pub parity: ParityArg,
+    /// Parity; default none, or even with --dlt645 (DL/T 645-2007 is 8E1).
+    #[arg(long, value_enum)]
+    pub parity: Option<ParityArg>,
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(5..=8))]
     pub data_bits: u8,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -253,7 +254,11 @@ fn serial_bus(args: &Args) -> SerialBus {
         name: "read".into(),
         port: args.serial.clone().unwrap_or_default(),
         baud: NonZeroU32::new(args.baud.unwrap_or(9600)).unwrap_or(NonZeroU32::MIN),
-        parity: match args.parity {
+        parity: match args.parity.unwrap_or(if args.dlt645 {
+            ParityArg::Even
+        } else {
+            ParityArg::None
+        }) {
             ParityArg::None => Parity::None,
             ParityArg::Even => Parity::Even,
             ParityArg::Odd => Parity::Odd,

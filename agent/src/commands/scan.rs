@@ -45,8 +45,9 @@ pub struct Args {
     pub serial: String,
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub baud: u32,
-    #[arg(long, value_enum, default_value_t = ParityArg::None)]
-    pub parity: ParityArg,
+    /// Parity; default none, or even with --dlt645 (DL/T 645-2007 is 8E1).
+    #[arg(long, value_enum)]
+    pub parity: Option<ParityArg>,
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(5..=8))]
     pub data_bits: u8,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -185,7 +186,11 @@ fn bus_of(args: &Args) -> SerialBus {
         name: "scan".into(),
         port: args.serial.clone(),
         baud: NonZeroU32::new(args.baud).unwrap_or(NonZeroU32::MIN),
-        parity: match args.parity {
+        parity: match args.parity.unwrap_or(if args.dlt645 {
+            ParityArg::Even
+        } else {
+            ParityArg::None
+        }) {
             ParityArg::None => Parity::None,
             ParityArg::Even => Parity::Even,
             ParityArg::Odd => Parity::Odd,

@@ -1,14 +1,19 @@
 //! `spindle read`: one read for commissioning. Prints the raw registers (or
-//! bits) in hex and the decoded values.
+//! bits) in hex and the decoded values; with `--dlt645`, one data
+//! identifier of a DL/T 645-2007 meter: the request and answer frames in
+//! hex and the value in the identifier's format (`--serial PORT --dlt645
+//! --meter ADDR --di DI`). Only read requests can be sent.
 //!
 //! Exit 0 with data, 1 for bad arguments, 2 when the device gave no data
-//! (no answer, a Modbus exception, or a malformed answer).
+//! (no answer, a Modbus exception, a DL/T 645 abnormal answer, or a
+//! malformed answer).
 
 use std::num::{NonZeroU16, NonZeroU32};
 use std::time::Duration;
 
 use clap::ValueEnum;
 use spindle_config::model::{Area, Parity, Point, SerialBus, ValueType, WordOrder};
+use spindle_protocols::dlt645;
 use spindle_protocols::modbus::decode::{PointValue, decode_bit, decode_point};
 use spindle_protocols::modbus::transport::{Link, Response, RtuLink, TcpLink};
 
@@ -25,8 +30,9 @@ pub struct Args {
     pub serial: Option<String>,
     #[arg(long)]
     pub baud: Option<u32>,
-    #[arg(long, value_enum, default_value_t = ParityArg::None)]
-    pub parity: ParityArg,
+    /// Parity; default none, or even with --dlt645 (DL/T 645-2007 is 8E1).
+    #[arg(long, value_enum)]
+    pub parity: Option<ParityArg>,
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(5..=8))]
     pub data_bits: u8,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -37,8 +43,17 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = AreaArg::Holding)]
     pub area: AreaArg,
     /// 0-based protocol address (decimal or 0x-prefixed hex).
-    #[arg(long, value_parser = parse_address)]
-    pub address: u16,
+    #[arg(long, value_parser = parse_address, required_unless_present = "dlt645")]
+    pub address: Option<u16>,
+    /// Speak DL/T 645-2007 to a meter on the serial port (with --meter and --di).
+    #[arg(long, requires_all = ["serial", "meter", "di"], conflicts_with_all = ["tcp", "address"])]
+    pub dlt645: bool,
+    /// DL/T 645 meter address, 12 digits as printed on the meter.
+    #[arg(long, requires = "dlt645", value_parser = parse_meter)]
+    pub meter: Option<dlt645::Address>,
+    /// DL/T 645 data identifier, 8 hex digits DI3 first (e.g. 02010100).
+    #[arg(long, requires = "dlt645", value_parser = parse_di)]
+    pub di: Option<dlt645::Di>,
     /// Registers (or bits) to read; default: one value of `--type`.
     #[arg(long)]
     pub count: Option<u16>,
@@ -97,6 +112,14 @@ pub enum OrderArg {
     Badc,
     #[value(name = "DCBA")]
     Dcba,
+}
+
+fn parse_meter(s: &str) -> Result<dlt645::Address, String> {
+    dlt645::Address::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_di(s: &str) -> Result<dlt645::Di, String> {
+    dlt645::Di::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_address(s: &str) -> Result<u16, String> {
@@ -166,7 +189,7 @@ fn point(args: &Args) -> Result<Point, String> {
     Ok(Point {
         name: "value".into(),
         area,
-        address: args.address,
+        address: args.address.unwrap_or(0),
         value_type,
         order: order(args.order),
         bit: args.bit,
@@ -181,6 +204,9 @@ fn point(args: &Args) -> Result<Point, String> {
 }
 
 pub fn run(args: &Args) -> u8 {
+    if args.dlt645 {
+        return run_dlt645(args);
+    }
     let point = match point(args) {
         Ok(p) => p,
         Err(e) => {
@@ -191,7 +217,7 @@ pub fn run(args: &Args) -> u8 {
     let width = point.width();
     let count = args.count.unwrap_or(width).max(1);
     let cap = point.area.protocol_max();
-    if count > cap || u32::from(args.address) + u32::from(count) > 65_536 {
+    if count > cap || u32::from(point.address) + u32::from(count) > 65_536 {
         eprintln!("error: --count must be 1 to {cap} and stay within address 65535");
         return EXIT_BAD_INPUT;
     }
@@ -202,24 +228,11 @@ pub fn run(args: &Args) -> u8 {
     let result = runtime.block_on(async {
         if let Some(target) = &args.tcp {
             TcpLink::new(target.clone(), args.timeout)
-                .read(args.unit, point.area, args.address, count)
+                .read(args.unit, point.area, point.address, count)
                 .await
         } else {
-            let bus = SerialBus {
-                name: "read".into(),
-                port: args.serial.clone().unwrap_or_default(),
-                baud: NonZeroU32::new(args.baud.unwrap_or(9600)).unwrap_or(NonZeroU32::MIN),
-                parity: match args.parity {
-                    ParityArg::None => Parity::None,
-                    ParityArg::Even => Parity::Even,
-                    ParityArg::Odd => Parity::Odd,
-                },
-                data_bits: args.data_bits,
-                stop_bits: args.stop_bits,
-                turnaround: Duration::ZERO,
-            };
-            RtuLink::new(&bus, args.timeout)
-                .read(args.unit, point.area, args.address, count)
+            RtuLink::new(&serial_bus(args), args.timeout)
+                .read(args.unit, point.area, point.address, count)
                 .await
         }
     });
@@ -233,6 +246,113 @@ pub fn run(args: &Args) -> u8 {
             EXIT_RUNTIME
         }
     }
+}
+
+/// The serial bus the arguments describe.
+fn serial_bus(args: &Args) -> SerialBus {
+    SerialBus {
+        name: "read".into(),
+        port: args.serial.clone().unwrap_or_default(),
+        baud: NonZeroU32::new(args.baud.unwrap_or(9600)).unwrap_or(NonZeroU32::MIN),
+        parity: match args.parity.unwrap_or(if args.dlt645 {
+            ParityArg::Even
+        } else {
+            ParityArg::None
+        }) {
+            ParityArg::None => Parity::None,
+            ParityArg::Even => Parity::Even,
+            ParityArg::Odd => Parity::Odd,
+        },
+        data_bits: args.data_bits,
+        stop_bits: args.stop_bits,
+        turnaround: Duration::ZERO,
+    }
+}
+
+/// `--dlt645`: one data identifier of one meter.
+fn run_dlt645(args: &Args) -> u8 {
+    let (Some(meter), Some(di)) = (args.meter, args.di) else {
+        eprintln!("error: --dlt645 needs --meter and --di");
+        return EXIT_BAD_INPUT;
+    };
+    let runtime = match super::current_thread_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let request = dlt645::Request::ReadData { address: meter, di };
+    let bytes = |di| dlt645::lookup(di).map_or(4, |info| usize::from(info.format.bytes));
+    let value_len = match dlt645::block_members(di) {
+        Some(members) => members.into_iter().map(bytes).sum(),
+        None => bytes(di),
+    };
+    let mut link = RtuLink::new(&serial_bus(args), args.timeout);
+    let result = runtime.block_on(link.read_dlt645(meter, di, value_len));
+    println!("request {}", dlt645::frame::hex(&request.encode()));
+    if !link.last_answer().is_empty() {
+        println!("answer  {}", dlt645::frame::hex(link.last_answer()));
+    }
+    match result {
+        Ok(value) => {
+            print!("{}", render_dlt645(di, &value));
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: no data from meter {meter} ({}): {e}", e.word());
+            EXIT_RUNTIME
+        }
+    }
+}
+
+/// The values of a DL/T 645 answer: one line per identifier (a block's
+/// members in order), in the identifier's format and unit.
+pub fn render_dlt645(di: dlt645::Di, value: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let members = dlt645::block_members(di).unwrap_or_else(|| vec![di]);
+    let mut rest = value;
+    for member in members {
+        let Some(info) = dlt645::lookup(member) else {
+            let _ = writeln!(
+                out,
+                "{member}: value bytes (low first) {}; not in the built-in table",
+                dlt645::frame::hex(rest)
+            );
+            return out;
+        };
+        let len = usize::from(info.format.bytes);
+        let Some((bytes, tail)) = rest.split_at_checked(len) else {
+            let _ = writeln!(
+                out,
+                "{member} ({}): decode error: {} bytes left, {len} needed",
+                info.name,
+                rest.len()
+            );
+            return out;
+        };
+        rest = tail;
+        let shown = dlt645::bcd::decode(info.format, bytes).map_or_else(
+            |e| format!("decode error: {e}"),
+            |v| {
+                let mut s = String::new();
+                crate::wire::json::number(&mut s, v.value());
+                if !info.unit.is_empty() {
+                    s.push(' ');
+                    s.push_str(info.unit);
+                }
+                s
+            },
+        );
+        let _ = writeln!(out, "{member} ({}, {}): {shown}", info.name, info.format);
+    }
+    if !rest.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} more value bytes: {}",
+            rest.len(),
+            dlt645::frame::hex(rest)
+        );
+    }
+    out
 }
 
 /// The text printed for a successful read.
@@ -293,5 +413,33 @@ fn show(v: &PointValue) -> String {
             s
         }
         PointValue::Text(t) => format!("{t:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dlt645_value_is_shown_in_its_format_and_unit() {
+        let voltage = dlt645::Di(0x0201_0100);
+        assert_eq!(
+            render_dlt645(voltage, &[0x98, 0x22]),
+            "02010100 (voltage, XXX.X): 229.8 V\n"
+        );
+        let block = dlt645::Di(0x0201_FF00);
+        assert_eq!(
+            render_dlt645(block, &[0x98, 0x22, 0x05, 0x23, 0x00, 0xA0]),
+            "02010100 (voltage, XXX.X): 229.8 V\n02010200 (voltage, XXX.X): 230.5 V\n\
+             02010300 (voltage, XXX.X): decode error: byte 0xa0 at 1 is not BCD\n"
+        );
+        assert_eq!(
+            render_dlt645(dlt645::Di(0x0400_0401), &[0x78, 0x56]),
+            "04000401: value bytes (low first) 78 56; not in the built-in table\n"
+        );
+        assert_eq!(
+            render_dlt645(dlt645::Di(0x0203_0000), &[0x45, 0x23, 0x81]),
+            "02030000 (active power, ±XX.XXXX): -1.2345 kW\n"
+        );
     }
 }

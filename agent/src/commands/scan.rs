@@ -14,6 +14,14 @@
 //! Prints one line per present unit on stdout, a progress line on stderr
 //! while it runs. Exit 0 when a unit answered, 2 when none did (or the port
 //! cannot be opened), 1 for bad arguments.
+//!
+//! With `--dlt645` it finds DL/T 645-2007 meters instead, by address
+//! abbreviation (缩位寻址, [`spindle_protocols::dlt645::scan`]): the low
+//! address byte 00–99 with five `AA` bytes, descending a byte on every
+//! answer, clean or garbled, so meters sharing low bytes are all found (100
+//! probes a level: a line of a few meters takes some thousand probes, one
+//! timeout each where nobody answers). `--single` asks read address (13H)
+//! instead: the shortcut for a line known to hold one meter.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::num::NonZeroU32;
@@ -37,8 +45,9 @@ pub struct Args {
     pub serial: String,
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub baud: u32,
-    #[arg(long, value_enum, default_value_t = ParityArg::None)]
-    pub parity: ParityArg,
+    /// Parity; default none, or even with --dlt645 (DL/T 645-2007 is 8E1).
+    #[arg(long, value_enum)]
+    pub parity: Option<ParityArg>,
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(5..=8))]
     pub data_bits: u8,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -55,6 +64,12 @@ pub struct Args {
     /// Address of the probing read (0-based).
     #[arg(long, default_value_t = 0)]
     pub address: u16,
+    /// Find DL/T 645-2007 meters (by address abbreviation) instead of Modbus units.
+    #[arg(long, conflicts_with_all = ["units", "area", "address"])]
+    pub dlt645: bool,
+    /// With --dlt645: the line holds one meter; ask its address (13H).
+    #[arg(long, requires = "dlt645")]
+    pub single: bool,
 }
 
 /// Unit ids to probe, in ascending order, without repeats.
@@ -171,7 +186,11 @@ fn bus_of(args: &Args) -> SerialBus {
         name: "scan".into(),
         port: args.serial.clone(),
         baud: NonZeroU32::new(args.baud).unwrap_or(NonZeroU32::MIN),
-        parity: match args.parity {
+        parity: match args.parity.unwrap_or(if args.dlt645 {
+            ParityArg::Even
+        } else {
+            ParityArg::None
+        }) {
             ParityArg::None => Parity::None,
             ParityArg::Even => Parity::Even,
             ParityArg::Odd => Parity::Odd,
@@ -224,7 +243,95 @@ fn report(unit: u8, area: Area, address: u16, result: &Result<String, ReadError>
     }
 }
 
+/// `--dlt645`: the meters on the line.
+fn run_dlt645(args: &Args) -> u8 {
+    let bus = bus_of(args);
+    let runtime = match super::current_thread_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let mut link = RtuLink::new(&bus, args.timeout);
+    eprintln!(
+        "Scanning for DL/T 645 meters on {} at {} baud {}, {:?} a probe{}",
+        bus.port,
+        bus.baud,
+        format_of(&bus),
+        args.timeout,
+        if args.single {
+            ", read address (one meter on the line)"
+        } else {
+            ", by address abbreviation"
+        }
+    );
+    if args.single {
+        return match runtime.block_on(link.read_dlt645_address()) {
+            Ok(address) => {
+                println!("meter {address}");
+                EXIT_OK
+            }
+            Err(error) => {
+                eprintln!("No meter answered read address ({}): {error}", error.word());
+                EXIT_RUNTIME
+            }
+        };
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let mut probes = 0_usize;
+    let result = runtime.block_on(link.find_dlt645_meters(|address, found| {
+        probes += 1;
+        let mut err = std::io::stderr().lock();
+        if terminal {
+            let _ = write!(
+                err,
+                "\rProbing {address} ({probes} probes), {found} found so far "
+            );
+            let _ = err.flush();
+        } else if probes % 100 == 0 {
+            let _ = writeln!(err, "Probed {probes} addresses, {found} found so far");
+        }
+    }));
+    if terminal {
+        let _ = write!(std::io::stderr().lock(), "\r{:70}\r", "");
+    }
+    match result {
+        Ok(found) if !found.is_empty() => {
+            for meter in &found {
+                if meter.clean {
+                    println!("meter {}", meter.address);
+                } else {
+                    println!(
+                        "meter {} (garbled: more than one meter answers to this address)",
+                        meter.address
+                    );
+                }
+            }
+            eprintln!(
+                "{} meters found on {} in {probes} probes",
+                found.len(),
+                bus.port
+            );
+            EXIT_OK
+        }
+        Ok(_) => {
+            eprintln!(
+                "No DL/T 645 meter answered on {} at {} baud {} ({probes} probes)",
+                bus.port,
+                bus.baud,
+                format_of(&bus)
+            );
+            EXIT_RUNTIME
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
 pub fn run(args: &Args) -> u8 {
+    if args.dlt645 {
+        return run_dlt645(args);
+    }
     let bus = bus_of(args);
     let area = area_of(args.area);
     let units = &args.units.0;

@@ -20,6 +20,7 @@ use spindle_config::model::Area;
 
 use super::error::{ExceptionCode, LinkError};
 use super::transport::Response;
+use crate::line::{Framing, Verdict};
 
 /// CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF); sent low byte first.
 pub fn crc16(bytes: &[u8]) -> u16 {
@@ -160,6 +161,65 @@ fn checked_frame(buf: &[u8], len: usize) -> Result<Option<&[u8]>, LinkError> {
     Ok(Some(frame))
 }
 
+/// A request, as much of it as the line discipline needs to recognize its
+/// answer (the start address is not echoed by an RTU answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtuRequest {
+    pub unit: u8,
+    pub area: Area,
+    pub count: u16,
+}
+
+/// Modbus RTU's framing for the protocol-neutral line discipline
+/// ([`crate::line`]): an answer from another unit than the one asked is a
+/// late reply only if it parses whole, CRC checked, as the answer to an
+/// unanswered request of that unit; anything else that is not the answer is
+/// garbage (RTU cannot tell a foreign frame from a garbled one).
+#[derive(Debug, Clone, Copy)]
+pub struct RtuFraming;
+
+impl Framing for RtuFraming {
+    type Request = RtuRequest;
+    type Device = u8;
+    type Answer = Result<Response, ExceptionCode>;
+    type Error = LinkError;
+
+    fn device(request: &RtuRequest) -> u8 {
+        request.unit
+    }
+
+    fn classify(
+        buf: &[u8],
+        asked: &RtuRequest,
+        unanswered: &[&RtuRequest],
+    ) -> Verdict<Self::Answer, LinkError> {
+        let error = match parse_response(buf, asked.unit, asked.area, asked.count) {
+            Ok(Parsed::Incomplete) => return Verdict::Partial,
+            Ok(Parsed::Complete { answer, len }) => return Verdict::Answer { answer, len },
+            Err(error) => error,
+        };
+        let LinkError::WrongUnit { got, .. } = error else {
+            return Verdict::Garbage(error);
+        };
+        let mut partial = false;
+        for (index, request) in unanswered.iter().enumerate() {
+            if request.unit != got {
+                continue;
+            }
+            match parse_response(buf, got, request.area, request.count) {
+                Ok(Parsed::Complete { len, .. }) => return Verdict::Late { len, index },
+                Ok(Parsed::Incomplete) => partial = true,
+                Err(_) => {}
+            }
+        }
+        if partial {
+            Verdict::Partial
+        } else {
+            Verdict::Garbage(error)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -253,6 +313,44 @@ mod tests {
             Err(LinkError::ShortResponse {
                 expected: 9,
                 got: 8
+            })
+        ));
+    }
+
+    #[test]
+    fn the_line_tells_a_late_reply_from_the_answer_and_from_garbage() {
+        let asked = RtuRequest {
+            unit: 2,
+            area: Area::Holding,
+            count: 1,
+        };
+        let late = RtuRequest {
+            unit: 1,
+            area: Area::Holding,
+            count: 2,
+        };
+        let mut buf = with_crc(&[1, 3, 4, 0, 1, 0, 2]);
+        let late_len = buf.len();
+        buf.extend(with_crc(&[2, 3, 2, 0x12, 0x34]));
+        assert!(matches!(
+            RtuFraming::classify(&buf, &asked, &[&late]),
+            Verdict::Late { len, index: 0 } if len == late_len
+        ));
+        assert!(matches!(
+            RtuFraming::classify(&buf[late_len..], &asked, &[&late]),
+            Verdict::Answer { answer: Ok(Response::Registers(words)), len: 7 } if words == [0x1234]
+        ));
+        // Part of the late reply: wait for the rest.
+        assert!(matches!(
+            RtuFraming::classify(&buf[..4], &asked, &[&late]),
+            Verdict::Partial
+        ));
+        // Another unit's frame that answers no unanswered request: garbage.
+        assert!(matches!(
+            RtuFraming::classify(&buf, &asked, &[]),
+            Verdict::Garbage(LinkError::WrongUnit {
+                expected: 2,
+                got: 1
             })
         ));
     }

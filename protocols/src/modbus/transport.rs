@@ -36,6 +36,11 @@
 //!
 //! # The RTU drain rule
 //!
+//! The rule is carried out by the protocol-neutral line discipline,
+//! [`crate::line`] (decisions in the pure `LineState`, I/O in `LineLink`,
+//! generic over port and clock); an [`RtuLink`] is one bus whose devices may
+//! be Modbus units and DL/T 645 meters alike, so the rule spans both.
+//!
 //! An RS-485 line has no transaction ids: the only thing that ties an answer
 //! to its request is that it comes next. A reply that arrives after its
 //! request timed out would be taken as the answer to the next request; our
@@ -95,8 +100,12 @@ use tokio_serial::{SerialPort as _, SerialStream};
 
 use super::error::{LinkError, ReadError};
 use super::mbap;
-use super::rtu::{self, Parsed};
+use super::rtu::{self, Parsed, RtuRequest};
 use crate::backoff::Backoff;
+use crate::dlt645;
+use crate::line::{
+    BusAnswer, BusError, BusRequest, ExchangeError, LineLink, MixedFraming, PreciseClock,
+};
 
 /// Values a read brought back: registers (holding, input) or bits (coil,
 /// discrete), exactly as many as asked.
@@ -244,17 +253,6 @@ impl Reconnect {
             target: target.to_owned(),
             source: Arc::new(source),
         }
-    }
-}
-
-/// An I/O error of an open link, in the link-error layer.
-fn link_io_error(error: io::Error) -> LinkError {
-    match error.kind() {
-        io::ErrorKind::InvalidData => LinkError::Malformed {
-            detail: error.to_string(),
-        },
-        io::ErrorKind::UnexpectedEof => LinkError::Closed,
-        _ => LinkError::io(error),
     }
 }
 
@@ -447,57 +445,17 @@ impl Link for TcpLink {
     }
 }
 
-/// Shortest quiet period that ends a long RTU drain, and the slack an answer
-/// that has started to arrive gets to finish (USB adapters deliver bytes in
-/// bursts, up to their latency timer apart).
-const MIN_QUIET: Duration = Duration::from_millis(20);
-
-/// Longest an RTU drain waits for the line to go quiet, in quiet periods.
-const DRAIN_LIMIT: u32 = 8;
-
-/// A request sent on an RTU line that got no usable answer: its unit may
-/// still send one until `until`.
-#[derive(Debug, Clone, Copy)]
-struct Unanswered {
-    unit: u8,
-    area: Area,
-    count: u16,
-    until: Instant,
-}
-
-/// What the bytes at the start of a buffer are, against the unanswered
-/// requests of other units.
-enum LateReply {
-    /// A whole, CRC-checked answer to an unanswered request, `len` bytes.
-    Whole { len: usize, index: usize },
-    /// Could still become one: read more.
-    Partial,
-    /// Not an answer to any unanswered request.
-    No,
-}
-
-/// A Modbus RTU link: one serial bus (RS-485), shared by its devices one
-/// request at a time. The RTU framing is our own ([`rtu`]).
+/// A serial bus (RS-485), shared by its devices one request at a time —
+/// Modbus RTU units and DL/T 645 meters alike. The line discipline is the
+/// protocol-neutral [`crate::line`] ([`LineLink`] with [`MixedFraming`]);
+/// this type opens and reopens the port, with backoff, and speaks Modbus
+/// through [`Link`] and DL/T 645 through [`RtuLink::read_dlt645`].
 #[derive(Debug)]
 pub struct RtuLink {
     bus: SerialBus,
     timeout: Duration,
-    port: Option<SerialStream>,
-    /// After a link error: the line is drained before the next request, until
-    /// it has been quiet for a silent interval counted from this instant (the
-    /// last byte seen, or the end of the request when nothing came back).
-    dirty: Option<Instant>,
-    /// Requests whose answers may still arrive (see the module doc).
-    unanswered: Vec<Unanswered>,
-    /// The request on the line now: sent, not yet answered.
-    in_flight: Option<(u8, Area, u16)>,
-    /// When the line last carried a byte (ours or a device's).
-    last_activity: Instant,
-    /// Earliest instant the next request may start (silent interval and
-    /// turnaround after the last frame).
-    line_free_at: Option<Instant>,
-    /// Late replies recognized (and discarded) in front of another answer.
-    late_replies: u64,
+    /// Boxed: the line is most of the link, and `AnyLink` holds either kind.
+    line: Box<LineLink<MixedFraming, SerialStream, PreciseClock>>,
     reconnect: Reconnect,
 }
 
@@ -507,13 +465,12 @@ impl RtuLink {
         Self {
             bus: bus.clone(),
             timeout,
-            port: None,
-            dirty: None,
-            unanswered: Vec::new(),
-            in_flight: None,
-            last_activity: Instant::now(),
-            line_free_at: None,
-            late_replies: 0,
+            line: Box::new(LineLink::new(
+                bus.silent_interval(),
+                bus.turnaround,
+                bus.char_time(),
+                PreciseClock,
+            )),
             reconnect: Reconnect::new(),
         }
     }
@@ -535,7 +492,7 @@ impl RtuLink {
     }
 
     pub fn is_open(&self) -> bool {
-        self.port.is_some()
+        self.line.is_attached()
     }
 
     /// When the next attempt to open the port may be made, after a failed one.
@@ -546,13 +503,24 @@ impl RtuLink {
     /// How long a unit that did not answer may still answer late: a unit
     /// re-asked within this time after its failure gets a long drain first.
     pub fn quiet_period(&self) -> Duration {
-        self.timeout.max(self.bus.silent_interval()).max(MIN_QUIET)
+        self.line.state().quiet_period(self.timeout)
     }
 
     /// Late replies recognized and discarded so far (each one the answer to
     /// a request that had timed out, arriving in front of another answer).
     pub fn late_replies(&self) -> u64 {
-        self.late_replies
+        self.line.state().late_replies()
+    }
+
+    /// Whole DL/T 645 frames that answered something else (another meter's
+    /// answer, a reply no request of ours is owed), discarded.
+    pub fn foreign_replies(&self) -> u64 {
+        self.line.state().foreign_replies()
+    }
+
+    /// The bytes of the last answer taken.
+    pub fn last_answer(&self) -> &[u8] {
+        self.line.last_answer()
     }
 
     fn builder(&self) -> tokio_serial::SerialPortBuilder {
@@ -582,7 +550,7 @@ impl RtuLink {
     /// Open the port if it is closed (respecting the backoff); a fresh port
     /// starts with its input discarded.
     fn open(&mut self) -> Result<(), LinkError> {
-        if self.port.is_some() {
+        if self.line.is_attached() {
             return Ok(());
         }
         self.reconnect.check(
@@ -593,10 +561,8 @@ impl RtuLink {
             Ok(port) => {
                 // Best effort: a port that cannot flush is drained by reading.
                 let _ = port.clear(tokio_serial::ClearBuffer::All);
-                self.port = Some(port);
+                self.line.attach(port);
                 self.reconnect.succeeded();
-                self.dirty = None;
-                self.line_free_at = Some(Instant::now() + self.bus.silent_interval());
                 Ok(())
             }
             Err(error) => Err(self
@@ -607,244 +573,86 @@ impl RtuLink {
 
     /// Close the port; the next read reopens it.
     pub fn close(&mut self) {
-        if let Some(mut port) = self.port.take() {
+        if let Some(mut port) = self.line.detach() {
             // Let the port be opened again (TIOCEXCL outlives us while a
             // pseudo-terminal's other side keeps it open).
             let _ = port.set_exclusive(false);
         }
-        self.in_flight = None;
-        self.unanswered.clear();
     }
 
-    /// On-wire time of `chars` characters.
-    fn chars(&self, chars: usize) -> Duration {
-        self.bus
-            .char_time()
-            .saturating_mul(u32::try_from(chars).unwrap_or(u32::MAX))
-    }
-
-    /// Make the line ready for a request to `unit` (see the module doc): a
-    /// long drain if `unit` may still answer an earlier request, a short one
-    /// after any other link error, none on a clean line.
-    async fn prepare(&mut self, unit: u8) -> Result<(), LinkError> {
-        let now = Instant::now();
-        self.unanswered.retain(|entry| entry.until > now);
-        let own = self
-            .unanswered
-            .iter()
-            .filter(|entry| entry.unit == unit)
-            .map(|entry| entry.until)
-            .max();
-        match (own, self.dirty) {
-            (Some(until), quiet_since) => {
-                let quiet = self.bus.silent_interval().max(MIN_QUIET);
-                self.drain(until, quiet_since.unwrap_or(now), quiet).await?;
-                self.unanswered.retain(|entry| entry.unit != unit);
-            }
-            (None, Some(quiet_since)) => {
-                let quiet = self.bus.silent_interval();
-                self.drain(now, quiet_since, quiet).await?;
-            }
-            (None, None) => {}
-        }
-        Ok(())
-    }
-
-    /// Discard whatever arrives until `until` has passed and the line has
-    /// been quiet for `quiet` (counted from `quiet_since` or the last byte),
-    /// then discard the port's input buffer.
-    async fn drain(
+    /// Read `di` from the DL/T 645 meter at `address` on this bus: the value
+    /// bytes (minus 33H, low byte first), `value_len` of them expected.
+    pub async fn read_dlt645(
         &mut self,
-        until: Instant,
-        quiet_since: Instant,
-        quiet: Duration,
-    ) -> Result<(), LinkError> {
-        let give_up = until.max(Instant::now()) + self.quiet_period() * DRAIN_LIMIT;
-        let port = self.port.as_mut().ok_or(LinkError::Closed)?;
-        let mut scratch = [0_u8; 256];
-        let mut last = quiet_since;
-        loop {
-            let end = until.max(last + quiet);
-            // `timeout_at` polls the read first: bytes already there are
-            // read even when `end` has passed.
-            match tokio::time::timeout_at(end, port.read(&mut scratch)).await {
-                Err(_) => break,
-                Ok(Ok(0)) => return Err(LinkError::Closed),
-                Ok(Ok(_)) => {
-                    last = Instant::now();
-                    self.last_activity = last;
-                    if last >= give_up {
-                        return Err(LinkError::Malformed {
-                            detail: "the line does not go quiet".into(),
-                        });
-                    }
-                }
-                Ok(Err(error)) => return Err(link_io_error(error)),
-            }
-        }
-        let _ = port.clear(tokio_serial::ClearBuffer::Input);
-        self.dirty = None;
-        Ok(())
-    }
-
-    /// Whether `buf` starts with the answer to an unanswered request of
-    /// unit `got` (another unit than the one asked now).
-    fn late_reply(&self, buf: &[u8], got: u8) -> LateReply {
-        let mut partial = false;
-        for (index, entry) in self.unanswered.iter().enumerate() {
-            if entry.unit != got {
-                continue;
-            }
-            match rtu::parse_response(buf, got, entry.area, entry.count) {
-                Ok(Parsed::Complete { len, .. }) => return LateReply::Whole { len, index },
-                Ok(Parsed::Incomplete) => partial = true,
-                Err(_) => {}
-            }
-        }
-        if partial {
-            LateReply::Partial
-        } else {
-            LateReply::No
-        }
-    }
-
-    async fn exchange(
-        &mut self,
-        unit: u8,
-        area: Area,
-        start: u16,
-        count: u16,
-    ) -> Result<Response, ReadError> {
-        self.open()?;
-        self.prepare(unit).await?;
-        if let Some(at) = self.line_free_at {
-            wait_precisely(at).await;
-        }
-        let timeout = self.timeout;
-        let frame = rtu::encode_request(unit, area, start, count);
-        // The answer cannot start before the request has left the wire.
-        let sent_at = Instant::now() + self.chars(frame.len());
-        let mut deadline = sent_at + timeout;
-        let answer_time = self.chars(rtu::response_len(area, count)) + MIN_QUIET;
-        self.in_flight = Some((unit, area, count));
-        self.last_activity = sent_at;
-        let port = self.port.as_mut().ok_or(LinkError::Closed)?;
-        match tokio::time::timeout_at(deadline, async {
-            port.write_all(&frame).await?;
-            port.flush().await
-        })
-        .await
+        address: dlt645::Address,
+        di: dlt645::Di,
+        value_len: usize,
+    ) -> Result<Vec<u8>, dlt645::ReadError> {
+        self.open().map_err(dlt645::ReadError::Open)?;
+        let result =
+            dlt645::read_value(&mut *self.line, address, di, value_len, self.timeout).await;
+        if let Err(dlt645::ReadError::Link(ExchangeError::Closed | ExchangeError::Io(_))) = &result
         {
-            Err(_) => return Err(LinkError::Timeout { after: timeout }.into()),
-            Ok(Err(error)) => return Err(link_io_error(error).into()),
-            Ok(Ok(())) => {}
+            // EIO, a vanished adapter, a closed peer: reopen.
+            self.close();
         }
-        let mut received = Vec::with_capacity(256);
-        let mut chunk = [0_u8; 256];
-        let mut answering = false;
-        loop {
-            let port = self.port.as_mut().ok_or(LinkError::Closed)?;
-            let got = match tokio::time::timeout_at(deadline, port.read(&mut chunk)).await {
-                Err(_) if received.is_empty() => {
-                    return Err(LinkError::Timeout { after: timeout }.into());
-                }
-                Err(_) => {
-                    return Err(LinkError::Truncated {
-                        got: received.len(),
-                    }
-                    .into());
-                }
-                Ok(Ok(0)) => return Err(LinkError::Closed.into()),
-                Ok(Ok(got)) => got,
-                Ok(Err(error)) => return Err(link_io_error(error).into()),
-            };
-            self.last_activity = Instant::now();
-            if !answering {
-                // The timeout bounds the wait for the first byte; the rest of
-                // the frame then follows at line speed.
-                answering = true;
-                deadline = deadline.max(self.last_activity + answer_time);
-            }
-            received.extend_from_slice(chunk.get(..got).unwrap_or_default());
-            loop {
-                let error = match rtu::parse_response(&received, unit, area, count) {
-                    Ok(Parsed::Incomplete) => break,
-                    Ok(Parsed::Complete { answer, len }) => {
-                        self.in_flight = None;
-                        self.line_free_at =
-                            Some(Instant::now() + self.bus.silent_interval() + self.bus.turnaround);
-                        if received.len() > len {
-                            // Bytes after the answer: clean the line before the next request.
-                            self.dirty = Some(self.last_activity);
-                        }
-                        return answer.map_err(ReadError::Exception);
-                    }
-                    Err(error) => error,
-                };
-                let LinkError::WrongUnit { got, .. } = error else {
-                    return Err(error.into());
-                };
-                match self.late_reply(&received, got) {
-                    LateReply::Whole { len, index } => {
-                        // Another unit's answer to a request that had timed
-                        // out: it cannot be ours (unit id and CRC checked).
-                        received.drain(..len.min(received.len()));
-                        if index < self.unanswered.len() {
-                            self.unanswered.swap_remove(index);
-                        }
-                        self.late_replies += 1;
-                        tracing::debug!(
-                            unit = got,
-                            asked = unit,
-                            "Discarded a late reply in front of the answer"
-                        );
-                    }
-                    LateReply::Partial => break,
-                    LateReply::No => return Err(error.into()),
-                }
-            }
-        }
+        result
     }
 
-    /// One exchange, and the line's bookkeeping after it failed.
-    async fn read_once(
+    /// Find the DL/T 645 meters on this bus by address abbreviation
+    /// ([`dlt645::scan`]); `progress` sees each address probed and the count
+    /// found so far.
+    pub async fn find_dlt645_meters(
         &mut self,
-        unit: u8,
-        area: Area,
-        start: u16,
-        count: u16,
-    ) -> Result<Response, ReadError> {
-        let result = self.exchange(unit, area, start, count).await;
-        if let Err(ReadError::Link(error)) = &result {
-            if let Some((unit, area, count)) = self.in_flight.take() {
-                // Its answer may still come: re-asking this unit waits for it.
-                self.unanswered.push(Unanswered {
-                    unit,
-                    area,
-                    count,
-                    until: Instant::now() + self.quiet_period(),
-                });
-            }
-            if matches!(error, LinkError::Connect { .. }) {
-                // Nothing was sent: the port could not be opened.
-                return result;
-            }
-            self.dirty = Some(self.last_activity);
-            if matches!(error, LinkError::Io { .. } | LinkError::Closed) {
-                // EIO, a vanished adapter, a closed peer: reopen.
-                self.close();
-            }
+        progress: impl FnMut(&dlt645::Address, usize),
+    ) -> Result<Vec<dlt645::scan::Found>, dlt645::ReadError> {
+        self.open().map_err(dlt645::ReadError::Open)?;
+        let result = dlt645::scan::find_meters(&mut *self.line, self.timeout, progress).await;
+        if let Err(ExchangeError::Closed | ExchangeError::Io(_)) = &result {
+            self.close();
+        }
+        result.map_err(dlt645::ReadError::Link)
+    }
+
+    /// Read the address of the one DL/T 645 meter on this bus (13H).
+    pub async fn read_dlt645_address(&mut self) -> Result<dlt645::Address, dlt645::ReadError> {
+        self.open().map_err(dlt645::ReadError::Open)?;
+        let result = dlt645::read_address(&mut *self.line, self.timeout).await;
+        if let Err(dlt645::ReadError::Link(ExchangeError::Closed | ExchangeError::Io(_))) = &result
+        {
+            self.close();
         }
         result
     }
 }
 
+/// A line failure in Modbus's link-error words.
+fn bus_link_error(error: ExchangeError<BusError>) -> LinkError {
+    match error {
+        ExchangeError::Timeout { after } => LinkError::Timeout { after },
+        ExchangeError::Truncated { got } => LinkError::Truncated { got },
+        ExchangeError::Closed => LinkError::Closed,
+        ExchangeError::Io(source) => match source.kind() {
+            io::ErrorKind::InvalidData => LinkError::Malformed {
+                detail: source.to_string(),
+            },
+            io::ErrorKind::UnexpectedEof => LinkError::Closed,
+            _ => LinkError::Io { source },
+        },
+        ExchangeError::NotQuiet => LinkError::Malformed {
+            detail: "the line does not go quiet".into(),
+        },
+        ExchangeError::Garbage(BusError::Modbus(error)) => error,
+        ExchangeError::Garbage(BusError::Dlt645(error)) => LinkError::Malformed {
+            detail: error.to_string(),
+        },
+    }
+}
+
 impl Link for RtuLink {
     async fn ready(&mut self) {
-        if self.open().is_ok()
-            && let Some(at) = self.line_free_at
-        {
-            tokio::time::sleep_until(at).await;
+        if self.open().is_ok() {
+            self.line.wait_free().await;
         }
     }
 
@@ -855,42 +663,29 @@ impl Link for RtuLink {
         start: u16,
         count: u16,
     ) -> Result<Response, ReadError> {
-        let now = Instant::now();
-        let exposed = self
-            .unanswered
-            .iter()
-            .any(|entry| entry.unit != unit && entry.until > now);
-        let result = self.read_once(unit, area, start, count).await;
-        match &result {
-            // A garbled answer while another unit's answer was still due: most
-            // likely a late reply collided with it. Ask again, once; this unit
-            // is unanswered now, so the line is drained long first.
-            Err(ReadError::Link(error)) if exposed && !error.is_unreachable() => {
-                tracing::debug!(
-                    unit,
-                    %error,
-                    "Asking again after a garbled answer on a line with a late reply due"
-                );
-                self.read_once(unit, area, start, count).await
+        self.open()?;
+        let request = BusRequest::Modbus(RtuRequest { unit, area, count });
+        let frame = rtu::encode_request(unit, area, start, count);
+        let answer_len = rtu::response_len(area, count);
+        match self
+            .line
+            .exchange(&request, &frame, answer_len, self.timeout)
+            .await
+        {
+            Ok(BusAnswer::Modbus(answer)) => answer.map_err(ReadError::Exception),
+            Ok(BusAnswer::Dlt645(_)) => Err(LinkError::Malformed {
+                detail: "a DL/T 645 answer to a Modbus request".into(),
             }
-            _ => result,
+            .into()),
+            Err(error) => {
+                let error = bus_link_error(error);
+                if matches!(error, LinkError::Io { .. } | LinkError::Closed) {
+                    // EIO, a vanished adapter, a closed peer: reopen.
+                    self.close();
+                }
+                Err(error.into())
+            }
         }
-    }
-}
-
-/// Wait until `at`, to well under a millisecond: tokio's timers round up to
-/// the next millisecond tick (a silent interval at 19200 baud is 2 ms, so
-/// that would waste up to half of it per frame). Sleeps to a millisecond
-/// short of `at`, then yields to the runtime until `at` has passed.
-async fn wait_precisely(at: Instant) {
-    let coarse = at.checked_sub(Duration::from_millis(1));
-    if let Some(coarse) = coarse
-        && Instant::now() < coarse
-    {
-        tokio::time::sleep_until(coarse).await;
-    }
-    while Instant::now() < at {
-        tokio::task::yield_now().await;
     }
 }
 

@@ -10,15 +10,20 @@
 //!
 //! [`dynamics`] moves point values with time (pure formulas); [`config`]
 //! reads and checks the `[device.sim]` tables `spindle simulate` takes.
+//! [`dlt645`] simulates DL/T 645-2007 meters on a line (any byte stream),
+//! with their own fault knobs.
 
 pub mod config;
 mod device;
+pub mod dlt645;
 pub mod dynamics;
 #[cfg(unix)]
 mod pty;
 mod tcp;
 
 pub use device::{Faults, Received, SimDevice, SimService};
+#[cfg(unix)]
+pub use dlt645::SimDlt645PtyServer;
 #[cfg(unix)]
 pub use pty::SimPtyServer;
 pub use tcp::SimTcpServer;

@@ -147,7 +147,7 @@ impl Drop for SimPtyServer {
 /// exec. `TTYPort::pair` leaves them inheritable: a child process started
 /// meanwhile (the agent under test) would keep the master open, and the port
 /// would never vanish for it.
-fn pty_pair() -> io::Result<(TTYPort, TTYPort)> {
+pub(super) fn pty_pair() -> io::Result<(TTYPort, TTYPort)> {
     let (master, slave) = TTYPort::pair().map_err(io::Error::from)?;
     // The duplicates are made with F_DUPFD_CLOEXEC; the originals close here.
     let master = master.try_clone_native().map_err(io::Error::from)?;
@@ -210,13 +210,23 @@ impl Service for Bus {
 
 /// The line timing a relay emulates.
 #[derive(Debug, Clone, Copy)]
-struct Timing {
+pub(super) struct Timing {
     char_time: Duration,
     silent_interval: Duration,
     answer_delay: Duration,
 }
 
 impl Timing {
+    /// The timing of `bus`, devices answering `answer_delay` after a
+    /// request's end plus one silent interval.
+    pub(super) fn of(bus: &SerialBus, answer_delay: Duration) -> Self {
+        Timing {
+            char_time: bus.char_time(),
+            silent_interval: bus.silent_interval(),
+            answer_delay,
+        }
+    }
+
     fn frame_time(&self, bytes: usize) -> Duration {
         self.char_time
             .saturating_mul(u32::try_from(bytes).unwrap_or(u32::MAX))
@@ -234,13 +244,17 @@ struct LineState {
 
 /// The two relay threads of a timed line.
 #[derive(Debug)]
-struct Relay {
+pub(super) struct Relay {
     stop: Arc<AtomicBool>,
     threads: Vec<ThreadHandle<()>>,
 }
 
 impl Relay {
-    fn start(outer_master: TTYPort, inner_slave: TTYPort, timing: Timing) -> io::Result<Self> {
+    pub(super) fn start(
+        outer_master: TTYPort,
+        inner_slave: TTYPort,
+        timing: Timing,
+    ) -> io::Result<Self> {
         let now = Instant::now();
         let line = Arc::new(Mutex::new(LineState {
             request_end: now,
@@ -294,7 +308,7 @@ impl Relay {
 
     /// Stop both threads and wait for them (they close their ends of the
     /// pseudo-terminals, so the client sees the port vanish).
-    fn stop(self) {
+    pub(super) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads {
             let _ = thread.join();

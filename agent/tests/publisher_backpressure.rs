@@ -49,6 +49,7 @@ fn settings() -> ConnectionSettings {
         cert_file: None,
         key_file: None,
         topic_prefix: "spindle".into(),
+        reconnect_max: Duration::from_secs(10),
         keep_alive: Duration::from_secs(5),
     };
     ConnectionSettings::new(&mqtt, "spindle/site/gw/status".into(), status(), 1 << 20).unwrap()

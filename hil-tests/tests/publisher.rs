@@ -36,6 +36,7 @@ fn mqtt(port: u16) -> spindle_config::model::Mqtt {
         cert_file: None,
         key_file: None,
         topic_prefix: "spindle".into(),
+        reconnect_max: Duration::from_secs(10),
         keep_alive: Duration::from_secs(5),
     }
 }

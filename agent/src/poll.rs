@@ -11,7 +11,7 @@
 //! 1 ms granularity turned into half the rate at a 1 ms interval: 430 →
 //! 860 polls/s per device in the flat-out benchmark). A device that stops answering is
 //! re-probed with jittered exponential backoff (from its poll interval up to
-//! [`MAX_PROBE_INTERVAL`]) instead of every tick, so a dead device costs
+//! its `offline_probe_max`, default 30 s) instead of every tick, so a dead device costs
 //! the others at most one timeout per probe. Every poll's outcome goes to
 //! the telemetry encoder and the availability rule, and the resulting
 //! messages into the publisher's bounded channel; when that channel is full
@@ -38,8 +38,6 @@ use crate::telemetry::{Availability, PointOutcome, TelemetryEncoder};
 
 /// Shortest wait between probes of an unreachable device.
 pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest wait between probes of an unreachable device.
-pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What a poll hands on besides telemetry (the KPI engine's feed).
 pub type PollSink = mpsc::Sender<PollReport>;
@@ -71,8 +69,7 @@ pub struct ScheduledDevice {
 
 impl ScheduledDevice {
     pub fn new(device: Device, stats: Arc<DeviceStats>, start: Instant) -> Self {
-        let first_probe = device.poll.max(MIN_PROBE_INTERVAL);
-        let probe_backoff = Backoff::new(first_probe, MAX_PROBE_INTERVAL.max(first_probe), 0.2);
+        let probe_backoff = probe_backoff(&device);
         ScheduledDevice {
             poller: DevicePoller::new(&device),
             encoder: TelemetryEncoder::new(&device),
@@ -119,6 +116,14 @@ impl ScheduledDevice {
             self.stats.overruns.add(skipped);
         }
     }
+}
+
+/// Delays between probes of `device` while it is offline: from its poll
+/// interval (at least [`MIN_PROBE_INTERVAL`]) doubling up to its
+/// `offline_probe_max` (raised to that first delay if smaller), 20 % jitter.
+fn probe_backoff(device: &Device) -> Backoff {
+    let first = device.poll.max(MIN_PROBE_INTERVAL);
+    Backoff::new(first, device.offline_probe_max.max(first), 0.2)
 }
 
 /// Runs one link's devices until `shutdown` turns true.
@@ -338,6 +343,49 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// The one device of a minimal configuration with these `[[device]]` lines.
+    fn device(lines: &str) -> Device {
+        let text = format!(
+            "[agent]\nid = \"gw\"\nsite = \"s\"\ndata_dir = \"/tmp/x\"\ntimezone = \"UTC\"\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1\"\n\
+             [[device]]\nname = \"d\"\ntcp = \"127.0.0.1:502\"\nunit = 1\n{lines}\n\
+             [[device.point]]\nname = \"p\"\narea = \"holding\"\naddress = 0\ntype = \"u16\"\n"
+        );
+        match spindle_config::parse("t.toml", &text) {
+            Ok(config) => config.devices.into_iter().next().unwrap(),
+            Err(errors) => panic!("{errors}"),
+        }
+    }
+
+    /// The longest delay the probe backoff of `device` ever gives.
+    fn longest_probe_wait(device: &Device) -> Duration {
+        let backoff = probe_backoff(device);
+        (0..64).map(|n| backoff.delay(n, 0.0)).max().unwrap()
+    }
+
+    #[test]
+    fn an_offline_device_is_probed_at_least_every_30s_by_default() {
+        let d = device("poll = \"1s\"");
+        assert_eq!(longest_probe_wait(&d), Duration::from_secs(30));
+        assert_eq!(probe_backoff(&d).delay(0, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn offline_probe_max_caps_the_wait_between_probes() {
+        let d = device("poll = \"1s\"\noffline_probe_max = \"5s\"");
+        assert_eq!(longest_probe_wait(&d), Duration::from_secs(5));
+        let mut backoff = probe_backoff(&d);
+        for _ in 0..20 {
+            assert!(backoff.next_delay() <= Duration::from_secs(5));
+        }
+    }
+
+    #[test]
+    fn an_offline_device_is_never_probed_more_often_than_it_is_polled() {
+        let d = device("poll = \"10s\"\noffline_probe_max = \"2s\"");
+        assert_eq!(longest_probe_wait(&d), Duration::from_secs(10));
     }
 
     #[test]

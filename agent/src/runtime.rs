@@ -144,6 +144,7 @@ pub async fn run_until(
         PublisherOptions {
             topic_base,
             window: WINDOW,
+            replay_rate: config.buffer.replay_rate,
             status,
             max_message: MAX_MESSAGE,
             flush_interval: config.buffer.flush_interval,

@@ -116,6 +116,7 @@ fn a_slow_flush_stops_the_publisher_taking_messages_until_it_returns() {
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
             window: 64,
+            replay_rate: None,
             status: status(),
             max_message: 1 << 20,
             flush_interval: Duration::from_millis(100),

@@ -57,6 +57,7 @@ fn publisher(outbox: Outbox<SledStore>, replay: Replay) -> Publisher<SledStore> 
         PublisherOptions {
             topic_base: "spindle/site/gw/".into(),
             window: 64,
+            replay_rate: None,
             status: status(),
             max_message: 1 << 20,
             flush_interval: Duration::from_millis(100),

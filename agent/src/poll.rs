@@ -24,7 +24,7 @@ use std::time::Duration;
 use spindle_config::model::Device;
 use spindle_protocols::backoff::Backoff;
 use spindle_protocols::modbus::poll::{DevicePoller, PollOutcome};
-use spindle_protocols::modbus::transport::AnyLink;
+use spindle_protocols::modbus::transport::{AnyLink, reconnect_backoff};
 use spindle_protocols::modbus::{Decoded, PointError, PointValue, RawValue, ReadError, plan_reads};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -125,6 +125,26 @@ fn probe_backoff(device: &Device) -> Backoff {
     let first = device.poll.max(MIN_PROBE_INTERVAL);
     Backoff::new(first, device.offline_probe_max.max(first), 0.2)
 }
+
+/// The backoff of a TCP link between failed connection attempts: the
+/// transport's ([`reconnect_backoff`]: 500 ms doubling to 30 s, 20 % jitter)
+/// capped by the smallest `offline_probe_max` of the link's `devices`, so a
+/// probe of an offline device is not failed at once by a link still waiting
+/// out a longer reconnect delay.
+pub fn link_backoff(devices: &[ScheduledDevice]) -> Backoff {
+    let base = reconnect_backoff();
+    let cap = devices
+        .iter()
+        .map(|d| d.device.offline_probe_max)
+        .min()
+        .map_or(LINK_RECONNECT_MAX, |probe_max| {
+            probe_max.min(LINK_RECONNECT_MAX)
+        });
+    Backoff::new(base.delay(0, 0.0).min(cap), cap, 0.2)
+}
+
+/// The transport's own cap on a link's reconnect delay.
+const LINK_RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// Runs one link's devices until `shutdown` turns true.
 pub async fn run_link(
@@ -386,6 +406,34 @@ mod tests {
     fn an_offline_device_is_never_probed_more_often_than_it_is_polled() {
         let d = device("poll = \"10s\"\noffline_probe_max = \"2s\"");
         assert_eq!(longest_probe_wait(&d), Duration::from_secs(10));
+    }
+
+    /// The longest delay of `backoff`.
+    fn longest(backoff: &Backoff) -> Duration {
+        (0..64).map(|n| backoff.delay(n, 0.0)).max().unwrap()
+    }
+
+    #[test]
+    fn a_tcp_link_retries_its_connection_at_least_every_offline_probe_max() {
+        let scheduled =
+            |lines: &str| ScheduledDevice::new(device(lines), Arc::default(), Instant::now());
+        let fast = scheduled("offline_probe_max = \"5s\"");
+        let default = scheduled("");
+        assert_eq!(longest(&link_backoff(&[default])), Duration::from_secs(30));
+        let default = scheduled("");
+        assert_eq!(
+            longest(&link_backoff(&[default, fast])),
+            Duration::from_secs(5),
+            "the link's smallest"
+        );
+        let slow = scheduled("offline_probe_max = \"5m\"");
+        assert_eq!(
+            longest(&link_backoff(&[slow])),
+            LINK_RECONNECT_MAX,
+            "never longer than the transport's own cap"
+        );
+        let tiny = scheduled("offline_probe_max = \"100ms\"");
+        assert_eq!(longest(&link_backoff(&[tiny])), Duration::from_millis(100));
     }
 
     #[test]

@@ -219,3 +219,44 @@ fn with_replay_rate_the_backlog_arrives_spread_out_while_live_telemetry_keeps_ar
         backlog.len()
     );
 }
+
+/// How many `availability/dev0` messages with `state` say so.
+fn availability(m: &[Message], state: &str) -> usize {
+    m.iter()
+        .filter(|x| x.topic.ends_with("/availability/dev0") && x.json()["state"] == state)
+        .count()
+}
+
+#[test]
+fn a_tcp_device_back_from_a_long_outage_is_online_again_within_twice_offline_probe_max() {
+    let _serial = one_at_a_time();
+    let probe_max = Duration::from_secs(2);
+    let mut plant = Plant::tcp(1).unwrap();
+    let broker = Broker::start(false).unwrap();
+    let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();
+    let text = config(&broker, &plant, "200ms", "", "flush_interval = \"10ms\"").replacen(
+        "timeout = \"500ms\"\n",
+        "timeout = \"500ms\"\noffline_probe_max = \"2s\"\n",
+        1,
+    );
+    let agent = AgentProcess::start(&text).unwrap();
+    let (ok, _) = sub.wait_until(Duration::from_secs(20), |m| availability(m, "online") >= 1);
+    assert!(ok, "the device comes online; log:\n{}", agent.log());
+
+    // The device goes away (connections refused) for 40 s: long enough for
+    // the link's and the prober's backoffs to reach their caps.
+    plant.servers[0].stop();
+    let (ok, _) = sub.wait_until(Duration::from_secs(20), |m| availability(m, "offline") >= 1);
+    assert!(ok, "the device goes offline; log:\n{}", tail(&agent.log()));
+    std::thread::sleep(Duration::from_secs(40));
+    plant.runtime.block_on(plant.servers[0].restart()).unwrap();
+    let back = Instant::now();
+    let limit = probe_max * 2 + Duration::from_secs(5);
+    let (ok, _) = sub.wait_until(limit, |m| availability(m, "online") >= 2);
+    assert!(
+        ok,
+        "the device is online again within {limit:?} of its return; log tail:\n{}",
+        tail(&agent.log())
+    );
+    eprintln!("device online again {:?} after its return", back.elapsed());
+}

@@ -11,7 +11,7 @@
 //! 1 ms granularity turned into half the rate at a 1 ms interval: 430 →
 //! 860 polls/s per device in the flat-out benchmark). A device that stops answering is
 //! re-probed with jittered exponential backoff (from its poll interval up to
-//! [`MAX_PROBE_INTERVAL`]) instead of every tick, so a dead device costs
+//! its `offline_probe_max`, default 30 s) instead of every tick, so a dead device costs
 //! the others at most one timeout per probe. Every poll's outcome goes to
 //! the telemetry encoder and the availability rule, and the resulting
 //! messages into the publisher's bounded channel; when that channel is full
@@ -24,7 +24,7 @@ use std::time::Duration;
 use spindle_config::model::Device;
 use spindle_protocols::backoff::Backoff;
 use spindle_protocols::modbus::poll::{DevicePoller, PollOutcome};
-use spindle_protocols::modbus::transport::AnyLink;
+use spindle_protocols::modbus::transport::{AnyLink, reconnect_backoff};
 use spindle_protocols::modbus::{Decoded, PointError, PointValue, RawValue, ReadError, plan_reads};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -38,8 +38,6 @@ use crate::telemetry::{Availability, PointOutcome, TelemetryEncoder};
 
 /// Shortest wait between probes of an unreachable device.
 pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest wait between probes of an unreachable device.
-pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What a poll hands on besides telemetry (the KPI engine's feed).
 pub type PollSink = mpsc::Sender<PollReport>;
@@ -71,8 +69,7 @@ pub struct ScheduledDevice {
 
 impl ScheduledDevice {
     pub fn new(device: Device, stats: Arc<DeviceStats>, start: Instant) -> Self {
-        let first_probe = device.poll.max(MIN_PROBE_INTERVAL);
-        let probe_backoff = Backoff::new(first_probe, MAX_PROBE_INTERVAL.max(first_probe), 0.2);
+        let probe_backoff = probe_backoff(&device);
         ScheduledDevice {
             poller: DevicePoller::new(&device),
             encoder: TelemetryEncoder::new(&device),
@@ -120,6 +117,34 @@ impl ScheduledDevice {
         }
     }
 }
+
+/// Delays between probes of `device` while it is offline: from its poll
+/// interval (at least [`MIN_PROBE_INTERVAL`]) doubling up to its
+/// `offline_probe_max` (raised to that first delay if smaller), 20 % jitter.
+fn probe_backoff(device: &Device) -> Backoff {
+    let first = device.poll.max(MIN_PROBE_INTERVAL);
+    Backoff::new(first, device.offline_probe_max.max(first), 0.2)
+}
+
+/// The backoff of a TCP link between failed connection attempts: the
+/// transport's ([`reconnect_backoff`]: 500 ms doubling to 30 s, 20 % jitter)
+/// capped by the smallest `offline_probe_max` of the link's `devices`, so a
+/// probe of an offline device is not failed at once by a link still waiting
+/// out a longer reconnect delay.
+pub fn link_backoff(devices: &[ScheduledDevice]) -> Backoff {
+    let base = reconnect_backoff();
+    let cap = devices
+        .iter()
+        .map(|d| d.device.offline_probe_max)
+        .min()
+        .map_or(LINK_RECONNECT_MAX, |probe_max| {
+            probe_max.min(LINK_RECONNECT_MAX)
+        });
+    Backoff::new(base.delay(0, 0.0).min(cap), cap, 0.2)
+}
+
+/// The transport's own cap on a link's reconnect delay.
+const LINK_RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// Runs one link's devices until `shutdown` turns true.
 pub async fn run_link(
@@ -338,6 +363,77 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// The one device of a minimal configuration with these `[[device]]` lines.
+    fn device(lines: &str) -> Device {
+        let text = format!(
+            "[agent]\nid = \"gw\"\nsite = \"s\"\ndata_dir = \"/tmp/x\"\ntimezone = \"UTC\"\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1\"\n\
+             [[device]]\nname = \"d\"\ntcp = \"127.0.0.1:502\"\nunit = 1\n{lines}\n\
+             [[device.point]]\nname = \"p\"\narea = \"holding\"\naddress = 0\ntype = \"u16\"\n"
+        );
+        match spindle_config::parse("t.toml", &text) {
+            Ok(config) => config.devices.into_iter().next().unwrap(),
+            Err(errors) => panic!("{errors}"),
+        }
+    }
+
+    /// The longest delay the probe backoff of `device` ever gives.
+    fn longest_probe_wait(device: &Device) -> Duration {
+        let backoff = probe_backoff(device);
+        (0..64).map(|n| backoff.delay(n, 0.0)).max().unwrap()
+    }
+
+    #[test]
+    fn an_offline_device_is_probed_at_least_every_30s_by_default() {
+        let d = device("poll = \"1s\"");
+        assert_eq!(longest_probe_wait(&d), Duration::from_secs(30));
+        assert_eq!(probe_backoff(&d).delay(0, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn offline_probe_max_caps_the_wait_between_probes() {
+        let d = device("poll = \"1s\"\noffline_probe_max = \"5s\"");
+        assert_eq!(longest_probe_wait(&d), Duration::from_secs(5));
+        let mut backoff = probe_backoff(&d);
+        for _ in 0..20 {
+            assert!(backoff.next_delay() <= Duration::from_secs(5));
+        }
+    }
+
+    #[test]
+    fn an_offline_device_is_never_probed_more_often_than_it_is_polled() {
+        let d = device("poll = \"10s\"\noffline_probe_max = \"2s\"");
+        assert_eq!(longest_probe_wait(&d), Duration::from_secs(10));
+    }
+
+    /// The longest delay of `backoff`.
+    fn longest(backoff: &Backoff) -> Duration {
+        (0..64).map(|n| backoff.delay(n, 0.0)).max().unwrap()
+    }
+
+    #[test]
+    fn a_tcp_link_retries_its_connection_at_least_every_offline_probe_max() {
+        let scheduled =
+            |lines: &str| ScheduledDevice::new(device(lines), Arc::default(), Instant::now());
+        let fast = scheduled("offline_probe_max = \"5s\"");
+        let default = scheduled("");
+        assert_eq!(longest(&link_backoff(&[default])), Duration::from_secs(30));
+        let default = scheduled("");
+        assert_eq!(
+            longest(&link_backoff(&[default, fast])),
+            Duration::from_secs(5),
+            "the link's smallest"
+        );
+        let slow = scheduled("offline_probe_max = \"5m\"");
+        assert_eq!(
+            longest(&link_backoff(&[slow])),
+            LINK_RECONNECT_MAX,
+            "never longer than the transport's own cap"
+        );
+        let tiny = scheduled("offline_probe_max = \"100ms\"");
+        assert_eq!(longest(&link_backoff(&[tiny])), Duration::from_millis(100));
     }
 
     #[test]

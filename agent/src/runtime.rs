@@ -29,7 +29,7 @@ use crate::kpi_task::{STATE_KEY, run_kpis};
 use crate::message::{Message, Outgoing, Reachability, Status};
 use crate::notify::Notifier;
 use crate::outbox::{Outbox, OutboxOptions, SledStore};
-use crate::poll::{ScheduledDevice, run_link};
+use crate::poll::{ScheduledDevice, link_backoff, run_link};
 use crate::publish::connection::ConnectionSettings;
 use crate::publish::{Publisher, PublisherOptions};
 
@@ -149,6 +149,7 @@ pub async fn run_until(
             topic_base,
             dialect,
             window: WINDOW,
+            replay_rate: config.buffer.replay_rate,
             status,
             max_message,
             flush_interval: config.buffer.flush_interval,
@@ -270,7 +271,8 @@ fn build_links(config: &Config, sources: &mut HealthSources) -> Vec<LinkTask> {
         let timeout = devices
             .first()
             .map_or(Duration::from_secs(1), ScheduledDevice::timeout);
-        links.push((AnyLink::Tcp(TcpLink::new(endpoint, timeout)), devices, None));
+        let link = TcpLink::new(endpoint, timeout).with_backoff(link_backoff(&devices));
+        links.push((AnyLink::Tcp(link), devices, None));
     }
     for bus in &config.serial {
         let devices = serial.remove(&bus.name).unwrap_or_default();

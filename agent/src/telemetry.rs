@@ -213,6 +213,7 @@ mod tests {
             max_gap: 8,
             report,
             heartbeat: Duration::from_secs(60),
+            offline_probe_max: Duration::from_secs(30),
             points: vec![point("a", Some(0.5)), point("b", None)],
         }
     }

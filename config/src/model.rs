@@ -62,6 +62,9 @@ pub struct Mqtt {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub topic_prefix: String,
+    /// Longest wait between connection attempts (full jitter: each wait is
+    /// drawn uniformly from zero to the doubling delay, capped by this).
+    pub reconnect_max: Duration,
     pub keep_alive: Duration,
     /// `dialect`: which MQTT API the payloads follow.
     pub dialect: Dialect,
@@ -213,6 +216,9 @@ pub struct Buffer {
     /// Longest a record waits for the group commit; zero = flush before every publish.
     pub flush_interval: Duration,
     pub replay: Replay,
+    /// Most backlog messages published per second after a (re)connect;
+    /// `None` = unlimited. Live messages are never held back by it.
+    pub replay_rate: Option<NonZeroU32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +289,9 @@ pub struct Device {
     pub max_gap: u16,
     pub report: Report,
     pub heartbeat: Duration,
+    /// Longest wait between probes while the device is offline (never
+    /// shorter than the poll interval).
+    pub offline_probe_max: Duration,
     /// Profile points (replaced where the file names the same point) then the
     /// file's own points, in that order; names unique.
     pub points: Vec<Point>,

@@ -57,6 +57,7 @@ pub(crate) struct RawMqtt {
     pub(crate) cert_file: Option<S<String>>,
     pub(crate) key_file: Option<S<String>>,
     pub(crate) topic_prefix: Option<S<String>>,
+    pub(crate) reconnect_max: Option<S<String>>,
     pub(crate) keep_alive: Option<S<String>>,
     pub(crate) dialect: Option<S<String>>,
     pub(crate) token_file: Option<S<String>>,
@@ -73,6 +74,7 @@ pub(crate) struct RawBuffer {
     pub(crate) max_age: Option<S<String>>,
     pub(crate) flush_interval: Option<S<String>>,
     pub(crate) replay: Option<S<String>>,
+    pub(crate) replay_rate: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +106,7 @@ pub(crate) struct RawDevice {
     pub(crate) max_gap: Option<S<i64>>,
     pub(crate) report: Option<S<String>>,
     pub(crate) heartbeat: Option<S<String>>,
+    pub(crate) offline_probe_max: Option<S<String>>,
     #[serde(default)]
     pub(crate) point: Vec<S<RawPoint>>,
     /// `[device.sim]`: the simulator's table, kept whole for `spindle simulate`.

@@ -483,6 +483,12 @@ impl<'a> Validator<'a> {
                 mqtt.topic_prefix.clone_from(text);
             }
         }
+        mqtt.reconnect_max = self.duration(
+            raw.reconnect_max.as_ref(),
+            "reconnect_max",
+            mqtt.reconnect_max,
+            false,
+        );
         if let Some(keep_alive) = &raw.keep_alive {
             let duration = self.duration(Some(keep_alive), "keep_alive", mqtt.keep_alive, false);
             if duration.subsec_nanos() != 0 || duration > Duration::from_secs(u64::from(u16::MAX)) {
@@ -676,6 +682,7 @@ impl<'a> Validator<'a> {
             max_age: Duration::from_secs(7 * 86_400),
             flush_interval: Duration::from_millis(100),
             replay: Replay::LiveFirst,
+            replay_rate: None,
         };
         let Some(raw) = raw else { return buffer };
         let raw = raw.get_ref();
@@ -704,6 +711,19 @@ impl<'a> Validator<'a> {
             )
         {
             buffer.replay = chosen;
+        }
+        if let Some(raw_rate) = &raw.replay_rate
+            && let Some(rate) =
+                self.integer::<u32>(raw_rate, "replay_rate", 1, 1_000_000, " messages a second")
+        {
+            if buffer.replay == Replay::OldestFirst {
+                self.error(
+                    &raw_rate.span(),
+                    "replay_rate needs replay = \"live_first\": with \"oldest_first\" live data would wait behind the paced backlog",
+                );
+            } else {
+                buffer.replay_rate = NonZeroU32::new(rate);
+            }
         }
         buffer
     }
@@ -940,6 +960,7 @@ impl<'a> Validator<'a> {
             max_gap: 8,
             report: Report::Always,
             heartbeat: Duration::from_secs(60),
+            offline_probe_max: Duration::from_secs(30),
             points: Vec::new(),
         };
         if let Some(name) = self.require(raw.name.as_ref(), &table, "name", "[[device]]") {
@@ -960,6 +981,12 @@ impl<'a> Validator<'a> {
         device.timeout = self.duration(raw.timeout.as_ref(), "timeout", device.timeout, false);
         device.heartbeat =
             self.duration(raw.heartbeat.as_ref(), "heartbeat", device.heartbeat, false);
+        device.offline_probe_max = self.duration(
+            raw.offline_probe_max.as_ref(),
+            "offline_probe_max",
+            device.offline_probe_max,
+            false,
+        );
         if let Some(retries) = &raw.retries
             && let Some(retries) = self.integer(retries, "retries", 0, 100, "")
         {
@@ -1927,6 +1954,7 @@ fn placeholder_mqtt() -> Mqtt {
         cert_file: None,
         key_file: None,
         topic_prefix: "spindle".to_owned(),
+        reconnect_max: Duration::from_secs(10),
         keep_alive: Duration::from_secs(30),
         dialect: Dialect::Spindle,
         token: None,

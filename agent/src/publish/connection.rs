@@ -1,7 +1,10 @@
 //! The MQTT connection: builds rumqttc options from the config (TLS, mutual
 //! TLS, credentials, last will) and drives one fresh client and event loop
-//! per connection attempt, with jittered exponential backoff between
-//! attempts. It reports what the publisher needs and nothing else.
+//! per connection attempt, with full-jitter exponential backoff between
+//! attempts (each wait uniform in `[0, min(reconnect_max, 200 ms * 2^n)]`,
+//! so gateways that lost one broker come back spread over the interval, and
+//! none waits longer than `reconnect_max` after it returns). It reports what
+//! the publisher needs and nothing else.
 //!
 //! rumqttc cannot be trusted with unacknowledged publishes (it drops its
 //! pending queue on a reconnect without a session), so every attempt starts
@@ -70,6 +73,8 @@ pub struct ConnectionSettings {
     status_topic: String,
     status: Status,
     will_retain: bool,
+    /// Longest wait between connection attempts.
+    reconnect_max: Duration,
 }
 
 impl std::fmt::Debug for ConnectionSettings {
@@ -122,6 +127,7 @@ impl ConnectionSettings {
             status_topic,
             status,
             will_retain: true,
+            reconnect_max: mqtt.reconnect_max,
         })
     }
 
@@ -286,15 +292,19 @@ fn tls_config(mqtt: &Mqtt) -> Result<rustls::ClientConfig, ConnectionSetupError>
     }
 }
 
+/// The upper end of the first wait after a failed attempt or a lost
+/// session; it doubles with each further failure up to `reconnect_max`.
+pub const FIRST_RECONNECT: Duration = Duration::from_millis(200);
+
 /// Runs connection attempts until `shutdown` turns true.
 pub async fn run(
     settings: ConnectionSettings,
     events: mpsc::Sender<ConnEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Jittered exponential backoff (rumqttc has none): 200 ms doubling to
-    // 30 s, each wait drawn from its upper half.
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30), 0.5);
+    // Full-jitter exponential backoff (rumqttc has none): 200 ms doubling
+    // to `reconnect_max`, each wait drawn uniformly from zero to that.
+    let mut backoff = Backoff::full_jitter(FIRST_RECONNECT, settings.reconnect_max);
     loop {
         if *shutdown.borrow() {
             return;
@@ -346,6 +356,11 @@ pub async fn run(
             tracing::warn!(reason = %reason, "MQTT connection attempt failed");
         }
         let wait = backoff.next_delay();
+        tracing::debug!(
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            failures = backoff.attempts(),
+            "Next MQTT connection attempt after a jittered wait"
+        );
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,

@@ -22,16 +22,24 @@
 //! published on the same topic goes out without the retain flag, so a
 //! backlog drained after live data never overwrites a newer retained state.
 //!
+//! Backlog pacing: with `[buffer] replay_rate`, the backlog lane takes a
+//! token per record from a bucket refilled at that rate; the live lane
+//! takes none and is offered first, so live data is never held behind the
+//! cap. A backlog held back wakes the loop when its next token is due.
+//!
 //! Parts: `commit` (the group-commit policy: when a flush may start,
 //! whether messages are taken meanwhile), [`state`] (what to publish next,
-//! the packet id → seq map), [`connection`] (the MQTT event loop). This
-//! file is the I/O loop that applies them.
+//! the packet id → seq map), `token_bucket` (the backlog's pace),
+//! [`connection`] (the MQTT event loop). This file is the I/O loop that
+//! applies them.
 
 mod commit;
 pub mod connection;
 pub mod state;
+mod token_bucket;
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +56,7 @@ pub use commit::MAX_UNFLUSHED;
 use commit::{FlushDue, GroupCommit};
 use connection::{ConnEvent, ConnectionSettings};
 use state::DeliveryState;
+use token_bucket::Pace;
 
 /// Publisher settings.
 #[derive(Debug, Clone)]
@@ -58,6 +67,9 @@ pub struct PublisherOptions {
     pub dialect: Dialect,
     /// Records in flight at most.
     pub window: usize,
+    /// Backlog records handed to the client per second at most (`None`:
+    /// unlimited); live records are not counted.
+    pub replay_rate: Option<NonZeroU32>,
     /// The `status` payload's store, version and configuration hash.
     pub status: Status,
     /// Largest rendered message (payload and topic) accepted: the MQTT
@@ -84,6 +96,8 @@ pub struct Publisher<S: Store> {
     store_failed: Option<Instant>,
     /// When flushes start and whether messages are taken meanwhile.
     commit: GroupCommit,
+    /// The backlog's pace (`replay_rate`).
+    pace: Pace,
 }
 
 /// A flush running on a blocking thread: the seq bound it makes durable, when it started.
@@ -111,6 +125,28 @@ enum BatchOutcome {
     PastRead,
 }
 
+/// A timer the loop waits on.
+type Timer = std::pin::Pin<Box<tokio::time::Sleep>>;
+
+/// Waits for `timer`; forever when there is none.
+async fn expiry(timer: &mut Option<Timer>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sets `timer` to `at` (none for `None`), touching it only when the
+/// deadline changes (arming a timer can wake the runtime's driver).
+fn rearm(timer: &mut Option<Timer>, at: Option<tokio::time::Instant>) {
+    match (timer.as_mut(), at) {
+        (Some(t), Some(at)) if t.deadline() == at => {}
+        (Some(t), Some(at)) => t.as_mut().reset(at),
+        (None, Some(at)) => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        (_, None) => *timer = None,
+    }
+}
+
 /// How many queued messages one wake-up appends at most before flushing.
 const APPEND_BATCH: usize = 4096;
 
@@ -123,6 +159,7 @@ impl<S: Store> Publisher<S> {
     ) -> Self {
         let delivery = DeliveryState::new(opts.window, replay);
         let commit = GroupCommit::new(opts.flush_interval);
+        let pace = Pace::new(opts.replay_rate, tokio::time::Instant::now());
         Publisher {
             outbox,
             opts,
@@ -134,6 +171,7 @@ impl<S: Store> Publisher<S> {
             flushing: None,
             store_failed: None,
             commit,
+            pace,
         }
     }
 
@@ -160,6 +198,7 @@ impl<S: Store> Publisher<S> {
         let flush_timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(flush_timer);
         let mut flush_timer_at: Option<tokio::time::Instant> = None;
+        let mut pace_timer: Option<Timer> = None; // a backlog held back by `replay_rate`
         loop {
             // A flush held back by the gather time starts when its time comes.
             let flush_at = self.start_flush_if_due();
@@ -210,6 +249,7 @@ impl<S: Store> Publisher<S> {
                 },
                 _ = tick.tick() => self.on_tick(),
                 () = &mut flush_timer, if flush_at.is_some() => flush_timer_at = None,
+                () = expiry(&mut pace_timer) => pace_timer = None,
                 () = async {
                     match drain_deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -217,7 +257,7 @@ impl<S: Store> Publisher<S> {
                     }
                 } => {}
             }
-            self.pump();
+            rearm(&mut pace_timer, self.pump());
         }
         // Final flush: anything appended is made durable before exit.
         if let Some((bound, _, handle)) = self.flushing.take()
@@ -462,26 +502,34 @@ impl<S: Store> Publisher<S> {
         }
     }
 
-    /// Hands durable records to the client while the window has room.
-    fn pump(&mut self) {
-        let Some(client) = self.client.clone() else {
-            return;
-        };
+    /// Hands durable records to the client while the window has room (and,
+    /// for the backlog, while `replay_rate` allows). Returns when a backlog
+    /// held back by `replay_rate` may go on. (The `thingsboard` dialect's
+    /// batches are not paced by `replay_rate`.)
+    fn pump(&mut self) -> Option<tokio::time::Instant> {
+        let client = self.client.clone()?;
         if let Dialect::ThingsBoard(gw) = &self.opts.dialect {
             let gw = gw.clone();
             self.pump_thingsboard(&client, &gw);
-            return;
+            return None;
         }
+        let now = tokio::time::Instant::now();
+        let mut held_until = None;
         for lane in self.delivery.lanes() {
             let room = self.delivery.room();
             if room == 0 {
-                return;
+                return held_until;
             }
-            let records = match self.outbox.read(lane.from, room, now_ms()) {
+            let budget = self.pace.budget(lane, room, now);
+            if budget == 0 {
+                held_until = self.pace.resume_at(now);
+                continue;
+            }
+            let records = match self.outbox.read(lane.from, budget, now_ms()) {
                 Ok(records) => records,
                 Err(e) => {
                     tracing::warn!(error = %e, "Outbox read failed");
-                    return;
+                    return held_until;
                 }
             };
             let mut handed_any = false;
@@ -500,10 +548,11 @@ impl<S: Store> Publisher<S> {
                     Ok(()) => {
                         self.delivery.handed(seq);
                         self.outbox.mark_in_flight(seq, len);
+                        self.pace.spent(lane, 1, now);
                         self.counters.published.inc();
                         handed_any = true;
                     }
-                    Err(_) => return, // the client's queue is full: wait for progress
+                    Err(_) => return held_until, // the client's queue is full: wait for progress
                 }
             }
             // The backlog is drained once nothing is left below its bound
@@ -512,6 +561,7 @@ impl<S: Store> Publisher<S> {
                 self.delivery.backlog_drained(lane);
             }
         }
+        held_until
     }
 
     /// A record's whole topic, payload and retain flag: a typed message

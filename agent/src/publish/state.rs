@@ -35,6 +35,14 @@ pub struct Lane {
     pub below: u64,
 }
 
+impl Lane {
+    /// The `live_first` backlog (records older than the connect), which
+    /// `[buffer] replay_rate` paces; the live lane has no bound.
+    pub fn is_backlog(&self) -> bool {
+        self.below != u64::MAX
+    }
+}
+
 /// The publisher's delivery state.
 #[derive(Debug)]
 pub struct DeliveryState {

@@ -23,8 +23,9 @@ pub use health::{
     BusHealth, DeviceHealth, DeviceState, ErrorCounts, Health, Latency, MqttHealth, OutboxHealth,
 };
 pub use kpi::{
-    CarrierFigures, CncCoverage, EnergyPerOutput, KpiFigures, KpiFlag, KpiKind, KpiWindow, Quality,
-    WindowSpan,
+    CarrierBasis, CarrierFigures, CarrierFiguresF2, CncCoverage, EnergyConsumption,
+    EnergyPerOutput, EnergyPerOutputF2, KpiFigures, KpiFiguresF2, KpiFlag, KpiKind, KpiWindow,
+    KpiWindowF2, MAX_BELOW, Quality, SampleCompleteness, WindowSpan,
 };
 pub use telemetry::{ErrorWord, Name, Reading, Telemetry, Value};
 
@@ -36,8 +37,11 @@ pub enum Message<S = Name> {
     Telemetry(Telemetry<S>),
     Availability(AvailabilityChange),
     Health(Health),
-    Kpi(KpiWindow),
+    /// A KPI window stored before energy consumption (read, never written).
+    KpiF2(KpiWindowF2),
     Gap(GapReport),
+    /// A KPI window.
+    Kpi(KpiWindow),
 }
 
 impl<S> Message<S> {
@@ -48,6 +52,7 @@ impl<S> Message<S> {
             Message::Availability(a) => a.ts,
             Message::Health(h) => h.ts,
             Message::Kpi(k) => k.ts,
+            Message::KpiF2(k) => k.ts,
             Message::Gap(g) => g.ts(),
         }
     }
@@ -215,7 +220,7 @@ pub fn encoded_len_hint<S: AsRef<str>>(message: &Message<S>) -> usize {
                     .sum::<usize>()
         }
         Message::Health(h) => 128 + 64 * (h.devices.len() + h.buses.len()),
-        Message::Kpi(_) => 256,
+        Message::Kpi(_) | Message::KpiF2(_) => 256,
         Message::Availability(_) | Message::Gap(_) => 64,
     }
 }

@@ -115,7 +115,7 @@ pub fn kind_of<S>(message: &Message<S>) -> Kind {
         Message::Telemetry(_) => Kind::Telemetry,
         Message::Health(_) => Kind::Health,
         Message::Availability(_) => Kind::Availability,
-        Message::Kpi(_) => Kind::Kpi,
+        Message::Kpi(_) | Message::KpiF2(_) => Kind::Kpi,
         Message::Gap(_) => Kind::Gap,
     }
 }

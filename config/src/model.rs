@@ -28,6 +28,25 @@ pub struct Config {
     /// Every carrier known to this configuration: the built-in table with the
     /// file's `[carriers.*]` overrides and additions applied.
     pub carriers: BTreeMap<String, Carrier>,
+    pub history: History,
+}
+
+/// `[history]`: the local KPI history under `data_dir/history/`.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// A month's file is deleted once the month ended longer ago than this.
+    pub max_age: Duration,
+    /// Oldest files are deleted while the files hold more bytes than this.
+    pub max_size: u64,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            max_age: Duration::from_secs(190 * 86_400),
+            max_size: 256 << 20,
+        }
+    }
 }
 
 /// `[agent]`.

@@ -33,6 +33,14 @@ pub(crate) struct RawConfig {
     pub(crate) kpi: Option<S<RawKpis>>,
     #[serde(default)]
     pub(crate) carriers: BTreeMap<S<String>, S<RawCarrier>>,
+    pub(crate) history: Option<S<RawHistory>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHistory {
+    pub(crate) max_age: Option<S<String>>,
+    pub(crate) max_size: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,14 +24,14 @@ use sha2::{Digest, Sha256};
 use crate::model::{
     Agent, Area, Basis, Buffer, Carrier, CncCoverageKpi, Config, DEFAULT_MIN_COMPLETENESS,
     DayStart, Device, DeviceLink, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment,
-    Kpis, Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption, Replay, Report,
-    SerialBus, Signal, ValueType, WindowLength, WordOrder,
+    History, Kpis, Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption, Replay,
+    Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
     RawAgent, RawBuffer, RawCarrier, RawConfig, RawDevice, RawEnergyConsumption, RawEnergyInput,
-    RawEnergyPerOutput, RawEquipment, RawKpis, RawMqtt, RawOutput, RawPoint, RawSerial, RawSignal,
-    S,
+    RawEnergyPerOutput, RawEquipment, RawHistory, RawKpis, RawMqtt, RawOutput, RawPoint, RawSerial,
+    RawSignal, S,
 };
 use crate::{ConfigError, ParseOptions, Parsed, carriers, profiles, units};
 
@@ -349,6 +349,7 @@ impl<'a> Validator<'a> {
             equipment,
             kpis,
             carriers,
+            history: self.history(raw.history.as_ref()),
         };
         Parsed { config, sim }
     }
@@ -531,6 +532,21 @@ impl<'a> Validator<'a> {
             buffer.replay = chosen;
         }
         buffer
+    }
+
+    fn history(&mut self, raw: Option<&S<RawHistory>>) -> History {
+        let mut history = History::default();
+        let Some(raw) = raw else { return history };
+        let raw = raw.get_ref();
+        history.max_age = self.duration(raw.max_age.as_ref(), "max_age", history.max_age, false);
+        if let Some(size) = &raw.max_size {
+            match units::parse_size(size.get_ref()) {
+                Ok(0) => self.error(&size.span(), "max_size must not be zero"),
+                Ok(bytes) => history.max_size = bytes,
+                Err(message) => self.error(&size.span(), format!("max_size: {message}")),
+            }
+        }
+        history
     }
 
     fn serial_buses(&mut self, raw: &[S<RawSerial>]) -> Vec<SerialBus> {

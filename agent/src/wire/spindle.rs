@@ -27,7 +27,7 @@ pub fn topic_under<S: AsRef<str>>(base: &str, message: &Message<S>) -> String {
             out.push_str("availability/");
             out.push_str(&a.device);
         }
-        Message::Health(_) => out.push_str("health"),
+        Message::Health(_) | Message::HealthF2(_) => out.push_str("health"),
         Message::Kpi(k) => {
             out.push_str("kpi/");
             out.push_str(k.kind().as_str());
@@ -67,6 +67,7 @@ pub fn payload<S: AsRef<str>>(message: &Message<S>, seq: u64, store: &str) -> St
         Message::Telemetry(t) => telemetry(&mut o, t),
         Message::Availability(a) => availability(&mut o, a),
         Message::Health(h) => health(&mut o, h),
+        Message::HealthF2(h) => health(&mut o, &Health::from(h.clone())),
         Message::Kpi(k) => kpi(&mut o, k),
         Message::KpiF2(k) => kpi(&mut o, &KpiWindow::from(k.clone())),
         Message::Gap(g) => gap(&mut o, g),
@@ -101,6 +102,7 @@ fn capacity_hint<S: AsRef<str>>(message: &Message<S>) -> usize {
                 .sum::<usize>()
         }
         Message::Health(h) => 640 + 256 * h.devices.len(),
+        Message::HealthF2(h) => 640 + 256 * h.devices.len(),
         Message::Kpi(_) | Message::KpiF2(_) => 640,
         Message::Availability(_) | Message::Gap(_) => 160,
     }
@@ -208,6 +210,27 @@ fn health(o: &mut Object<'_>, h: &Health) {
     opt_unsigned(&mut disk, "free_bytes", h.disk_free_bytes);
     opt_unsigned(&mut disk, "bytes_written", h.bytes_written);
     disk.end();
+    if let Some(history) = &h.history {
+        let mut hist = Object::open(o.key("history"));
+        hist.unsigned("windows", history.windows);
+        hist.unsigned("bytes", history.bytes);
+        hist.unsigned("trimmed_files", history.trimmed_files);
+        hist.unsigned("write_errors", history.write_errors);
+        hist.end();
+    }
+}
+
+/// One closed KPI window as a line of the local history
+/// (`data_dir/history/`, see `crate::history`): the `kpi/{kind}/{name}`
+/// payload without `seq` and `store`, which the outbox gives only later.
+pub fn history_line(k: &KpiWindow) -> String {
+    let mut out = String::with_capacity(640);
+    out.push_str("{\"ts\":");
+    json::unsigned(&mut out, k.ts);
+    let mut o = Object::resume(&mut out);
+    kpi(&mut o, k);
+    o.end();
+    out
 }
 
 #[allow(clippy::cast_precision_loss)]

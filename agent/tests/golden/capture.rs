@@ -245,7 +245,32 @@ pub(crate) fn health() -> Payloads {
     let mut report = health_report(&sources, 60.04, TS, true, std::path::Path::new("/"));
     report.disk_free_bytes = Some(FREE_BYTES);
     report.bytes_written = Some(BYTES_WRITTEN);
-    vec![("health".into(), render(&Message::Health(report), 99))]
+    // The same report as an outbox written before the history member holds it.
+    let stored: Message = Message::HealthF2(message::HealthF2 {
+        ts: report.ts,
+        uptime_s: report.uptime_s,
+        clock_plausible: report.clock_plausible,
+        devices: report.devices.clone(),
+        buses: report.buses.clone(),
+        outbox: report.outbox,
+        mqtt: report.mqtt,
+        disk_free_bytes: report.disk_free_bytes,
+        bytes_written: report.bytes_written,
+    });
+    let bytes = message::encode(&stored).unwrap();
+    assert_eq!(
+        bytes.first(),
+        Some(&2),
+        "the variant index format 2 has always used for health"
+    );
+    let back = message::decode(&bytes).unwrap();
+    vec![
+        ("health".into(), render(&Message::Health(report), 99)),
+        (
+            "health_stored_before_history".into(),
+            wire::spindle::payload(&back, 99, STORE).into_bytes(),
+        ),
+    ]
 }
 
 fn options(max_size: u64, max_age: Duration) -> OutboxOptions {

@@ -241,6 +241,13 @@ pub struct SkippedLine {
     pub torn: bool,
 }
 
+/// One window read back: its line as written and its parsed value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub line: String,
+    pub value: serde_json::Value,
+}
+
 /// What to read.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -253,13 +260,10 @@ pub struct Filter {
 }
 
 /// The windows of the history under `dir` that pass `filter`, as JSON
-/// values, by (window start, kind, name), each (kind, name, start) once
+/// records, by (window start, kind, name), each (kind, name, start) once
 /// (the first line written), and the lines skipped.
-pub fn read_windows(
-    dir: &Path,
-    filter: &Filter,
-) -> io::Result<(Vec<serde_json::Value>, Vec<SkippedLine>)> {
-    let mut windows: BTreeMap<(u64, String, String), serde_json::Value> = BTreeMap::new();
+pub fn read_windows(dir: &Path, filter: &Filter) -> io::Result<(Vec<Record>, Vec<SkippedLine>)> {
+    let mut windows: BTreeMap<(u64, String, String), Record> = BTreeMap::new();
     let mut skipped = Vec::new();
     for (path, _) in files(dir)? {
         let text = fs::read(&path)?;
@@ -298,7 +302,10 @@ pub fn read_windows(
             {
                 continue;
             }
-            windows.entry(key).or_insert(value);
+            windows.entry(key).or_insert_with(|| Record {
+                line: String::from_utf8_lossy(line).into_owned(),
+                value,
+            });
         }
     }
     Ok((windows.into_values().collect(), skipped))
@@ -382,7 +389,8 @@ mod tests {
         f.write_all(b"{\"ts\":17957").unwrap();
         let (windows, skipped) = read_windows(tmp.path(), &all()).unwrap();
         assert_eq!(windows.len(), 2);
-        assert_eq!(windows[0]["ts"], T0 + 1, "the first line written");
+        assert_eq!(windows[0].value["ts"], T0 + 1, "the first line written");
+        assert!(windows[0].line.starts_with("{\"ts\":"));
         assert_eq!(
             skipped,
             vec![SkippedLine {

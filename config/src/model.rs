@@ -432,6 +432,27 @@ pub struct EnergyPerOutputKpi {
     pub day_start: DayStart,
     /// A window whose sample completeness is below this is `partial`; `None`: no threshold.
     pub min_completeness: Option<f64>,
+    /// A quota (单位产品能耗限额) in kgce per output unit.
+    pub limit: Option<QuotaLimit>,
+    /// The figure of a reference year, for `vs_baseline`.
+    pub baseline: Option<Baseline>,
+}
+
+/// `limit = { value, period }` of an energy-per-output KPI.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaLimit {
+    /// kgce per output unit; > 0.
+    pub value: f64,
+    /// The windows it is evaluated on: a day or longer.
+    pub period: WindowLength,
+}
+
+/// `baseline = { value, year }` of an energy-per-output KPI.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    /// kgce per output unit; > 0.
+    pub value: f64,
+    pub year: Option<u16>,
 }
 
 /// `[[kpi.energy_consumption]]`: per-carrier consumption, kgce and CO2.

@@ -182,6 +182,22 @@ pub(crate) struct RawEnergyPerOutput {
     pub(crate) output_unit: Option<S<String>>,
     pub(crate) day_start: Option<S<String>>,
     pub(crate) min_completeness: Option<S<f64>>,
+    pub(crate) limit: Option<S<RawLimit>>,
+    pub(crate) baseline: Option<S<RawBaseline>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimit {
+    pub(crate) value: Option<S<f64>>,
+    pub(crate) period: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBaseline {
+    pub(crate) value: Option<S<f64>>,
+    pub(crate) year: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

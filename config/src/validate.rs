@@ -22,16 +22,17 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    Agent, Area, Basis, Buffer, Carrier, CncCoverageKpi, Config, DEFAULT_MIN_COMPLETENESS,
-    DayStart, Device, DeviceLink, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment,
-    History, Kpis, Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption, Replay,
-    Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
+    Agent, Area, Baseline, Basis, Buffer, Carrier, CncCoverageKpi, Config,
+    DEFAULT_MIN_COMPLETENESS, DayStart, Device, DeviceLink, EnergyConsumptionKpi, EnergyInput,
+    EnergyPerOutputKpi, Equipment, History, Kpis, Mqtt, MqttUrl, Parity, PasswordSource, Point,
+    PointRef, ProfileOption, QuotaLimit, Replay, Report, SerialBus, Signal, ValueType,
+    WindowLength, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
-    RawAgent, RawBuffer, RawCarrier, RawConfig, RawDevice, RawEnergyConsumption, RawEnergyInput,
-    RawEnergyPerOutput, RawEquipment, RawHistory, RawKpis, RawMqtt, RawOutput, RawPoint, RawSerial,
-    RawSignal, S,
+    RawAgent, RawBaseline, RawBuffer, RawCarrier, RawConfig, RawDevice, RawEnergyConsumption,
+    RawEnergyInput, RawEnergyPerOutput, RawEquipment, RawHistory, RawKpis, RawLimit, RawMqtt,
+    RawOutput, RawPoint, RawSerial, RawSignal, S,
 };
 use crate::{ConfigError, ParseOptions, Parsed, carriers, profiles, units};
 
@@ -1563,6 +1564,11 @@ impl<'a> Validator<'a> {
                 .min_completeness
                 .as_ref()
                 .and_then(|value| self.min_completeness(value)),
+            limit: raw.limit.as_ref().and_then(|limit| self.quota_limit(limit)),
+            baseline: raw
+                .baseline
+                .as_ref()
+                .and_then(|baseline| self.baseline(baseline)),
         };
         if let Some(name) = self.require(raw.name.as_ref(), &table, "name", TABLE) {
             self.name(name, "KPI name", Charset::Lower);
@@ -1644,6 +1650,64 @@ impl<'a> Validator<'a> {
             );
             agent
         })
+    }
+
+    /// `limit = { value, period }`: a positive kgce figure over windows of a day or longer.
+    fn quota_limit(&mut self, raw: &S<RawLimit>) -> Option<QuotaLimit> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let value = self
+            .require(raw.value.as_ref(), &span, "value", "limit")
+            .and_then(|value| self.positive(value, "limit.value"));
+        let period = self
+            .require(raw.period.as_ref(), &span, "period", "limit")
+            .map(|period| (period, self.window(period)));
+        let period = match period {
+            Some((text, WindowLength::Fixed(length))) if !length.is_zero() && length < DAY => {
+                self.error(
+                    &text.span(),
+                    format!(
+                        "limit.period must be a day or longer (\"1d\" or \"1mo\"), got \"{}\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+            Some((_, WindowLength::Fixed(length))) if length.is_zero() => None,
+            Some((_, period)) => Some(period),
+            None => None,
+        };
+        Some(QuotaLimit {
+            value: value?,
+            period: period?,
+        })
+    }
+
+    /// `baseline = { value, year }`: a positive figure.
+    fn baseline(&mut self, raw: &S<RawBaseline>) -> Option<Baseline> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let year = raw
+            .year
+            .as_ref()
+            .and_then(|year| self.integer::<u16>(year, "baseline.year", 1900, 2200, ""));
+        let value = self
+            .require(raw.value.as_ref(), &span, "value", "baseline")
+            .and_then(|value| self.positive(value, "baseline.value"))?;
+        Some(Baseline { value, year })
+    }
+
+    fn positive(&mut self, value: &S<f64>, key: &str) -> Option<f64> {
+        let number = *value.get_ref();
+        if number.is_finite() && number > 0.0 {
+            Some(number)
+        } else {
+            self.error(
+                &value.span(),
+                format!("{key} must be a number > 0, got {number}"),
+            );
+            None
+        }
     }
 
     /// `min_completeness`: a share in `0..=1`.

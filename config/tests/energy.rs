@@ -185,3 +185,48 @@ energy = [ {{ point = "meter.gas", carrier = "electricity" }} ]
         ]
     );
 }
+
+#[test]
+fn a_quota_limit_over_days_and_a_baseline_are_read_and_bad_ones_reported() {
+    let good = format!(
+        r#"{BASE}
+[[kpi.energy_per_output]]
+name = "line1"
+window = "1d"
+energy = [ {{ point = "meter.energy", carrier = "electricity" }} ]
+output = [ {{ point = "meter.parts" }} ]
+output_unit = "piece"
+limit = {{ value = 0.35, period = "1d" }}
+baseline = {{ value = 0.4, year = 2020 }}
+"#
+    );
+    let config = parse("plant.toml", &good).unwrap();
+    let line1 = &config.kpis.energy_per_output[0];
+    let limit = line1.limit.unwrap();
+    assert!((limit.value - 0.35).abs() < 1e-12);
+    assert_eq!(
+        limit.period,
+        WindowLength::Fixed(Duration::from_secs(86_400))
+    );
+    assert_eq!(line1.baseline.unwrap().year, Some(2020));
+
+    let bad = format!(
+        r#"{BASE}
+[[kpi.energy_per_output]]
+name = "line1"
+window = "1h"
+energy = [ {{ point = "meter.energy", carrier = "electricity" }} ]
+output = [ {{ point = "meter.parts" }} ]
+output_unit = "piece"
+limit = {{ value = 0.35, period = "1h" }}
+baseline = {{ value = 0.0, year = 2020 }}
+"#
+    );
+    assert_eq!(
+        errors(&bad),
+        vec![
+            "plant.toml:48:34: limit.period must be a day or longer (\"1d\" or \"1mo\"), got \"1h\"",
+            "plant.toml:49:22: baseline.value must be a number > 0, got 0",
+        ]
+    );
+}

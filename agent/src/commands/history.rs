@@ -7,7 +7,7 @@
 //! from that day's 00:00; `--to` includes the whole day) or an RFC 3339
 //! instant (`2026-11-01T08:00:00+08:00`; `--to` excluded). A window is
 //! exported when its start lies in `[from, to)`; each (kind, name, window
-//! start) once. `json` prints one payload per line (JSON Lines); `csv`
+//! start) once. `json` prints each line as written (JSON Lines); `csv`
 //! prints a header and one row per window and energy carrier (one row
 //! without a carrier for `cnc_coverage`). A torn or unreadable line is
 //! skipped with a warning naming file and line (stderr).
@@ -113,10 +113,13 @@ pub fn run(args: &Args) -> u8 {
     match args.format {
         Format::Json => {
             for w in &windows {
-                println!("{w}");
+                println!("{}", w.line);
             }
         }
-        Format::Csv => print!("{}", csv(&windows, tz)),
+        Format::Csv => {
+            let values: Vec<Value> = windows.into_iter().map(|w| w.value).collect();
+            print!("{}", csv(&values, tz));
+        }
     }
     EXIT_OK
 }

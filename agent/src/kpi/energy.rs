@@ -34,6 +34,11 @@
 //! used (`kgce_per_unit`, `kgco2_per_unit`) with their `basis` and CO2
 //! factor series (`co2_factor_id`, `co2_factor_year`), as DOMAIN §2–3 asks.
 //!
+//! Quota: with `limit = { value, period }` windows of that period (the
+//! KPI's own window equal to it) carry `over_limit = value > limit` when
+//! the value is known; with `baseline`, every window with a value carries
+//! `vs_baseline = value / baseline − 1`.
+//!
 //! Energy consumption: per carrier `consumption`, `kgce`, `kgco2`; totals
 //! `kgce`, `tce = kgce / 1000`, `kgco2`. Its quality is `no_data`,
 //! `partial` (as above, or `sample_completeness.min` under the KPI's
@@ -170,7 +175,13 @@ pub(super) struct EnergyState {
 #[derive(Debug, Clone)]
 enum Mode {
     /// `[[kpi.energy_per_output]]`.
-    PerOutput { output_unit: String },
+    PerOutput {
+        output_unit: String,
+        /// The quota limit (kgce per output unit), when it applies to this KPI's windows.
+        limit: Option<f64>,
+        /// The baseline figure (kgce per output unit).
+        baseline: Option<f64>,
+    },
     /// `[[kpi.energy_consumption]]`.
     Consumption { scope: Option<String> },
 }
@@ -201,6 +212,11 @@ impl EnergyKpi {
             &kpi.output,
             Mode::PerOutput {
                 output_unit: kpi.output_unit.clone(),
+                limit: kpi
+                    .limit
+                    .filter(|limit| limit.period == kpi.window)
+                    .map(|limit| limit.value),
+                baseline: kpi.baseline.map(|b| b.value),
             },
             kpi.min_completeness,
         )
@@ -249,7 +265,7 @@ impl EnergyKpi {
             .filter_map(|e| Some((e.carrier.clone(), config.carriers.get(&e.carrier)?.clone())))
             .collect();
         let unit = match &mode {
-            Mode::PerOutput { output_unit } => output_unit.as_str(),
+            Mode::PerOutput { output_unit, .. } => output_unit.as_str(),
             Mode::Consumption { .. } => "",
         };
         let fingerprint = format!(
@@ -506,29 +522,47 @@ impl EnergyKpi {
                 start: window.start,
                 end: window.end,
             },
-            figures: match &self.mode {
-                Mode::PerOutput { output_unit } => KpiFigures::EnergyPerOutput(EnergyPerOutput {
-                    value: ratio(kgce, output),
+            figures: self.figures(output, kgce, kgco2, energy),
+            quality,
+            flags,
+            sample_completeness: Some(sample_completeness),
+        }
+    }
+
+    /// The figures of the KPI's kind from its totals and carriers.
+    fn figures(
+        &self,
+        output: Option<f64>,
+        kgce: Option<f64>,
+        kgco2: Option<f64>,
+        energy: Vec<CarrierFigures>,
+    ) -> KpiFigures {
+        match &self.mode {
+            Mode::PerOutput {
+                output_unit,
+                limit,
+                baseline,
+            } => {
+                let value = ratio(kgce, output);
+                KpiFigures::EnergyPerOutput(EnergyPerOutput {
+                    value,
                     unit: format!("kgce/{output_unit}"),
                     co2_kg_per_unit: ratio(kgco2, output),
                     output,
                     kgce,
                     kgco2,
                     energy,
-                    over_limit: None,
-                    vs_baseline: None,
-                }),
-                Mode::Consumption { scope } => KpiFigures::EnergyConsumption(EnergyConsumption {
-                    scope: scope.clone(),
-                    kgce,
-                    tce: kgce.map(|k| k / 1000.0),
-                    kgco2,
-                    energy,
-                }),
-            },
-            quality,
-            flags,
-            sample_completeness: Some(sample_completeness),
+                    over_limit: limit.zip(value).map(|(limit, value)| value > limit),
+                    vs_baseline: baseline.zip(value).map(|(base, value)| value / base - 1.0),
+                })
+            }
+            Mode::Consumption { scope } => KpiFigures::EnergyConsumption(EnergyConsumption {
+                scope: scope.clone(),
+                kgce,
+                tce: kgce.map(|k| k / 1000.0),
+                kgco2,
+                energy,
+            }),
         }
     }
 

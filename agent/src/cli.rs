@@ -49,6 +49,8 @@ pub enum Command {
     Scan(commands::scan::Args),
     /// First run: a simulated plant, an embedded MQTT broker and the agent, with live KPIs.
     Demo(commands::demo::Args),
+    /// Export closed KPI windows from the local history (while the agent runs).
+    History(commands::history::Args),
 }
 
 /// Sets up the tracing subscriber on stderr.
@@ -75,5 +77,6 @@ pub fn run(cli: Cli) -> u8 {
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Scan(args) => commands::scan::run(&args),
         Command::Demo(args) => commands::demo::run(&args),
+        Command::History(args) => commands::history::run(&args),
     }
 }

@@ -66,6 +66,14 @@ pub struct Counters {
     pub mqtt_disconnects: Counter,
     /// Turns of the publisher's periodic tick (the watchdog's sign of life).
     pub publisher_ticks: Counter,
+    /// KPI windows written to the local history.
+    pub history_windows: Counter,
+    /// KPI windows the local history could not take.
+    pub history_write_errors: Counter,
+    /// History month files deleted by `max_age` or `max_size`.
+    pub history_trimmed_files: Counter,
+    /// Bytes the history files hold.
+    pub history_bytes: Gauge,
 }
 
 impl Counters {

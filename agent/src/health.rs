@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::events::{Counter, Counters, Gauge};
 use crate::message::{
-    BusHealth, DeviceHealth, DeviceState, ErrorCounts, ErrorWord, Health, Latency, MqttHealth,
-    OutboxHealth,
+    BusHealth, DeviceHealth, DeviceState, ErrorCounts, ErrorWord, Health, HistoryHealth, Latency,
+    MqttHealth, OutboxHealth,
 };
 
 /// Per-device counters, written by the device's poller.
@@ -148,6 +148,12 @@ pub fn health_report(
         },
         disk_free_bytes: disk_free(data_dir),
         bytes_written: process_bytes_written(),
+        history: Some(HistoryHealth {
+            windows: c.history_windows.get(),
+            bytes: c.history_bytes.get(),
+            trimmed_files: c.history_trimmed_files.get(),
+            write_errors: c.history_write_errors.get(),
+        }),
     }
 }
 

@@ -4,6 +4,11 @@
 //! batch — so after any crash the stored state and the stored windows agree
 //! (a window is neither lost nor published twice). Between windows the
 //! state alone is saved every few seconds, bounding what a restart re-learns.
+//!
+//! Before a batch goes to the publisher its windows are appended to the
+//! local history (`crate::history`) and fsynced, on a blocking thread; a
+//! crash between the two writes a window to history twice, which readers
+//! dedupe.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +18,8 @@ use spindle_config::model::Config;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::{now_ms, plausible};
+use crate::events::Counters;
+use crate::history::History;
 use crate::kpi::{KpiEngine, PolledPoint};
 use crate::message::{Message, Outgoing};
 use crate::poll::PollReport;
@@ -26,6 +33,7 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 pub async fn run_kpis(
     mut engine: KpiEngine,
     config: Arc<Config>,
+    counters: Arc<Counters>,
     mut reports: mpsc::Receiver<PollReport>,
     out: mpsc::Sender<Outgoing>,
     mut shutdown: watch::Receiver<bool>,
@@ -40,6 +48,7 @@ pub async fn run_kpis(
             )
         })
         .collect();
+    let history = Arc::new(History::new(&config));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_save = tokio::time::Instant::now();
@@ -57,6 +66,11 @@ pub async fn run_kpis(
                 }
                 for w in &windows {
                     tracing::info!(kind = w.kind().as_str(), name = %w.name, start = w.window.start, quality = w.quality.as_str(), "KPI window closed");
+                }
+                if !windows.is_empty() {
+                    let (history, counters) = (history.clone(), counters.clone());
+                    let written = windows.clone();
+                    let _ = tokio::task::spawn_blocking(move || history.append(&written, now, &counters)).await;
                 }
                 let messages: Vec<Message> = windows.into_iter().map(Message::Kpi).collect();
                 let batch = Outgoing::Atomic { messages, meta: Some((STATE_KEY.to_vec(), engine.state())) };

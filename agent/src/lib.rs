@@ -6,6 +6,7 @@ pub mod clock;
 pub mod commands;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod kpi;
 pub mod kpi_task;
 pub mod message;

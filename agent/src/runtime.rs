@@ -164,7 +164,7 @@ pub async fn run_until(
         ..HealthSources::default()
     };
     let mut tasks = Vec::new();
-    let report_tx = spawn_kpis(&config, kpi_state, &out_tx, &stop_rx, &mut tasks);
+    let report_tx = spawn_kpis(&config, &counters, kpi_state, &out_tx, &stop_rx, &mut tasks);
     for (link, devices, bus_stats) in build_links(&config, &mut sources) {
         tasks.push(tokio::spawn(run_link(
             link,
@@ -219,6 +219,7 @@ pub async fn run_until(
 /// Starts the KPI task when KPIs are configured; returns where polls go.
 fn spawn_kpis(
     config: &Config,
+    counters: &Arc<Counters>,
     state: Option<Vec<u8>>,
     out: &mpsc::Sender<Outgoing>,
     stop: &watch::Receiver<bool>,
@@ -240,6 +241,7 @@ fn spawn_kpis(
     tasks.push(tokio::spawn(run_kpis(
         engine,
         Arc::new(config.clone()),
+        counters.clone(),
         rx,
         out.clone(),
         stop.clone(),

@@ -112,3 +112,26 @@ fn kpi_payloads_match_their_golden_bytes() {
         check(&name, &payload);
     }
 }
+
+#[test]
+fn energy_consumption_payloads_match_their_golden_bytes() {
+    let all = capture::kpi_consumption();
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "kpi_energy_consumption_good",
+        "kpi_energy_consumption_partial",
+        "kpi_energy_consumption_no_data",
+    ] {
+        assert!(names.contains(&want), "no {want} among {names:?}");
+    }
+    for (name, payload) in all {
+        check(&name, &payload);
+    }
+}
+
+#[test]
+fn a_kpi_window_stored_before_energy_consumption_publishes_the_bytes_it_always_had() {
+    for (name, payload) in capture::kpi_stored_before_consumption() {
+        check(&name, &payload);
+    }
+}

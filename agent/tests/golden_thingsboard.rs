@@ -123,6 +123,7 @@ fn availability(state: Reachability, reason: AvailabilityReason) -> Message {
 
 fn health() -> Message {
     Message::Health(Health {
+        history: None,
         ts: TS,
         uptime_s: 3600.5,
         clock_plausible: true,
@@ -170,6 +171,7 @@ fn health() -> Message {
 fn energy(quality: Quality, output: Option<f64>) -> Message {
     let value = output.map(|o| 88.1 / o);
     Message::Kpi(KpiWindow {
+        sample_completeness: None,
         ts: 1_764_205_260_000,
         name: "line1".into(),
         window: WindowSpan {
@@ -177,6 +179,8 @@ fn energy(quality: Quality, output: Option<f64>) -> Message {
             end: 1_764_205_200_000,
         },
         figures: KpiFigures::EnergyPerOutput(EnergyPerOutput {
+            over_limit: None,
+            vs_baseline: None,
             value,
             unit: "kgce/piece".into(),
             co2_kg_per_unit: output.map(|o| 385.2 / o),
@@ -184,6 +188,7 @@ fn energy(quality: Quality, output: Option<f64>) -> Message {
             kgce: Some(88.1),
             kgco2: Some(385.2),
             energy: vec![CarrierFigures {
+                basis: None,
                 carrier: "electricity".into(),
                 consumption: Some(715.2),
                 unit: "kWh".into(),
@@ -204,6 +209,7 @@ fn energy(quality: Quality, output: Option<f64>) -> Message {
 
 fn cnc() -> Message {
     Message::Kpi(KpiWindow {
+        sample_completeness: None,
         ts: 1_764_202_560_000,
         name: "plant".into(),
         window: WindowSpan {

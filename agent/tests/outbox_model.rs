@@ -57,6 +57,7 @@ fn msg(kind: Kind, pad: usize) -> Message {
             }),
             quality: Quality::NoData,
             flags: Vec::new(),
+            sample_completeness: None,
         }),
     }
 }

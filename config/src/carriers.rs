@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::Carrier;
+use crate::model::{Basis, Carrier};
 
 /// One row of the built-in table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +21,10 @@ pub struct BuiltinCarrier {
     pub kgco2_per_unit: f64,
     /// Where the two coefficients come from, for `spindle profiles`-style listings and docs.
     pub source: &'static str,
+    /// The CO2 factor's series, published beside every CO2 figure.
+    pub co2_factor_id: &'static str,
+    /// The CO2 factor's data year.
+    pub co2_factor_year: u16,
 }
 
 /// The built-in carriers, by name.
@@ -34,6 +38,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // Regional factors differ (Hubei 2022: 0.4364): override per site.
         kgco2_per_unit: 0.5306,
         source: "kgce: GB/T 2589-2020 Annex A (calorific equivalent); CO2: MEE/NBS national grid average, 2023 data",
+        co2_factor_id: "MEE/NBS national grid 2023",
+        co2_factor_year: 2023,
     },
     BuiltinCarrier {
         name: "natural_gas",
@@ -45,6 +51,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // NDRC 2015 GHG accounting guideline default: 2.162 kgCO2/Nm³.
         kgco2_per_unit: 2.162,
         source: "kgce: GB/T 2589-2020 Annex A (oil-field gas); CO2: NDRC 2015 guideline default",
+        co2_factor_id: "NDRC 2015 guideline default",
+        co2_factor_year: 2015,
     },
     BuiltinCarrier {
         name: "steam",
@@ -56,6 +64,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // × 0.11 kgCO2/MJ (NDRC 2015 purchased-heat default) = 0.4146 kgCO2/kg.
         kgco2_per_unit: 0.4146,
         source: "kgce: GB/T 2589-2020 Annex A (low-pressure steam); CO2: derived, 3.769 MJ/kg × 0.11 kgCO2/MJ (NDRC 2015 heat)",
+        co2_factor_id: "derived from NDRC 2015 purchased heat",
+        co2_factor_year: 2015,
     },
     BuiltinCarrier {
         name: "heat",
@@ -65,6 +75,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // NDRC 2015 GHG accounting guideline default for purchased heat: 0.11 tCO2/GJ.
         kgco2_per_unit: 0.11,
         source: "kgce: GB/T 2589-2020 Annex A; CO2: NDRC 2015 guideline purchased-heat default",
+        co2_factor_id: "NDRC 2015 purchased heat",
+        co2_factor_year: 2015,
     },
     BuiltinCarrier {
         name: "coal",
@@ -76,6 +88,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // = 1.9003 kgCO2/kg. Coal varies widely: use the supplier's analysis where known.
         kgco2_per_unit: 1.9003,
         source: "kgce: GB/T 2589-2020 Annex A (raw coal); CO2: derived from NDRC 2015 raw-coal defaults (20.908 GJ/t, 26.37 tC/TJ, 94 %)",
+        co2_factor_id: "derived from NDRC 2015 raw coal defaults",
+        co2_factor_year: 2015,
     },
     BuiltinCarrier {
         name: "diesel",
@@ -85,6 +99,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // NDRC 2015 guideline default: 3.145 kgCO2/kg.
         kgco2_per_unit: 3.145,
         source: "kgce: GB/T 2589-2020 Annex A; CO2: NDRC 2015 guideline default",
+        co2_factor_id: "NDRC 2015 guideline default",
+        co2_factor_year: 2015,
     },
     BuiltinCarrier {
         name: "gasoline",
@@ -94,6 +110,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // NDRC 2015 guideline default: 3.043 kgCO2/kg.
         kgco2_per_unit: 3.043,
         source: "kgce: GB/T 2589-2020 Annex A; CO2: NDRC 2015 guideline default",
+        co2_factor_id: "NDRC 2015 guideline default",
+        co2_factor_year: 2015,
     },
     BuiltinCarrier {
         name: "lpg",
@@ -103,6 +121,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // NDRC 2015 guideline default: 2.954 kgCO2/kg.
         kgco2_per_unit: 2.954,
         source: "kgce: GB/T 2589-2020 Annex A; CO2: NDRC 2015 guideline default",
+        co2_factor_id: "NDRC 2015 guideline default",
+        co2_factor_year: 2015,
     },
     BuiltinCarrier {
         name: "water",
@@ -114,6 +134,8 @@ pub const BUILTIN: &[BuiltinCarrier] = &[
         // electricity, not the plant's: 0.
         kgco2_per_unit: 0.0,
         source: "kgce: GB/T 2589-2020 Annex A (fresh water, energy-consuming medium); CO2: none counted",
+        co2_factor_id: "none counted",
+        co2_factor_year: 2015,
     },
 ];
 
@@ -133,6 +155,9 @@ pub fn builtin_table() -> BTreeMap<String, Carrier> {
                     unit: carrier.unit.to_owned(),
                     kgce_per_unit: carrier.kgce_per_unit,
                     kgco2_per_unit: carrier.kgco2_per_unit,
+                    basis: Basis::Calorific,
+                    co2_factor_id: Some(carrier.co2_factor_id.to_owned()),
+                    co2_factor_year: Some(carrier.co2_factor_year),
                 },
             )
         })

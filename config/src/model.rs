@@ -28,6 +28,25 @@ pub struct Config {
     /// Every carrier known to this configuration: the built-in table with the
     /// file's `[carriers.*]` overrides and additions applied.
     pub carriers: BTreeMap<String, Carrier>,
+    pub history: History,
+}
+
+/// `[history]`: the local KPI history under `data_dir/history/`.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// A month's file is deleted once the month ended longer ago than this.
+    pub max_age: Duration,
+    /// Oldest files are deleted while the files hold more bytes than this.
+    pub max_size: u64,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            max_age: Duration::from_secs(190 * 86_400),
+            max_size: 256 << 20,
+        }
+    }
 }
 
 /// `[agent]`.
@@ -496,23 +515,90 @@ pub struct Signal {
 pub struct Kpis {
     pub cnc_coverage: Vec<CncCoverageKpi>,
     pub energy_per_output: Vec<EnergyPerOutputKpi>,
+    pub energy_consumption: Vec<EnergyConsumptionKpi>,
 }
+
+/// A KPI's window length: a fixed length that divides a day, or a calendar month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowLength {
+    /// Whole seconds dividing a day (`"15m"`, `"1h"`, `"1d"`).
+    Fixed(Duration),
+    /// `"1mo"`: from the first day of a local month at the KPI's day start
+    /// to the first day of the next.
+    Month,
+}
+
+impl WindowLength {
+    /// The nominal length: the fixed length, 31 days for a month (the longest one).
+    pub fn nominal(self) -> Duration {
+        match self {
+            WindowLength::Fixed(d) => d,
+            WindowLength::Month => Duration::from_secs(31 * 86_400),
+        }
+    }
+}
+
+/// Default `min_completeness` of `[[kpi.energy_consumption]]`.
+pub const DEFAULT_MIN_COMPLETENESS: f64 = 0.9;
 
 #[derive(Debug, Clone)]
 pub struct CncCoverageKpi {
     pub name: String,
-    pub window: Duration,
+    pub window: WindowLength,
     /// Empty = every key process.
     pub processes: Vec<String>,
+    /// The KPI's `day_start`, else `agent.day_start`.
+    pub day_start: DayStart,
+    /// A window whose sample completeness is below this is `partial`; `None`: no threshold.
+    pub min_completeness: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct EnergyPerOutputKpi {
     pub name: String,
-    pub window: Duration,
+    pub window: WindowLength,
     pub energy: Vec<EnergyInput>,
     pub output: Vec<PointRef>,
     pub output_unit: String,
+    /// The KPI's `day_start`, else `agent.day_start`.
+    pub day_start: DayStart,
+    /// A window whose sample completeness is below this is `partial`; `None`: no threshold.
+    pub min_completeness: Option<f64>,
+    /// A quota (单位产品能耗限额) in kgce per output unit.
+    pub limit: Option<QuotaLimit>,
+    /// The figure of a reference year, for `vs_baseline`.
+    pub baseline: Option<Baseline>,
+}
+
+/// `limit = { value, period }` of an energy-per-output KPI.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaLimit {
+    /// kgce per output unit; > 0.
+    pub value: f64,
+    /// The windows it is evaluated on: a day or longer.
+    pub period: WindowLength,
+}
+
+/// `baseline = { value, year }` of an energy-per-output KPI.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    /// kgce per output unit; > 0.
+    pub value: f64,
+    pub year: Option<u16>,
+}
+
+/// `[[kpi.energy_consumption]]`: per-carrier consumption, kgce and CO2.
+#[derive(Debug, Clone)]
+pub struct EnergyConsumptionKpi {
+    pub name: String,
+    pub window: WindowLength,
+    pub energy: Vec<EnergyInput>,
+    /// A label such as a workshop, published as it is.
+    pub scope: Option<String>,
+    /// The KPI's `day_start`, else `agent.day_start`.
+    pub day_start: DayStart,
+    /// In `0..=1`; default [`DEFAULT_MIN_COMPLETENESS`].
+    pub min_completeness: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -536,4 +622,30 @@ pub struct Carrier {
     pub unit: String,
     pub kgce_per_unit: f64,
     pub kgco2_per_unit: f64,
+    /// Which standard-coal basis `kgce_per_unit` is on.
+    pub basis: Basis,
+    /// Names the CO2 factor's series (e.g. "MEE/NBS national grid 2023").
+    pub co2_factor_id: Option<String>,
+    /// The data year of the CO2 factor.
+    pub co2_factor_year: Option<u16>,
+}
+
+/// The standard-coal basis of a carrier's coefficient (GB/T 2589-2020).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Basis {
+    /// 当量值: the carrier's own heating value (the default).
+    #[default]
+    Calorific,
+    /// 等价值: the primary energy used to make it (electricity: the
+    /// generation coal rate of `year`).
+    Equivalent { year: Option<u16> },
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Calorific => "calorific",
+            Basis::Equivalent { .. } => "equivalent",
+        }
+    }
 }

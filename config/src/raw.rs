@@ -33,6 +33,14 @@ pub(crate) struct RawConfig {
     pub(crate) kpi: Option<S<RawKpis>>,
     #[serde(default)]
     pub(crate) carriers: BTreeMap<S<String>, S<RawCarrier>>,
+    pub(crate) history: Option<S<RawHistory>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHistory {
+    pub(crate) max_age: Option<S<String>>,
+    pub(crate) max_size: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +166,8 @@ pub(crate) struct RawKpis {
     pub(crate) cnc_coverage: Vec<S<RawCncCoverage>>,
     #[serde(default)]
     pub(crate) energy_per_output: Vec<S<RawEnergyPerOutput>>,
+    #[serde(default)]
+    pub(crate) energy_consumption: Vec<S<RawEnergyConsumption>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +177,8 @@ pub(crate) struct RawCncCoverage {
     pub(crate) window: Option<S<String>>,
     #[serde(default)]
     pub(crate) processes: Vec<S<String>>,
+    pub(crate) day_start: Option<S<String>>,
+    pub(crate) min_completeness: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +189,35 @@ pub(crate) struct RawEnergyPerOutput {
     pub(crate) energy: Option<S<Vec<S<RawEnergyInput>>>>,
     pub(crate) output: Option<S<Vec<S<RawOutput>>>>,
     pub(crate) output_unit: Option<S<String>>,
+    pub(crate) day_start: Option<S<String>>,
+    pub(crate) min_completeness: Option<S<f64>>,
+    pub(crate) limit: Option<S<RawLimit>>,
+    pub(crate) baseline: Option<S<RawBaseline>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimit {
+    pub(crate) value: Option<S<f64>>,
+    pub(crate) period: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBaseline {
+    pub(crate) value: Option<S<f64>>,
+    pub(crate) year: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEnergyConsumption {
+    pub(crate) name: Option<S<String>>,
+    pub(crate) window: Option<S<String>>,
+    pub(crate) energy: Option<S<Vec<S<RawEnergyInput>>>>,
+    pub(crate) scope: Option<S<String>>,
+    pub(crate) day_start: Option<S<String>>,
+    pub(crate) min_completeness: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +239,10 @@ pub(crate) struct RawCarrier {
     pub(crate) unit: Option<S<String>>,
     pub(crate) kgce_per_unit: Option<S<f64>>,
     pub(crate) kgco2_per_unit: Option<S<f64>>,
+    pub(crate) basis: Option<S<String>>,
+    pub(crate) basis_year: Option<S<i64>>,
+    pub(crate) co2_factor_id: Option<S<String>>,
+    pub(crate) co2_factor_year: Option<S<i64>>,
 }
 
 /// Why a file's text did not make a [`RawConfig`].

@@ -22,15 +22,17 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    Agent, Area, Buffer, Carrier, CncCoverageKpi, Config, DayStart, Device, DeviceLink,
-    DeviceNameTemplate, Dialect, EnergyInput, EnergyPerOutputKpi, Equipment, Kpis, Mqtt, MqttUrl,
-    Parity, PasswordSource, Point, PointRef, ProfileOption, Replay, Report, SerialBus, Signal,
-    ValueType, WordOrder,
+    Agent, Area, Baseline, Basis, Buffer, Carrier, CncCoverageKpi, Config,
+    DEFAULT_MIN_COMPLETENESS, DayStart, Device, DeviceLink, DeviceNameTemplate, Dialect,
+    EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Kpis, Mqtt, MqttUrl,
+    Parity, PasswordSource, Point, PointRef, ProfileOption, QuotaLimit, Replay, Report, SerialBus,
+    Signal, ValueType, WindowLength, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
-    RawAgent, RawBuffer, RawCarrier, RawConfig, RawDevice, RawEnergyPerOutput, RawEquipment,
-    RawKpis, RawMqtt, RawOutput, RawPoint, RawSerial, RawSignal, S,
+    RawAgent, RawBaseline, RawBuffer, RawCarrier, RawConfig, RawDevice, RawEnergyConsumption,
+    RawEnergyInput, RawEnergyPerOutput, RawEquipment, RawHistory, RawKpis, RawLimit, RawMqtt,
+    RawOutput, RawPoint, RawSerial, RawSignal, S,
 };
 use crate::{ConfigError, ParseOptions, Parsed, carriers, profiles, units};
 
@@ -337,7 +339,7 @@ impl<'a> Validator<'a> {
         }
         let equipment = self.equipment(&raw.equipment, &symbols);
         let kpis = match &raw.kpi {
-            Some(kpis) => self.kpis(kpis, &symbols, &carriers, &equipment),
+            Some(kpis) => self.kpis(kpis, &symbols, &carriers, &equipment, agent.day_start),
             None => Kpis::default(),
         };
         let config = Config {
@@ -351,6 +353,7 @@ impl<'a> Validator<'a> {
             equipment,
             kpis,
             carriers,
+            history: self.history(raw.history.as_ref()),
         };
         Parsed { config, sim }
     }
@@ -728,6 +731,21 @@ impl<'a> Validator<'a> {
         buffer
     }
 
+    fn history(&mut self, raw: Option<&S<RawHistory>>) -> History {
+        let mut history = History::default();
+        let Some(raw) = raw else { return history };
+        let raw = raw.get_ref();
+        history.max_age = self.duration(raw.max_age.as_ref(), "max_age", history.max_age, false);
+        if let Some(size) = &raw.max_size {
+            match units::parse_size(size.get_ref()) {
+                Ok(0) => self.error(&size.span(), "max_size must not be zero"),
+                Ok(bytes) => history.max_size = bytes,
+                Err(message) => self.error(&size.span(), format!("max_size: {message}")),
+            }
+        }
+        history
+    }
+
     fn serial_buses(&mut self, raw: &[S<RawSerial>]) -> Vec<SerialBus> {
         let mut names = BTreeMap::new();
         let mut ports: BTreeMap<String, (String, Span)> = BTreeMap::new();
@@ -820,7 +838,32 @@ impl<'a> Validator<'a> {
                 .kgco2_per_unit
                 .as_ref()
                 .and_then(|value| self.coefficient(value, "kgco2_per_unit"));
+            let basis = self.basis(raw);
+            let co2_factor_year = raw
+                .co2_factor_year
+                .as_ref()
+                .and_then(|year| self.integer::<u16>(year, "co2_factor_year", 1900, 2200, ""));
+            let co2_factor_id = raw
+                .co2_factor_id
+                .as_ref()
+                .filter(|id| self.non_empty(id, "co2_factor_id"))
+                .map(|id| id.get_ref().clone());
             if let Some(existing) = table.get_mut(name.get_ref()) {
+                // A CO2 factor of the file's own is not the built-in series:
+                // its id and year are the file's (absent: unknown, null).
+                if raw.kgco2_per_unit.is_some() {
+                    existing.co2_factor_id = None;
+                    existing.co2_factor_year = None;
+                }
+                if let Some(basis) = basis {
+                    existing.basis = basis;
+                }
+                if co2_factor_id.is_some() {
+                    existing.co2_factor_id = co2_factor_id;
+                }
+                if co2_factor_year.is_some() {
+                    existing.co2_factor_year = co2_factor_year;
+                }
                 if let Some(unit) = unit
                     && *unit.get_ref() != existing.unit
                     && (raw.kgce_per_unit.is_none() || raw.kgco2_per_unit.is_none())
@@ -856,11 +899,44 @@ impl<'a> Validator<'a> {
                         unit: unit.unwrap_or_default(),
                         kgce_per_unit: kgce.unwrap_or_default(),
                         kgco2_per_unit: kgco2.unwrap_or_default(),
+                        basis: basis.unwrap_or_default(),
+                        co2_factor_id,
+                        co2_factor_year,
                     },
                 );
             }
         }
         table
+    }
+
+    /// A carrier's `basis` (and `basis_year`, which only `"equivalent"` takes).
+    fn basis(&mut self, raw: &RawCarrier) -> Option<Basis> {
+        let year = raw
+            .basis_year
+            .as_ref()
+            .and_then(|year| self.integer::<u16>(year, "basis_year", 1900, 2200, ""));
+        let basis = raw.basis.as_ref().and_then(|basis| {
+            self.keyword(
+                basis,
+                "basis",
+                &[
+                    ("calorific", Basis::Calorific),
+                    ("equivalent", Basis::Equivalent { year: None }),
+                ],
+            )
+        });
+        if let Some(Basis::Equivalent { .. }) = basis {
+            return Some(Basis::Equivalent { year });
+        }
+        if let Some(year_value) = &raw.basis_year
+            && (raw.basis.is_none() || basis == Some(Basis::Calorific))
+        {
+            self.error(
+                &year_value.span(),
+                "basis_year belongs to basis = \"equivalent\" (等价值: the generation coal rate of that year)",
+            );
+        }
+        basis
     }
 
     fn coefficient(&mut self, value: &S<f64>, key: &str) -> Option<f64> {
@@ -1593,6 +1669,7 @@ impl<'a> Validator<'a> {
         symbols: &BTreeMap<String, DeviceSymbols>,
         carriers: &BTreeMap<String, Carrier>,
         equipment: &[Equipment],
+        agent_day_start: DayStart,
     ) -> Kpis {
         let raw = raw.get_ref();
         let mut kpis = Kpis::default();
@@ -1606,8 +1683,13 @@ impl<'a> Validator<'a> {
             let raw = kpi.get_ref();
             let mut out = CncCoverageKpi {
                 name: String::new(),
-                window: Duration::from_secs(900),
+                window: WindowLength::Fixed(Duration::from_secs(900)),
                 processes: Vec::new(),
+                day_start: self.kpi_day_start(raw.day_start.as_ref(), agent_day_start),
+                min_completeness: raw
+                    .min_completeness
+                    .as_ref()
+                    .and_then(|value| self.min_completeness(value)),
             };
             if let Some(name) =
                 self.require(raw.name.as_ref(), &table, "name", "[[kpi.cnc_coverage]]")
@@ -1642,8 +1724,23 @@ impl<'a> Validator<'a> {
         }
         let mut names = BTreeMap::new();
         for kpi in &raw.energy_per_output {
-            kpis.energy_per_output
-                .push(self.energy_per_output(kpi, &mut names, symbols, carriers));
+            kpis.energy_per_output.push(self.energy_per_output(
+                kpi,
+                &mut names,
+                symbols,
+                carriers,
+                agent_day_start,
+            ));
+        }
+        let mut names = BTreeMap::new();
+        for kpi in &raw.energy_consumption {
+            kpis.energy_consumption.push(self.energy_consumption(
+                kpi,
+                &mut names,
+                symbols,
+                carriers,
+                agent_day_start,
+            ));
         }
         kpis
     }
@@ -1654,16 +1751,27 @@ impl<'a> Validator<'a> {
         names: &mut BTreeMap<String, Span>,
         symbols: &BTreeMap<String, DeviceSymbols>,
         carriers: &BTreeMap<String, Carrier>,
+        agent_day_start: DayStart,
     ) -> EnergyPerOutputKpi {
         const TABLE: &str = "[[kpi.energy_per_output]]";
         let table = kpi.span();
         let raw = kpi.get_ref();
         let mut out = EnergyPerOutputKpi {
             name: String::new(),
-            window: Duration::from_secs(3600),
+            window: WindowLength::Fixed(Duration::from_secs(3600)),
             energy: Vec::new(),
             output: Vec::new(),
             output_unit: String::new(),
+            day_start: self.kpi_day_start(raw.day_start.as_ref(), agent_day_start),
+            min_completeness: raw
+                .min_completeness
+                .as_ref()
+                .and_then(|value| self.min_completeness(value)),
+            limit: raw.limit.as_ref().and_then(|limit| self.quota_limit(limit)),
+            baseline: raw
+                .baseline
+                .as_ref()
+                .and_then(|baseline| self.baseline(baseline)),
         };
         if let Some(name) = self.require(raw.name.as_ref(), &table, "name", TABLE) {
             self.name(name, "KPI name", Charset::Lower);
@@ -1679,61 +1787,8 @@ impl<'a> Validator<'a> {
         {
             out.output_unit.clone_from(unit.get_ref());
         }
-        let mut seen = BTreeMap::new();
         if let Some(energy) = self.require(raw.energy.as_ref(), &table, "energy", TABLE) {
-            if energy.get_ref().is_empty() {
-                self.error(
-                    &energy.span(),
-                    "energy must list at least one { point = \"DEVICE.POINT\", carrier = \"...\" }",
-                );
-            }
-            for input in energy.get_ref() {
-                let span = input.span();
-                let input = input.get_ref();
-                let point = self.require(input.point.as_ref(), &span, "point", "energy");
-                let carrier_name = self.require(input.carrier.as_ref(), &span, "carrier", "energy");
-                let carrier = carrier_name.and_then(|name| {
-                    let found = carriers.get(name.get_ref());
-                    if found.is_none() {
-                        let known: Vec<&str> = carriers.keys().map(String::as_str).collect();
-                        let message = match closest_name(name.get_ref(), known.iter().copied()) {
-                            Some(meant) => format!(
-                                "unknown carrier \"{}\"; did you mean \"{meant}\"?",
-                                name.get_ref()
-                            ),
-                            None => format!(
-                                "unknown carrier \"{}\"; known carriers: {}",
-                                name.get_ref(),
-                                known.join(", ")
-                            ),
-                        };
-                        self.error(&name.span(), message);
-                    }
-                    found
-                });
-                let Some(point) = point else { continue };
-                if !self.unique(&mut seen, point, "energy point", " in this KPI") {
-                    continue;
-                }
-                let Some((reference, resolved)) = self.point_ref(point, symbols) else {
-                    continue;
-                };
-                let mut to_carrier_unit = 1.0;
-                if let (Some(resolved), Some(carrier), Some(carrier_name)) =
-                    (resolved, carrier, carrier_name)
-                {
-                    self.require_counter(point, resolved);
-                    to_carrier_unit =
-                        self.carrier_factor(point, resolved, carrier, carrier_name.get_ref());
-                }
-                out.energy.push(EnergyInput {
-                    point: reference,
-                    carrier: carrier_name
-                        .map(|name| name.get_ref().clone())
-                        .unwrap_or_default(),
-                    to_carrier_unit,
-                });
-            }
+            out.energy = self.energy_inputs(energy, symbols, carriers);
         }
         if let Some(output) = raw.output.as_ref() {
             out.output = self.outputs(output, output_unit, symbols);
@@ -1741,6 +1796,200 @@ impl<'a> Validator<'a> {
             self.error(&table, format!("missing key `output` in {TABLE}"));
         }
         out
+    }
+
+    fn energy_consumption(
+        &mut self,
+        kpi: &S<RawEnergyConsumption>,
+        names: &mut BTreeMap<String, Span>,
+        symbols: &BTreeMap<String, DeviceSymbols>,
+        carriers: &BTreeMap<String, Carrier>,
+        agent_day_start: DayStart,
+    ) -> EnergyConsumptionKpi {
+        const TABLE: &str = "[[kpi.energy_consumption]]";
+        let table = kpi.span();
+        let raw = kpi.get_ref();
+        let mut out = EnergyConsumptionKpi {
+            name: String::new(),
+            window: WindowLength::Fixed(Duration::from_secs(900)),
+            energy: Vec::new(),
+            scope: None,
+            day_start: self.kpi_day_start(raw.day_start.as_ref(), agent_day_start),
+            min_completeness: raw
+                .min_completeness
+                .as_ref()
+                .and_then(|value| self.min_completeness(value))
+                .unwrap_or(DEFAULT_MIN_COMPLETENESS),
+        };
+        if let Some(name) = self.require(raw.name.as_ref(), &table, "name", TABLE) {
+            self.name(name, "KPI name", Charset::Lower);
+            self.unique(names, name, "energy_consumption KPI", "");
+            out.name.clone_from(name.get_ref());
+        }
+        if let Some(window) = self.require(raw.window.as_ref(), &table, "window", TABLE) {
+            out.window = self.window(window);
+        }
+        if let Some(scope) = &raw.scope
+            && self.non_empty(scope, "scope")
+        {
+            out.scope = Some(scope.get_ref().clone());
+        }
+        if let Some(energy) = self.require(raw.energy.as_ref(), &table, "energy", TABLE) {
+            out.energy = self.energy_inputs(energy, symbols, carriers);
+        }
+        out
+    }
+
+    /// A KPI's `day_start`, else the agent's.
+    fn kpi_day_start(&mut self, value: Option<&S<String>>, agent: DayStart) -> DayStart {
+        let Some(value) = value else { return agent };
+        parse_day_start(value.get_ref()).unwrap_or_else(|| {
+            self.error(
+                &value.span(),
+                format!(
+                    "day_start must be a time \"HH:MM\" from \"00:00\" to \"23:59\", got \"{}\"",
+                    value.get_ref()
+                ),
+            );
+            agent
+        })
+    }
+
+    /// `limit = { value, period }`: a positive kgce figure over windows of a day or longer.
+    fn quota_limit(&mut self, raw: &S<RawLimit>) -> Option<QuotaLimit> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let value = self
+            .require(raw.value.as_ref(), &span, "value", "limit")
+            .and_then(|value| self.positive(value, "limit.value"));
+        let period = self
+            .require(raw.period.as_ref(), &span, "period", "limit")
+            .map(|period| (period, self.window(period)));
+        let period = match period {
+            Some((text, WindowLength::Fixed(length))) if !length.is_zero() && length < DAY => {
+                self.error(
+                    &text.span(),
+                    format!(
+                        "limit.period must be a day or longer (\"1d\" or \"1mo\"), got \"{}\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+            Some((_, WindowLength::Fixed(length))) if length.is_zero() => None,
+            Some((_, period)) => Some(period),
+            None => None,
+        };
+        Some(QuotaLimit {
+            value: value?,
+            period: period?,
+        })
+    }
+
+    /// `baseline = { value, year }`: a positive figure.
+    fn baseline(&mut self, raw: &S<RawBaseline>) -> Option<Baseline> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let year = raw
+            .year
+            .as_ref()
+            .and_then(|year| self.integer::<u16>(year, "baseline.year", 1900, 2200, ""));
+        let value = self
+            .require(raw.value.as_ref(), &span, "value", "baseline")
+            .and_then(|value| self.positive(value, "baseline.value"))?;
+        Some(Baseline { value, year })
+    }
+
+    fn positive(&mut self, value: &S<f64>, key: &str) -> Option<f64> {
+        let number = *value.get_ref();
+        if number.is_finite() && number > 0.0 {
+            Some(number)
+        } else {
+            self.error(
+                &value.span(),
+                format!("{key} must be a number > 0, got {number}"),
+            );
+            None
+        }
+    }
+
+    /// `min_completeness`: a share in `0..=1`.
+    fn min_completeness(&mut self, value: &S<f64>) -> Option<f64> {
+        let number = *value.get_ref();
+        if (0.0..=1.0).contains(&number) {
+            Some(number)
+        } else {
+            self.error(
+                &value.span(),
+                format!("min_completeness must be a share from 0 to 1 (0.9 = 90 %), got {number}"),
+            );
+            None
+        }
+    }
+
+    /// The `energy` list of an energy KPI: counters with their carriers.
+    fn energy_inputs(
+        &mut self,
+        energy: &S<Vec<S<RawEnergyInput>>>,
+        symbols: &BTreeMap<String, DeviceSymbols>,
+        carriers: &BTreeMap<String, Carrier>,
+    ) -> Vec<EnergyInput> {
+        let mut inputs = Vec::new();
+        let mut seen = BTreeMap::new();
+        if energy.get_ref().is_empty() {
+            self.error(
+                &energy.span(),
+                "energy must list at least one { point = \"DEVICE.POINT\", carrier = \"...\" }",
+            );
+        }
+        for input in energy.get_ref() {
+            let span = input.span();
+            let input = input.get_ref();
+            let point = self.require(input.point.as_ref(), &span, "point", "energy");
+            let carrier_name = self.require(input.carrier.as_ref(), &span, "carrier", "energy");
+            let carrier = carrier_name.and_then(|name| {
+                let found = carriers.get(name.get_ref());
+                if found.is_none() {
+                    let known: Vec<&str> = carriers.keys().map(String::as_str).collect();
+                    let message = match closest_name(name.get_ref(), known.iter().copied()) {
+                        Some(meant) => format!(
+                            "unknown carrier \"{}\"; did you mean \"{meant}\"?",
+                            name.get_ref()
+                        ),
+                        None => format!(
+                            "unknown carrier \"{}\"; known carriers: {}",
+                            name.get_ref(),
+                            known.join(", ")
+                        ),
+                    };
+                    self.error(&name.span(), message);
+                }
+                found
+            });
+            let Some(point) = point else { continue };
+            if !self.unique(&mut seen, point, "energy point", " in this KPI") {
+                continue;
+            }
+            let Some((reference, resolved)) = self.point_ref(point, symbols) else {
+                continue;
+            };
+            let mut to_carrier_unit = 1.0;
+            if let (Some(resolved), Some(carrier), Some(carrier_name)) =
+                (resolved, carrier, carrier_name)
+            {
+                self.require_counter(point, resolved);
+                to_carrier_unit =
+                    self.carrier_factor(point, resolved, carrier, carrier_name.get_ref());
+            }
+            inputs.push(EnergyInput {
+                point: reference,
+                carrier: carrier_name
+                    .map(|name| name.get_ref().clone())
+                    .unwrap_or_default(),
+                to_carrier_unit,
+            });
+        }
+        inputs
     }
 
     /// The `output` list of an energy-per-output KPI.
@@ -1904,23 +2153,36 @@ impl<'a> Validator<'a> {
         ))
     }
 
-    /// A KPI window: whole seconds dividing a day.
-    fn window(&mut self, value: &S<String>) -> Duration {
+    /// A KPI window: whole seconds dividing a day, or `"1mo"` (a calendar month).
+    fn window(&mut self, value: &S<String>) -> WindowLength {
+        if value.get_ref().trim() == "1mo" {
+            return WindowLength::Month;
+        }
+        if units::parse_duration(value.get_ref()).is_err() {
+            self.error(
+                &value.span(),
+                format!(
+                    "window must be a duration that divides a day (like \"15m\", \"1h\" or \"1d\") or a calendar month (\"1mo\"), got \"{}\"",
+                    value.get_ref()
+                ),
+            );
+            return WindowLength::Fixed(Duration::ZERO);
+        }
         let window = self.duration(Some(value), "window", Duration::ZERO, false);
         if window.is_zero() {
-            return window;
+            return WindowLength::Fixed(window);
         }
         let millis = window.as_millis();
         if window > DAY || millis % 1000 != 0 || DAY.as_millis() % millis != 0 {
             self.error(
                 &value.span(),
                 format!(
-                    "window must divide a day evenly (like \"15m\", \"1h\" or \"1d\"), got \"{}\"",
+                    "window must divide a day evenly (like \"15m\", \"1h\" or \"1d\") or be a calendar month (\"1mo\"), got \"{}\"",
                     value.get_ref()
                 ),
             );
         }
-        window
+        WindowLength::Fixed(window)
     }
 }
 

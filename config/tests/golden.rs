@@ -398,7 +398,7 @@ fn max_registers_above_125_is_rejected() {
 fn a_kpi_window_that_does_not_divide_a_day_is_rejected() {
     assert_eq!(
         the_error(&with("window = \"15m\"", "window = \"7m\"")),
-        "plant.toml:93:10: window must divide a day evenly (like \"15m\", \"1h\" or \"1d\"), got \"7m\""
+        "plant.toml:93:10: window must divide a day evenly (like \"15m\", \"1h\" or \"1d\") or be a calendar month (\"1mo\"), got \"7m\""
     );
 }
 
@@ -406,7 +406,7 @@ fn a_kpi_window_that_does_not_divide_a_day_is_rejected() {
 fn a_kpi_window_longer_than_a_day_is_rejected() {
     assert_eq!(
         the_error(&with("window = \"1h\"", "window = \"2d\"")),
-        "plant.toml:98:10: window must divide a day evenly (like \"15m\", \"1h\" or \"1d\"), got \"2d\""
+        "plant.toml:98:10: window must divide a day evenly (like \"15m\", \"1h\" or \"1d\") or be a calendar month (\"1mo\"), got \"2d\""
     );
 }
 
@@ -661,7 +661,7 @@ fn every_mistake_in_a_file_is_reported_in_one_run() {
             "plant.toml:43:10: unknown serial bus \"rs485-9\" (defined: rs485-1)",
             "plant.toml:64:11: point spans addresses 65535 to 65536, past the last address 65535",
             "plant.toml:88:21: device \"cnc-07\" has no point \"run_status\"; did you mean \"run_state\"?",
-            "plant.toml:93:10: window must divide a day evenly (like \"15m\", \"1h\" or \"1d\"), got \"7m\"",
+            "plant.toml:93:10: window must divide a day evenly (like \"15m\", \"1h\" or \"1d\") or be a calendar month (\"1mo\"), got \"7m\"",
             "plant.toml:100:48: unknown carrier \"gas\"; known carriers: coal, diesel, electricity, gasoline, heat, lpg, natural_gas, steam, water",
         ]
     );

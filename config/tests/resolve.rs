@@ -14,7 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use spindle_config::model::{
-    Area, Device, DeviceLink, Parity, PasswordSource, Replay, Report, Signal, ValueType, WordOrder,
+    Area, Device, DeviceLink, Parity, PasswordSource, Replay, Report, Signal, ValueType,
+    WindowLength, WordOrder,
 };
 use spindle_config::{load, parse};
 
@@ -161,12 +162,15 @@ fn a_full_configuration_resolves_profiles_defaults_and_carriers() {
 
     // Energy units convert to the carrier's; the carrier override applies.
     let line1 = &config.kpis.energy_per_output[0];
-    assert_eq!(line1.window, Duration::from_secs(3600));
+    assert_eq!(line1.window, WindowLength::Fixed(Duration::from_secs(3600)));
     assert_eq!(line1.energy[0].carrier, "electricity");
     assert_eq!(line1.energy[0].to_carrier_unit, 0.001);
     assert_eq!(line1.energy[1].to_carrier_unit, 1.0);
     assert_eq!(line1.output[0].device, "cnc-07");
-    assert_eq!(config.kpis.cnc_coverage[0].window, Duration::from_secs(900));
+    assert_eq!(
+        config.kpis.cnc_coverage[0].window,
+        WindowLength::Fixed(Duration::from_secs(900))
+    );
     let electricity = &config.carriers["electricity"];
     assert_eq!(
         (

@@ -14,6 +14,7 @@ pub fn schema_for(topic_suffix: &str) -> Option<&'static str> {
         "kpi" => match topic_suffix.split('/').nth(1)? {
             "energy_per_output" => "kpi_energy_per_output",
             "cnc_coverage" => "kpi_cnc_coverage",
+            "energy_consumption" => "kpi_energy_consumption",
             _ => return None,
         },
         _ => return None,

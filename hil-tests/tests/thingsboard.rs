@@ -534,6 +534,7 @@ fn kpi_windows_health_and_gaps_arrive_as_thingsboard_telemetry() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let now = spindle::clock::now_ms();
     let window = KpiWindow {
+        sample_completeness: None,
         ts: now,
         name: "plant".into(),
         window: WindowSpan {
@@ -554,6 +555,7 @@ fn kpi_windows_health_and_gaps_arrive_as_thingsboard_telemetry() {
         flags: vec![spindle::message::KpiFlag::Offline("meter-1".into())],
     };
     let health = Health {
+        history: None,
         ts: now,
         uptime_s: 1.5,
         clock_plausible: true,

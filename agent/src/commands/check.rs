@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use spindle_config::model::{Config, DeviceLink};
+use spindle_config::model::{Config, DeviceLink, WindowLength};
 use spindle_protocols::modbus::plan::plan_reads;
 
 use crate::busload::{self, DeviceLoad};
@@ -29,6 +29,9 @@ pub fn run(args: &Args) -> u8 {
                     "warning: a serial bus is loaded over 100 %: its devices will be polled less often than configured"
                 );
             }
+            if let Some(warning) = history_warning(&config) {
+                eprintln!("warning: {warning}");
+            }
             EXIT_OK
         }
         Err(errors) => {
@@ -39,6 +42,61 @@ pub fn run(args: &Args) -> u8 {
             EXIT_BAD_INPUT
         }
     }
+}
+
+/// Bytes a history line of a KPI window takes, about: the payload's fixed
+/// members, plus each energy carrier's object.
+const HISTORY_LINE_BYTES: u64 = 420;
+const HISTORY_CARRIER_BYTES: u64 = 240;
+
+/// About how many bytes of history the configured KPIs write a day.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+pub fn history_bytes_per_day(config: &Config) -> u64 {
+    let per_day = |window: WindowLength| -> f64 {
+        match window {
+            WindowLength::Fixed(d) if !d.is_zero() => 86_400.0 / d.as_secs_f64(),
+            WindowLength::Fixed(_) => 0.0,
+            WindowLength::Month => 1.0 / 28.0,
+        }
+    };
+    let line = |carriers: usize| HISTORY_LINE_BYTES + HISTORY_CARRIER_BYTES * carriers as u64;
+    let k = &config.kpis;
+    let total: f64 = k
+        .cnc_coverage
+        .iter()
+        .map(|kpi| per_day(kpi.window) * line(0) as f64)
+        .chain(
+            k.energy_per_output
+                .iter()
+                .map(|kpi| per_day(kpi.window) * line(kpi.energy.len()) as f64),
+        )
+        .chain(
+            k.energy_consumption
+                .iter()
+                .map(|kpi| per_day(kpi.window) * line(kpi.energy.len()) as f64),
+        )
+        .sum();
+    total.ceil() as u64
+}
+
+/// A warning when `[history] max_size` cannot hold `max_age` of windows at
+/// the configured KPI rates.
+#[allow(clippy::cast_precision_loss)]
+pub fn history_warning(config: &Config) -> Option<String> {
+    let per_day = history_bytes_per_day(config);
+    let days = config.history.max_age.as_secs_f64() / 86_400.0;
+    let needed = per_day as f64 * days;
+    (needed > config.history.max_size as f64).then(|| {
+        format!(
+            "[history] max_size ({} bytes) holds about {:.0} days of KPI windows at the configured rates (about {per_day} bytes a day), less than max_age ({days:.0} days): the oldest months will be deleted early",
+            config.history.max_size,
+            config.history.max_size as f64 / per_day.max(1) as f64,
+        )
+    })
 }
 
 /// The text `check` prints for a valid config, and whether any bus is over 100 %.
@@ -138,4 +196,63 @@ pub fn report(config: &Config) -> (String, bool) {
         );
     }
     (out, overloaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_size: &str) -> Config {
+        let text = format!(
+            r#"
+[agent]
+id = "gw"
+site = "plant"
+data_dir = "/tmp/spindle-check"
+timezone = "Asia/Shanghai"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[history]
+max_size = "{max_size}"
+
+[[device]]
+name = "meter"
+tcp = "127.0.0.1:5020"
+unit = 1
+poll = "1s"
+
+[[device.point]]
+name = "energy"
+area = "holding"
+address = 0
+type = "u32"
+unit = "kWh"
+counter = true
+
+[[kpi.energy_consumption]]
+name = "plant"
+window = "15m"
+energy = [ {{ point = "meter.energy", carrier = "electricity" }} ]
+
+[[kpi.energy_consumption]]
+name = "plant-month"
+window = "1mo"
+energy = [ {{ point = "meter.energy", carrier = "electricity" }} ]
+"#
+        );
+        spindle_config::parse("check.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn check_warns_when_history_max_size_cannot_hold_max_age() {
+        // 96 windows a day of about 660 bytes: some 63 KB a day, 12 MB for 190 days.
+        let small = config("4MiB");
+        let per_day = history_bytes_per_day(&small);
+        assert!((60_000..70_000).contains(&per_day), "{per_day}");
+        let warning = history_warning(&small).unwrap();
+        assert!(warning.contains("holds about 66 days"), "{warning}");
+        assert_eq!(history_warning(&config("64MiB")), None);
+    }
 }

@@ -936,6 +936,15 @@ fn kpi_line(key: &str, body: &serde_json::Value) -> String {
                 shown(number("kgco2"), 3),
             );
         }
+        Some("energy_consumption") => {
+            let _ = write!(
+                line,
+                "{} kgce  {} tce  {} kg CO2",
+                shown(number("kgce"), 4),
+                shown(number("tce"), 6),
+                shown(number("kgco2"), 3),
+            );
+        }
         Some("cnc_coverage") => {
             let _ = write!(
                 line,
@@ -994,6 +1003,7 @@ mod tests {
         assert_eq!(config.mqtt.url.port, 1999);
         assert_eq!(config.kpis.energy_per_output.len(), 2);
         assert_eq!(config.kpis.cnc_coverage.len(), 1);
+        assert_eq!(config.kpis.energy_consumption.len(), 1);
     }
 
     #[test]

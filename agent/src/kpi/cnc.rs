@@ -24,7 +24,11 @@
 //! Quality: `no_data` when no poll of any device happened in the window
 //! (the agent was not running: the times are then 0 and the ratios other
 //! than `count_ratio` null); `partial` when an equipment's device was
-//! offline in the window (flag `offline:DEVICE`); else `good`.
+//! offline in the window (flag `offline:DEVICE`), or, with a configured
+//! `min_completeness`, when the sample completeness is below it; else `good`.
+//!
+//! Sample completeness counts, per signal point of a timed machine
+//! (`running`, `cnc_mode`), the polls that gave it a value.
 
 use std::collections::BTreeSet;
 
@@ -35,8 +39,8 @@ use spindle_config::model::{CncCoverageKpi, Config, Signal};
 use super::counter::ms_to_f64;
 use super::window::{OpenWindows, OpenWindowsState, Window, WindowGrid};
 use super::{
-    Availability, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, SampleValue, ratio,
-    two_polls,
+    Availability, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, SampleValue,
+    completeness, ratio, two_polls,
 };
 
 /// One counted machine.
@@ -77,6 +81,9 @@ pub(super) struct CncWindow {
     /// the time ratio is `partial`.
     #[serde(default)]
     known_ms: Vec<u64>,
+    /// Per machine, polls that gave its `running` and its `cnc_mode` signal a value.
+    #[serde(default)]
+    samples: Vec<(u64, u64)>,
 }
 
 /// What a restart needs of one CNC-coverage KPI.
@@ -92,6 +99,9 @@ pub(super) struct CncState {
 #[derive(Debug)]
 pub(super) struct CncKpi {
     name: String,
+    min_completeness: Option<f64>,
+    /// Labels (`DEVICE.POINT`) of each machine's two signal points.
+    labels: Vec<Option<(String, String)>>,
     machines: Vec<Machine>,
     devices: BTreeSet<String>,
     fingerprint: String,
@@ -102,11 +112,7 @@ pub(super) struct CncKpi {
 impl CncKpi {
     /// `None` when the window length is zero (validation prevents it).
     pub(super) fn new(config: &Config, kpi: &CncCoverageKpi) -> Option<Self> {
-        let grid = WindowGrid::new(
-            config.agent.timezone.clone(),
-            config.agent.day_start,
-            kpi.window,
-        )?;
+        let grid = WindowGrid::for_kpi(config.agent.timezone.clone(), kpi.day_start, kpi.window)?;
         let equipment: Vec<_> = config
             .equipment
             .iter()
@@ -136,12 +142,25 @@ impl CncKpi {
             "{}|{}|{:?}|{:?}|{:?}",
             grid.length_ms(),
             config.agent.timezone_name,
-            config.agent.day_start,
+            kpi.day_start,
             names,
             machines,
         );
+        let labels = machines
+            .iter()
+            .map(|m| {
+                let device = m.device.as_deref()?;
+                let (running, cnc) = m.signals.as_ref()?;
+                Some((
+                    format!("{device}.{}", running.point),
+                    format!("{device}.{}", cnc.point),
+                ))
+            })
+            .collect();
         Some(CncKpi {
             name: kpi.name.clone(),
+            min_completeness: kpi.min_completeness,
+            labels,
             states: vec![MachineState::default(); machines.len()],
             machines,
             devices,
@@ -195,9 +214,25 @@ impl CncKpi {
                 running: active(running, points),
                 cnc: active(cnc, points),
             };
+            self.count_sample(index, sample);
             self.on_state(index, sample);
         }
         self.windows.bound_unanchored();
+    }
+
+    /// Counts the signal values `sample` brought, for sample completeness.
+    fn count_sample(&mut self, index: usize, sample: StateSample) {
+        let machines = self.machines.len();
+        let Some(window) = self.windows.grid().window_containing(sample.t) else {
+            return;
+        };
+        if let Some(acc) = self.windows.acc(window) {
+            acc.samples.resize(machines, (0, 0));
+            if let Some(counts) = acc.samples.get_mut(index) {
+                counts.0 += u64::from(sample.running.is_some());
+                counts.1 += u64::from(sample.cnc.is_some());
+            }
+        }
     }
 
     fn on_state(&mut self, index: usize, sample: StateSample) {
@@ -322,9 +357,28 @@ impl CncKpi {
             m.signals.is_some()
                 && acc.known_ms.get(i).copied().unwrap_or(0).saturating_add(1) < length
         });
+        let sample_completeness = completeness(
+            self.machines
+                .iter()
+                .zip(&self.labels)
+                .enumerate()
+                .filter_map(|(i, (m, labels))| {
+                    let (running, cnc) = labels.clone()?;
+                    let (r, c) = acc.samples.get(i).copied().unwrap_or((0, 0));
+                    let poll = m.hold_ms / 2;
+                    Some([(running, r, poll), (cnc, c, poll)])
+                })
+                .flatten(),
+            window,
+            self.min_completeness,
+        );
+        let incomplete = self
+            .min_completeness
+            .zip(sample_completeness.min)
+            .is_some_and(|(threshold, min)| min < threshold);
         let quality = if !acc.polled {
             Quality::NoData
-        } else if !flags.is_empty() || unknown_time {
+        } else if !flags.is_empty() || unknown_time || incomplete {
             Quality::Partial
         } else {
             Quality::Good
@@ -359,6 +413,7 @@ impl CncKpi {
             }),
             quality,
             flags,
+            sample_completeness: Some(sample_completeness),
         }
     }
 

@@ -1,4 +1,6 @@
-//! Energy (kgce and CO2) per unit of output for one `[[kpi.energy_per_output]]`.
+//! Energy (kgce and CO2) per unit of output for one `[[kpi.energy_per_output]]`,
+//! and energy consumption for one `[[kpi.energy_consumption]]` (the same
+//! counters without an output).
 //!
 //! Owns, per input counter (the energy points, then the output points): the
 //! last sample and the counter's *unwrapped* running total `u` in raw units
@@ -29,19 +31,47 @@
 //! consumption is; `value = kgce / output` and `co2_kg_per_unit = kgco2 /
 //! output` are `null` unless both are known and the output is not zero.
 //! Besides SPEC §5's members each carrier object carries the coefficients
-//! used (`kgce_per_unit`, `kgco2_per_unit`), as DOMAIN §2–3 asks.
+//! used (`kgce_per_unit`, `kgco2_per_unit`) with their `basis` and CO2
+//! factor series (`co2_factor_id`, `co2_factor_year`), as DOMAIN §2–3 asks.
+//!
+//! Quota: with `limit = { value, period }` windows of that period (the
+//! KPI's own window equal to it) carry `over_limit = value > limit` when
+//! the value is known; with `baseline`, every window with a value carries
+//! `vs_baseline = value / baseline − 1`.
+//!
+//! Energy consumption: per carrier `consumption`, `kgce`, `kgco2`; totals
+//! `kgce`, `tce = kgce / 1000`, `kgco2`. Its quality is `no_data`,
+//! `partial` (as above, or `sample_completeness.min` under the KPI's
+//! `min_completeness`), else `good`.
+//!
+//! Sample completeness: per input, the good samples recorded in the window
+//! ÷ the samples expected at its device's poll rate (`round(window length /
+//! poll)`, at least 1), capped at 1 ([`super::completeness`]).
+//!
+//! A sample gap longer than two poll intervals flags every window it
+//! touches `outage`: a window that holds the whole gap (a month across an
+//! agent outage) has the counter difference across it; the windows at its
+//! two ends share the difference by linear interpolation at their boundary,
+//! and are `partial` for it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use spindle_config::model::{Carrier, Config, EnergyPerOutputKpi, PointRef};
+use spindle_config::model::{
+    Basis, Carrier, Config, DayStart, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi,
+    PointRef, WindowLength,
+};
 
 use super::counter::{self, CounterSpec, Reading, StepKind};
 use super::window::{OpenWindows, OpenWindowsState, Window, WindowGrid};
 use super::{
-    Availability, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, ratio, two_polls,
+    Availability, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, completeness, ratio,
+    two_polls,
 };
-use crate::message::{CarrierFigures, EnergyPerOutput, KpiFigures, KpiFlag, WindowSpan};
+use crate::message::{
+    CarrierBasis, CarrierFigures, EnergyConsumption, EnergyPerOutput, KpiFigures, KpiFlag,
+    WindowSpan,
+};
 
 /// One counter the KPI reads.
 #[derive(Debug, Clone)]
@@ -96,6 +126,12 @@ struct InputWindow {
     last: Option<f64>,
     wrap: bool,
     reset: bool,
+    /// Good samples recorded inside the window.
+    #[serde(default)]
+    samples: u64,
+    /// A sample gap longer than two poll intervals touches the window.
+    #[serde(default)]
+    outage: bool,
 }
 
 impl InputWindow {
@@ -135,11 +171,29 @@ pub(super) struct EnergyState {
     inputs: Vec<InputState>,
 }
 
-/// One `[[kpi.energy_per_output]]` and its running state.
+/// What the KPI publishes.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// `[[kpi.energy_per_output]]`.
+    PerOutput {
+        output_unit: String,
+        /// The quota limit (kgce per output unit), when it applies to this KPI's windows.
+        limit: Option<f64>,
+        /// The baseline figure (kgce per output unit).
+        baseline: Option<f64>,
+    },
+    /// `[[kpi.energy_consumption]]`.
+    Consumption { scope: Option<String> },
+}
+
+/// One `[[kpi.energy_per_output]]` or `[[kpi.energy_consumption]]` and its
+/// running state.
 #[derive(Debug)]
 pub(super) struct EnergyKpi {
     name: String,
-    output_unit: String,
+    mode: Mode,
+    /// Below it a window is `partial` (energy per output: only when configured).
+    min_completeness: Option<f64>,
     inputs: Vec<Input>,
     carriers: BTreeMap<String, Carrier>,
     fingerprint: String,
@@ -150,13 +204,51 @@ pub(super) struct EnergyKpi {
 impl EnergyKpi {
     /// `None` when the window length is zero (validation prevents it).
     pub(super) fn new(config: &Config, kpi: &EnergyPerOutputKpi) -> Option<Self> {
-        let grid = WindowGrid::new(
-            config.agent.timezone.clone(),
-            config.agent.day_start,
-            kpi.window,
-        )?;
+        Self::build(
+            config,
+            &kpi.name,
+            (kpi.window, kpi.day_start),
+            &kpi.energy,
+            &kpi.output,
+            Mode::PerOutput {
+                output_unit: kpi.output_unit.clone(),
+                limit: kpi
+                    .limit
+                    .filter(|limit| limit.period == kpi.window)
+                    .map(|limit| limit.value),
+                baseline: kpi.baseline.map(|b| b.value),
+            },
+            kpi.min_completeness,
+        )
+    }
+
+    /// An energy-consumption KPI; `None` when the window length is zero.
+    pub(super) fn consumption(config: &Config, kpi: &EnergyConsumptionKpi) -> Option<Self> {
+        Self::build(
+            config,
+            &kpi.name,
+            (kpi.window, kpi.day_start),
+            &kpi.energy,
+            &[],
+            Mode::Consumption {
+                scope: kpi.scope.clone(),
+            },
+            Some(kpi.min_completeness),
+        )
+    }
+
+    fn build(
+        config: &Config,
+        name: &str,
+        (window, day_start): (WindowLength, DayStart),
+        energy: &[EnergyInput],
+        output: &[PointRef],
+        mode: Mode,
+        min_completeness: Option<f64>,
+    ) -> Option<Self> {
+        let grid = WindowGrid::for_kpi(config.agent.timezone.clone(), day_start, window)?;
         let mut inputs = Vec::new();
-        for energy in &kpi.energy {
+        for energy in energy {
             inputs.push(input(
                 config,
                 &energy.point,
@@ -164,26 +256,30 @@ impl EnergyKpi {
                 Some(&energy.carrier),
             ));
         }
-        for output in &kpi.output {
+        for output in output {
             inputs.push(input(config, output, 1.0, None));
         }
         let grace = inputs.iter().map(|i| i.gap_ms).max().unwrap_or(0);
-        let carriers = kpi
-            .energy
+        let carriers = energy
             .iter()
             .filter_map(|e| Some((e.carrier.clone(), config.carriers.get(&e.carrier)?.clone())))
             .collect();
+        let unit = match &mode {
+            Mode::PerOutput { output_unit, .. } => output_unit.as_str(),
+            Mode::Consumption { .. } => "",
+        };
         let fingerprint = format!(
             "{}|{}|{:?}|{}|{:?}",
             grid.length_ms(),
             config.agent.timezone_name,
-            config.agent.day_start,
-            kpi.output_unit,
+            day_start,
+            unit,
             inputs,
         );
         Some(EnergyKpi {
-            name: kpi.name.clone(),
-            output_unit: kpi.output_unit.clone(),
+            name: name.to_owned(),
+            mode,
+            min_completeness,
             states: vec![InputState::default(); inputs.len()],
             inputs,
             carriers,
@@ -257,6 +353,7 @@ impl EnergyKpi {
         if let Some(slot) = slot(&mut self.windows, window, index, n) {
             slot.first.get_or_insert(u);
             slot.last = Some(u);
+            slot.samples = slot.samples.saturating_add(1);
         }
     }
 
@@ -300,8 +397,10 @@ impl EnergyKpi {
             visited.push(last);
         }
         // Each visited window gets the boundaries that lie inside the step.
+        let outage = tc - tp > gap_ms;
         for &w in &visited {
             if let Some(slot) = slot(&mut self.windows, w, index, n) {
+                slot.outage |= outage;
                 if w.start > tp {
                     slot.start = Some(boundary(w.start));
                 }
@@ -350,7 +449,7 @@ impl EnergyKpi {
         let empty = InputWindow::default();
         let mut any_data = false;
         let mut all_good = true;
-        let (mut wrap, mut reset) = (false, false);
+        let (mut wrap, mut reset, mut outage) = (false, false, false);
         let mut per_carrier: BTreeMap<&str, Option<f64>> = BTreeMap::new();
         let mut output: Option<f64> = None;
         for (index, input) in self.inputs.iter().enumerate() {
@@ -359,6 +458,7 @@ impl EnergyKpi {
             all_good &= slot.good(input.gap_ms);
             wrap |= slot.wrap;
             reset |= slot.reset;
+            outage |= slot.outage;
             let value = slot.consumption().map(|raw| raw * input.factor);
             let total = match &input.carrier {
                 Some(carrier) => per_carrier.entry(carrier.as_str()).or_insert(None),
@@ -372,11 +472,28 @@ impl EnergyKpi {
             per_carrier.entry(carrier.as_str()).or_insert(None);
         }
         let offline = availability.flags(self.inputs.iter().map(|i| i.device.as_str()), window);
+        let sample_completeness = completeness(
+            self.inputs.iter().enumerate().map(|(index, input)| {
+                let samples = acc.inputs.get(index).map_or(0, |slot| slot.samples);
+                (
+                    format!("{}.{}", input.device, input.point),
+                    samples,
+                    input.gap_ms / 2,
+                )
+            }),
+            window,
+            self.min_completeness,
+        );
+        let incomplete = self
+            .min_completeness
+            .zip(sample_completeness.min)
+            .is_some_and(|(threshold, min)| min < threshold);
+        let consumption_only = matches!(self.mode, Mode::Consumption { .. });
         let quality = if !any_data {
             Quality::NoData
-        } else if output == Some(0.0) {
+        } else if !consumption_only && output == Some(0.0) {
             Quality::NoOutput
-        } else if !all_good || !offline.is_empty() {
+        } else if !all_good || !offline.is_empty() || incomplete {
             Quality::Partial
         } else {
             Quality::Good
@@ -389,11 +506,76 @@ impl EnergyKpi {
             flags.push(KpiFlag::Wrap);
         }
         flags.extend(offline);
+        if outage {
+            flags.push(KpiFlag::Outage);
+        }
 
+        let (mut kgce, mut kgco2, energy) = self.carrier_figures(&per_carrier);
+        if !any_data {
+            kgce = None;
+            kgco2 = None;
+        }
+        KpiWindowOut {
+            ts: 0,
+            name: self.name.clone(),
+            window: WindowSpan {
+                start: window.start,
+                end: window.end,
+            },
+            figures: self.figures(output, kgce, kgco2, energy),
+            quality,
+            flags,
+            sample_completeness: Some(sample_completeness),
+        }
+    }
+
+    /// The figures of the KPI's kind from its totals and carriers.
+    fn figures(
+        &self,
+        output: Option<f64>,
+        kgce: Option<f64>,
+        kgco2: Option<f64>,
+        energy: Vec<CarrierFigures>,
+    ) -> KpiFigures {
+        match &self.mode {
+            Mode::PerOutput {
+                output_unit,
+                limit,
+                baseline,
+            } => {
+                let value = ratio(kgce, output);
+                KpiFigures::EnergyPerOutput(EnergyPerOutput {
+                    value,
+                    unit: format!("kgce/{output_unit}"),
+                    co2_kg_per_unit: ratio(kgco2, output),
+                    output,
+                    kgce,
+                    kgco2,
+                    energy,
+                    over_limit: limit.zip(value).map(|(limit, value)| value > limit),
+                    vs_baseline: baseline.zip(value).map(|(base, value)| value / base - 1.0),
+                })
+            }
+            Mode::Consumption { scope } => KpiFigures::EnergyConsumption(EnergyConsumption {
+                scope: scope.clone(),
+                kgce,
+                tce: kgce.map(|k| k / 1000.0),
+                kgco2,
+                energy,
+            }),
+        }
+    }
+
+    /// Each carrier's figures and the totals (`None` when a carrier's
+    /// consumption is unknown).
+    fn carrier_figures(
+        &self,
+        per_carrier: &BTreeMap<&str, Option<f64>>,
+    ) -> (Option<f64>, Option<f64>, Vec<CarrierFigures>) {
         let mut kgce = Some(0.0);
         let mut kgco2 = Some(0.0);
         let mut energy = Vec::with_capacity(per_carrier.len());
-        for (name, consumption) in &per_carrier {
+        for (name, consumption) in per_carrier {
             let carrier = self.carriers.get(*name);
             let ce = consumption.zip(carrier).map(|(c, k)| c * k.kgce_per_unit);
             let co2 = consumption.zip(carrier).map(|(c, k)| c * k.kgco2_per_unit);
@@ -407,31 +589,10 @@ impl EnergyKpi {
                 kgco2: co2,
                 kgce_per_unit: carrier.map(|c| c.kgce_per_unit),
                 kgco2_per_unit: carrier.map(|c| c.kgco2_per_unit),
+                basis: carrier.map(carrier_basis),
             });
         }
-        if !any_data {
-            kgce = None;
-            kgco2 = None;
-        }
-        KpiWindowOut {
-            ts: 0,
-            name: self.name.clone(),
-            window: WindowSpan {
-                start: window.start,
-                end: window.end,
-            },
-            figures: KpiFigures::EnergyPerOutput(EnergyPerOutput {
-                value: ratio(kgce, output),
-                unit: format!("kgce/{}", self.output_unit),
-                co2_kg_per_unit: ratio(kgco2, output),
-                output,
-                kgce,
-                kgco2,
-                energy,
-            }),
-            quality,
-            flags,
-        }
+        (kgce, kgco2, energy)
     }
 
     pub(super) fn save(&self) -> EnergyState {
@@ -471,6 +632,19 @@ fn input(config: &Config, point: &PointRef, to_unit: f64, carrier: Option<&Strin
         factor: configured.map_or(1.0, |p| p.scale) * to_unit,
         gap_ms: two_polls(&config.devices, &point.device),
         carrier: carrier.cloned(),
+    }
+}
+
+/// The basis and CO2 factor series a carrier's figures were computed with.
+fn carrier_basis(carrier: &Carrier) -> CarrierBasis {
+    CarrierBasis {
+        basis: carrier.basis.as_str().to_owned(),
+        basis_year: match carrier.basis {
+            Basis::Equivalent { year } => year,
+            Basis::Calorific => None,
+        },
+        co2_factor_id: carrier.co2_factor_id.clone(),
+        co2_factor_year: carrier.co2_factor_year,
     }
 }
 

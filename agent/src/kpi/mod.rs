@@ -18,8 +18,9 @@
 //! published from the oldest one seen (or the current one).
 //!
 //! Owns: the per-KPI window bookkeeping ([`window`]), counter arithmetic
-//! ([`counter`]), energy per output (`energy`), CNC coverage (`cnc`), and
-//! which device was offline when.
+//! ([`counter`]), energy per output and energy consumption (`energy`), CNC
+//! coverage (`cnc`), sample completeness ([`completeness`]), and which
+//! device was offline when.
 //!
 //! Invariants:
 //! - every window of every KPI is returned by `due` exactly once, in window
@@ -39,7 +40,14 @@
 //! `no_output` (energy: the output was measured and is zero), `partial` (a
 //! boundary lacks a sample within two poll intervals on one side, an input
 //! has no data, or an input device was offline in the window), else `good`.
-//! Flags: `reset`, `wrap`, `offline:DEVICE` (sorted).
+//! Flags: `reset`, `wrap`, `offline:DEVICE` (sorted), then `outage`.
+//!
+//! Every window carries `sample_completeness`: per input point, good
+//! samples ÷ samples expected at its device's poll rate; `min` over the
+//! inputs and the points `below` the KPI's `min_completeness` (0.9 where a
+//! kind has none configured; at most 16, lowest first). Only a configured
+//! threshold (and `energy_consumption`'s default 0.9) makes a window
+//! `partial`.
 
 pub mod counter;
 pub mod window;
@@ -53,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use spindle_config::model::{Config, Device, Kpis};
 use thiserror::Error;
 
-use crate::message::{ErrorWord, KpiFlag};
+use crate::message::{ErrorWord, KpiFlag, MAX_BELOW, SampleCompleteness};
 pub use crate::message::{KpiKind, KpiWindow, Quality};
 use cnc::CncKpi;
 use energy::EnergyKpi;
@@ -114,6 +122,7 @@ pub enum KpiStateError {
 pub struct KpiEngine {
     energy: Vec<EnergyKpi>,
     cnc: Vec<CncKpi>,
+    consumption: Vec<EnergyKpi>,
     availability: Availability,
     max_age_ms: u64,
 }
@@ -124,6 +133,8 @@ struct EngineState {
     energy: Vec<energy::EnergyState>,
     cnc: Vec<cnc::CncState>,
     availability: Availability,
+    #[serde(default)]
+    consumption: Vec<energy::EnergyState>,
 }
 
 impl KpiEngine {
@@ -146,9 +157,15 @@ impl KpiEngine {
             .iter()
             .filter_map(|kpi| CncKpi::new(config, kpi))
             .collect();
+        let consumption = kpis
+            .energy_consumption
+            .iter()
+            .filter_map(|kpi| EnergyKpi::consumption(config, kpi))
+            .collect();
         KpiEngine {
             energy,
             cnc,
+            consumption,
             availability: Availability::default(),
             max_age_ms,
         }
@@ -156,7 +173,7 @@ impl KpiEngine {
 
     /// Whether no KPI is configured (the runtime can skip the engine).
     pub fn is_empty(&self) -> bool {
-        self.energy.is_empty() && self.cnc.is_empty()
+        self.energy.is_empty() && self.cnc.is_empty() && self.consumption.is_empty()
     }
 
     /// One poll of `device` whose first request was sent at `ts_ms`: every
@@ -164,7 +181,7 @@ impl KpiEngine {
     /// ignored; so are polls of devices they do not use (except that any
     /// poll shows the agent was running in that window).
     pub fn on_poll(&mut self, device: &str, ts_ms: u64, points: &[PolledPoint<'_>]) {
-        for kpi in &mut self.energy {
+        for kpi in self.energy.iter_mut().chain(&mut self.consumption) {
             kpi.on_poll(device, ts_ms, points);
         }
         // The device answered when a request came back at all: with data,
@@ -190,7 +207,7 @@ impl KpiEngine {
             return Vec::new();
         }
         let mut out = Vec::new();
-        for kpi in &mut self.energy {
+        for kpi in self.energy.iter_mut().chain(&mut self.consumption) {
             kpi.close_due(now_ms, self.max_age_ms, &self.availability, &mut out);
         }
         for kpi in &mut self.cnc {
@@ -203,6 +220,7 @@ impl KpiEngine {
         let oldest_open = self
             .energy
             .iter()
+            .chain(&self.consumption)
             .map(EnergyKpi::cursor)
             .chain(self.cnc.iter().map(CncKpi::cursor))
             .min()
@@ -220,6 +238,7 @@ impl KpiEngine {
             energy: self.energy.iter().map(EnergyKpi::save).collect(),
             cnc: self.cnc.iter().map(CncKpi::save).collect(),
             availability: self.availability.clone(),
+            consumption: self.consumption.iter().map(EnergyKpi::save).collect(),
         };
         serde_json::to_vec(&state).unwrap_or_default()
     }
@@ -250,6 +269,16 @@ impl KpiEngine {
             state.cnc.into_iter().map(|s| (s.name.clone(), s)).collect();
         for kpi in &mut self.cnc {
             if let Some(saved) = cnc.remove(kpi.name()) {
+                kpi.load(saved);
+            }
+        }
+        let mut consumption: BTreeMap<String, energy::EnergyState> = state
+            .consumption
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        for kpi in &mut self.consumption {
+            if let Some(saved) = consumption.remove(kpi.name()) {
                 kpi.load(saved);
             }
         }
@@ -360,6 +389,41 @@ mod exact_f64 {
             Option::<u64>::deserialize(deserializer).map(|bits| bits.map(f64::from_bits))
         }
     }
+}
+
+/// Below this share a point is listed in `sample_completeness.below` when
+/// the KPI configures no `min_completeness`.
+pub const DEFAULT_BELOW: f64 = spindle_config::model::DEFAULT_MIN_COMPLETENESS;
+
+/// The `sample_completeness` of `window` from each input's label
+/// (`DEVICE.POINT`), good samples recorded in the window and poll interval
+/// (ms): `samples ÷ round(length ÷ poll)` (at least one expected), capped
+/// at 1. `below` lists the inputs under `threshold` (else
+/// [`DEFAULT_BELOW`]), lowest first then by name, at most [`MAX_BELOW`]; an
+/// input listed twice (one point feeding two roles) counts once.
+pub fn completeness(
+    inputs: impl Iterator<Item = (String, u64, u64)>,
+    window: Window,
+    threshold: Option<f64>,
+) -> SampleCompleteness {
+    let length = window.end.saturating_sub(window.start);
+    let mut ratios: BTreeMap<String, f64> = BTreeMap::new();
+    for (label, samples, poll_ms) in inputs {
+        let expected = (length + poll_ms / 2)
+            .checked_div(poll_ms)
+            .unwrap_or(1)
+            .max(1);
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^53
+        let ratio = (samples as f64 / expected as f64).min(1.0);
+        ratios.insert(label, ratio);
+    }
+    let min = ratios.values().copied().reduce(f64::min);
+    let threshold = threshold.unwrap_or(DEFAULT_BELOW);
+    let mut below: Vec<(String, f64)> =
+        ratios.into_iter().filter(|(_, r)| *r < threshold).collect();
+    below.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    below.truncate(MAX_BELOW);
+    SampleCompleteness { min, below }
 }
 
 /// Milliseconds of a duration, saturating.
@@ -510,5 +574,38 @@ output_unit = "kWh"
             };
             assert!(availability.offline_in("meter", window));
         }
+    }
+
+    #[test]
+    fn sample_completeness_lists_at_most_sixteen_points_lowest_first() {
+        let window = Window {
+            start: 0,
+            end: 900_000,
+        };
+        // 200 machines polled every second; machine i answered 900 − i polls.
+        let inputs = (0..200_u64).map(|i| (format!("m{i:03}.run"), 900 - i, 1000));
+        let c = completeness(inputs, window, None);
+        assert_eq!(c.below.len(), MAX_BELOW);
+        assert_eq!(c.below[0].0, "m199.run");
+        assert!((c.below[0].1 - 701.0 / 900.0).abs() < 1e-12);
+        assert!(c.below.windows(2).all(|p| p[0].1 <= p[1].1));
+        assert_eq!(c.min, Some(c.below[0].1));
+    }
+
+    #[test]
+    fn sample_completeness_is_capped_at_one_and_takes_a_configured_threshold() {
+        let window = Window {
+            start: 0,
+            end: 15_000,
+        };
+        let c = completeness(
+            [("a.e".to_owned(), 16, 1000), ("b.e".to_owned(), 14, 1000)].into_iter(),
+            window,
+            Some(0.95),
+        );
+        assert_eq!(c.min, Some(14.0 / 15.0));
+        assert_eq!(c.below, vec![("b.e".to_owned(), 14.0 / 15.0)]);
+        let none = completeness(std::iter::empty(), window, None);
+        assert_eq!((none.min, none.below.len()), (None, 0));
     }
 }

@@ -28,9 +28,19 @@
 //!   windows a 23 h day ends with a 7 h window, a 25 h day with a 9 h one;
 //! - `1d` windows are exactly the production days (23, 24 or 25 h).
 //!
+//! # Calendar months
+//!
+//! A `"1mo"` window runs from the production day of the first of a local
+//! month to the production day of the first of the next month: from the
+//! day start (the KPI's `day_start`) on the 1st to the day start on the
+//! next month's 1st, so it holds exactly that month's production days and
+//! lasts 28 to 31 days give or take a daylight-saving hour. `window.end`
+//! is then the next month's start, not `start + L` (SPEC §5 as amended).
+//!
 //! Invariants (property-tested): windows tile time without gaps or overlaps
 //! (`next(w).start == w.end`), every window starts at a day start plus a
-//! whole number of `L`, and no window crosses a day start.
+//! whole number of `L` (a month window at the day start of a 1st), and no
+//! window crosses a day start (a month window is a whole number of days).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,7 +49,7 @@ use jiff::Timestamp;
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
-use spindle_config::model::DayStart;
+use spindle_config::model::{DayStart, WindowLength};
 
 /// One KPI window, `[start, end)` in Unix epoch milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -65,6 +75,7 @@ impl Window {
 pub struct WindowGrid {
     tz: TimeZone,
     day_start: Time,
+    /// The fixed length; 0 for calendar months.
     length_ms: u64,
 }
 
@@ -76,6 +87,18 @@ impl WindowGrid {
         if length_ms == 0 {
             return None;
         }
+        Self::with_length_ms(tz, day_start, length_ms)
+    }
+
+    /// The grid of a configured window length (fixed or `"1mo"`).
+    pub fn for_kpi(tz: TimeZone, day_start: DayStart, length: WindowLength) -> Option<Self> {
+        match length {
+            WindowLength::Fixed(length) => Self::new(tz, day_start, length),
+            WindowLength::Month => Self::with_length_ms(tz, day_start, 0),
+        }
+    }
+
+    fn with_length_ms(tz: TimeZone, day_start: DayStart, length_ms: u64) -> Option<Self> {
         let hour = i8::try_from(day_start.hour).ok()?;
         let minute = i8::try_from(day_start.minute).ok()?;
         let day_start = Time::new(hour, minute, 0, 0).ok()?;
@@ -86,9 +109,14 @@ impl WindowGrid {
         })
     }
 
-    /// The nominal window length in milliseconds.
+    /// The nominal window length in milliseconds (0 for calendar months).
     pub fn length_ms(&self) -> u64 {
         self.length_ms
+    }
+
+    /// Whether windows are calendar months.
+    pub fn is_monthly(&self) -> bool {
+        self.length_ms == 0
     }
 
     /// The instant the production day of local date `date` starts.
@@ -103,6 +131,12 @@ impl WindowGrid {
 
     /// The production day holding `ts_ms`: `(start, end)` in epoch ms.
     pub fn production_day(&self, ts_ms: u64) -> Option<(u64, u64)> {
+        self.production_date(ts_ms)
+            .map(|(_, start, end)| (start, end))
+    }
+
+    /// The production day holding `ts_ms`: its local date, start and end.
+    fn production_date(&self, ts_ms: u64) -> Option<(Date, u64, u64)> {
         let t = i64::try_from(ts_ms).ok()?;
         let timestamp = Timestamp::from_millisecond(t).ok()?;
         let mut day = self.tz.to_datetime(timestamp).date();
@@ -129,12 +163,25 @@ impl WindowGrid {
         if !(start <= t && t < end) {
             return None;
         }
-        Some((u64::try_from(start).ok()?, u64::try_from(end).ok()?))
+        Some((day, u64::try_from(start).ok()?, u64::try_from(end).ok()?))
+    }
+
+    /// The calendar-month window holding `ts_ms`.
+    fn month_containing(&self, ts_ms: u64) -> Option<Window> {
+        let (day, _, _) = self.production_date(ts_ms)?;
+        let first = day.first_of_month();
+        let next = first.last_of_month().tomorrow().ok()?;
+        let start = u64::try_from(self.day_start_ms(first)?).ok()?;
+        let end = u64::try_from(self.day_start_ms(next)?).ok()?;
+        (start <= ts_ms && ts_ms < end).then_some(Window { start, end })
     }
 
     /// The window holding `ts_ms`; `None` outside the range jiff represents
     /// or before the first window that starts at or after the Unix epoch.
     pub fn window_containing(&self, ts_ms: u64) -> Option<Window> {
+        if self.is_monthly() {
+            return self.month_containing(ts_ms);
+        }
         let (day_start, day_end) = self.production_day(ts_ms)?;
         let day_len = day_end - day_start;
         let windows = ((day_len + self.length_ms / 2) / self.length_ms).max(1);

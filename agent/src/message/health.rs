@@ -18,6 +18,52 @@ pub struct Health {
     pub mqtt: MqttHealth,
     pub disk_free_bytes: Option<u64>,
     pub bytes_written: Option<u64>,
+    /// `None` only for reports stored before the member existed.
+    pub history: Option<HistoryHealth>,
+}
+
+/// The local KPI history (`data_dir/history/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HistoryHealth {
+    /// KPI windows written (and fsynced).
+    pub windows: u64,
+    /// Bytes the history files hold.
+    pub bytes: u64,
+    /// Month files deleted by `max_age` or `max_size`.
+    pub trimmed_files: u64,
+    /// Windows that could not be written (full disk, …): they are in the outbox only.
+    pub write_errors: u64,
+}
+
+/// A `health` report as stored before the history member (read only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthF2 {
+    pub ts: u64,
+    pub uptime_s: f64,
+    pub clock_plausible: bool,
+    pub devices: Vec<DeviceHealth>,
+    pub buses: Vec<BusHealth>,
+    pub outbox: OutboxHealth,
+    pub mqtt: MqttHealth,
+    pub disk_free_bytes: Option<u64>,
+    pub bytes_written: Option<u64>,
+}
+
+impl From<HealthF2> for Health {
+    fn from(old: HealthF2) -> Self {
+        Health {
+            ts: old.ts,
+            uptime_s: old.uptime_s,
+            clock_plausible: old.clock_plausible,
+            devices: old.devices,
+            buses: old.buses,
+            outbox: old.outbox,
+            mqtt: old.mqtt,
+            disk_free_bytes: old.disk_free_bytes,
+            bytes_written: old.bytes_written,
+            history: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

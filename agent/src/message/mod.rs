@@ -20,11 +20,13 @@ mod telemetry;
 use serde::{Deserialize, Serialize};
 
 pub use health::{
-    BusHealth, DeviceHealth, DeviceState, ErrorCounts, Health, Latency, MqttHealth, OutboxHealth,
+    BusHealth, DeviceHealth, DeviceState, ErrorCounts, Health, HealthF2, HistoryHealth, Latency,
+    MqttHealth, OutboxHealth,
 };
 pub use kpi::{
-    CarrierFigures, CncCoverage, EnergyPerOutput, KpiFigures, KpiFlag, KpiKind, KpiWindow, Quality,
-    WindowSpan,
+    CarrierBasis, CarrierFigures, CarrierFiguresF2, CncCoverage, EnergyConsumption,
+    EnergyPerOutput, EnergyPerOutputF2, KpiFigures, KpiFiguresF2, KpiFlag, KpiKind, KpiWindow,
+    KpiWindowF2, MAX_BELOW, Quality, SampleCompleteness, WindowSpan,
 };
 pub use telemetry::{ErrorWord, Name, Reading, Telemetry, Value};
 
@@ -35,9 +37,15 @@ pub use telemetry::{ErrorWord, Name, Reading, Telemetry, Value};
 pub enum Message<S = Name> {
     Telemetry(Telemetry<S>),
     Availability(AvailabilityChange),
-    Health(Health),
-    Kpi(KpiWindow),
+    /// A `health` report stored before the history member (read, never written).
+    HealthF2(HealthF2),
+    /// A KPI window stored before energy consumption (read, never written).
+    KpiF2(KpiWindowF2),
     Gap(GapReport),
+    /// A KPI window.
+    Kpi(KpiWindow),
+    /// A `health` report.
+    Health(Health),
 }
 
 impl<S> Message<S> {
@@ -47,7 +55,9 @@ impl<S> Message<S> {
             Message::Telemetry(t) => t.ts,
             Message::Availability(a) => a.ts,
             Message::Health(h) => h.ts,
+            Message::HealthF2(h) => h.ts,
             Message::Kpi(k) => k.ts,
+            Message::KpiF2(k) => k.ts,
             Message::Gap(g) => g.ts(),
         }
     }
@@ -55,6 +65,7 @@ impl<S> Message<S> {
 
 /// What producers send the publisher.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one message at a time through a bounded channel
 pub enum Outgoing {
     /// One message.
     Message(Message),
@@ -215,7 +226,8 @@ pub fn encoded_len_hint<S: AsRef<str>>(message: &Message<S>) -> usize {
                     .sum::<usize>()
         }
         Message::Health(h) => 128 + 64 * (h.devices.len() + h.buses.len()),
-        Message::Kpi(_) => 256,
+        Message::HealthF2(h) => 128 + 64 * (h.devices.len() + h.buses.len()),
+        Message::Kpi(_) | Message::KpiF2(_) => 256,
         Message::Availability(_) | Message::Gap(_) => 64,
     }
 }

@@ -113,9 +113,9 @@ pub struct OutboxOptions {
 pub fn kind_of<S>(message: &Message<S>) -> Kind {
     match message {
         Message::Telemetry(_) => Kind::Telemetry,
-        Message::Health(_) => Kind::Health,
+        Message::Health(_) | Message::HealthF2(_) => Kind::Health,
         Message::Availability(_) => Kind::Availability,
-        Message::Kpi(_) => Kind::Kpi,
+        Message::Kpi(_) | Message::KpiF2(_) => Kind::Kpi,
         Message::Gap(_) => Kind::Gap,
     }
 }

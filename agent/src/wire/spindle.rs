@@ -4,8 +4,9 @@
 
 use super::json::{self, Object};
 use crate::message::{
-    AvailabilityChange, AvailabilityReason, CncCoverage, EnergyPerOutput, GapReport, Health,
-    KpiFigures, KpiWindow, Message, Reading, Status, Telemetry, Value,
+    AvailabilityChange, AvailabilityReason, CarrierFigures, CncCoverage, EnergyConsumption,
+    EnergyPerOutput, GapReport, Health, KpiFigures, KpiFiguresF2, KpiKind, KpiWindow, Message,
+    Reading, SampleCompleteness, Status, Telemetry, Value,
 };
 
 /// The topic of a message under the agent's base (`telemetry/meter-1`).
@@ -26,10 +27,19 @@ pub fn topic_under<S: AsRef<str>>(base: &str, message: &Message<S>) -> String {
             out.push_str("availability/");
             out.push_str(&a.device);
         }
-        Message::Health(_) => out.push_str("health"),
+        Message::Health(_) | Message::HealthF2(_) => out.push_str("health"),
         Message::Kpi(k) => {
             out.push_str("kpi/");
             out.push_str(k.kind().as_str());
+            out.push('/');
+            out.push_str(&k.name);
+        }
+        Message::KpiF2(k) => {
+            out.push_str("kpi/");
+            out.push_str(match k.figures {
+                KpiFiguresF2::CncCoverage(_) => KpiKind::CncCoverage.as_str(),
+                KpiFiguresF2::EnergyPerOutput(_) => KpiKind::EnergyPerOutput.as_str(),
+            });
             out.push('/');
             out.push_str(&k.name);
         }
@@ -57,7 +67,9 @@ pub fn payload<S: AsRef<str>>(message: &Message<S>, seq: u64, store: &str) -> St
         Message::Telemetry(t) => telemetry(&mut o, t),
         Message::Availability(a) => availability(&mut o, a),
         Message::Health(h) => health(&mut o, h),
+        Message::HealthF2(h) => health(&mut o, &Health::from(h.clone())),
         Message::Kpi(k) => kpi(&mut o, k),
+        Message::KpiF2(k) => kpi(&mut o, &KpiWindow::from(k.clone())),
         Message::Gap(g) => gap(&mut o, g),
     }
     o.end();
@@ -90,7 +102,8 @@ fn capacity_hint<S: AsRef<str>>(message: &Message<S>) -> usize {
                 .sum::<usize>()
         }
         Message::Health(h) => 640 + 256 * h.devices.len(),
-        Message::Kpi(_) => 640,
+        Message::HealthF2(h) => 640 + 256 * h.devices.len(),
+        Message::Kpi(_) | Message::KpiF2(_) => 640,
         Message::Availability(_) | Message::Gap(_) => 160,
     }
 }
@@ -197,6 +210,27 @@ fn health(o: &mut Object<'_>, h: &Health) {
     opt_unsigned(&mut disk, "free_bytes", h.disk_free_bytes);
     opt_unsigned(&mut disk, "bytes_written", h.bytes_written);
     disk.end();
+    if let Some(history) = &h.history {
+        let mut hist = Object::open(o.key("history"));
+        hist.unsigned("windows", history.windows);
+        hist.unsigned("bytes", history.bytes);
+        hist.unsigned("trimmed_files", history.trimmed_files);
+        hist.unsigned("write_errors", history.write_errors);
+        hist.end();
+    }
+}
+
+/// One closed KPI window as a line of the local history
+/// (`data_dir/history/`, see `crate::history`): the `kpi/{kind}/{name}`
+/// payload without `seq` and `store`, which the outbox gives only later.
+pub fn history_line(k: &KpiWindow) -> String {
+    let mut out = String::with_capacity(640);
+    out.push_str("{\"ts\":");
+    json::unsigned(&mut out, k.ts);
+    let mut o = Object::resume(&mut out);
+    kpi(&mut o, k);
+    o.end();
+    out
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -210,6 +244,7 @@ fn kpi(o: &mut Object<'_>, k: &KpiWindow) {
     match &k.figures {
         KpiFigures::EnergyPerOutput(e) => energy_per_output(o, e),
         KpiFigures::CncCoverage(c) => cnc_coverage(o, c),
+        KpiFigures::EnergyConsumption(e) => energy_consumption(o, e),
     }
     o.string("quality", k.quality.as_str());
     let flags = o.key("flags");
@@ -221,6 +256,63 @@ fn kpi(o: &mut Object<'_>, k: &KpiWindow) {
         json::string(flags, &flag.word());
     }
     flags.push(']');
+    if let Some(completeness) = &k.sample_completeness {
+        sample_completeness(o, completeness);
+    }
+}
+
+fn sample_completeness(o: &mut Object<'_>, c: &SampleCompleteness) {
+    let mut sc = Object::open(o.key("sample_completeness"));
+    sc.opt_number("min", c.min);
+    let below = sc.key("below");
+    below.push('[');
+    for (i, (point, ratio)) in c.below.iter().enumerate() {
+        if i > 0 {
+            below.push(',');
+        }
+        let mut item = Object::open(below);
+        item.string("point", point);
+        item.number("ratio", *ratio);
+        item.end();
+    }
+    below.push(']');
+    sc.end();
+}
+
+fn carriers(o: &mut Object<'_>, figures: &[CarrierFigures]) {
+    let mut energy = Object::open(o.key("energy"));
+    for c in figures {
+        let mut carrier = Object::open(energy.key(&c.carrier));
+        carrier.opt_number("consumption", c.consumption);
+        carrier.string("unit", &c.unit);
+        carrier.opt_number("kgce", c.kgce);
+        carrier.opt_number("kgco2", c.kgco2);
+        carrier.opt_number("kgce_per_unit", c.kgce_per_unit);
+        carrier.opt_number("kgco2_per_unit", c.kgco2_per_unit);
+        if let Some(basis) = &c.basis {
+            carrier.string("basis", &basis.basis);
+            if let Some(year) = basis.basis_year {
+                carrier.unsigned("basis_year", u64::from(year));
+            }
+            match &basis.co2_factor_id {
+                Some(id) => carrier.string("co2_factor_id", id),
+                None => carrier.key("co2_factor_id").push_str("null"),
+            }
+            carrier.opt_number("co2_factor_year", basis.co2_factor_year.map(f64::from));
+        }
+        carrier.end();
+    }
+    energy.end();
+}
+
+fn energy_consumption(o: &mut Object<'_>, e: &EnergyConsumption) {
+    if let Some(scope) = &e.scope {
+        o.string("scope", scope);
+    }
+    o.opt_number("kgce", e.kgce);
+    o.opt_number("tce", e.tce);
+    o.opt_number("kgco2", e.kgco2);
+    carriers(o, &e.energy);
 }
 
 fn energy_per_output(o: &mut Object<'_>, e: &EnergyPerOutput) {
@@ -230,18 +322,13 @@ fn energy_per_output(o: &mut Object<'_>, e: &EnergyPerOutput) {
     o.opt_number("output", e.output);
     o.opt_number("kgce", e.kgce);
     o.opt_number("kgco2", e.kgco2);
-    let mut energy = Object::open(o.key("energy"));
-    for c in &e.energy {
-        let mut carrier = Object::open(energy.key(&c.carrier));
-        carrier.opt_number("consumption", c.consumption);
-        carrier.string("unit", &c.unit);
-        carrier.opt_number("kgce", c.kgce);
-        carrier.opt_number("kgco2", c.kgco2);
-        carrier.opt_number("kgce_per_unit", c.kgce_per_unit);
-        carrier.opt_number("kgco2_per_unit", c.kgco2_per_unit);
-        carrier.end();
+    carriers(o, &e.energy);
+    if let Some(over) = e.over_limit {
+        o.boolean("over_limit", over);
     }
-    energy.end();
+    if e.vs_baseline.is_some() {
+        o.opt_number("vs_baseline", e.vs_baseline);
+    }
 }
 
 #[allow(clippy::cast_precision_loss)]

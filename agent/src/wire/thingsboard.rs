@@ -181,7 +181,8 @@ pub fn subject<S: AsRef<str>>(message: &Message<S>) -> Subject {
         Message::Telemetry(t) => Subject::Device(t.device.as_ref().to_owned()),
         Message::Availability(a) => Subject::Device(a.device.clone()),
         Message::Kpi(k) => Subject::Kpi(k.kind(), k.name.clone()),
-        Message::Health(_) | Message::Gap(_) => Subject::Gateway,
+        Message::KpiF2(k) => Subject::Kpi(KpiWindow::from(k.clone()).kind(), k.name.clone()),
+        Message::Health(_) | Message::HealthF2(_) | Message::Gap(_) => Subject::Gateway,
     }
 }
 
@@ -189,7 +190,10 @@ pub fn subject<S: AsRef<str>>(message: &Message<S>) -> Subject {
 /// windows. (Availability goes alone: an offline one is followed by a
 /// `disconnect`; health and gap go to the gateway's own topic.)
 pub fn batchable<S>(message: &Message<S>) -> bool {
-    matches!(message, Message::Telemetry(_) | Message::Kpi(_))
+    matches!(
+        message,
+        Message::Telemetry(_) | Message::Kpi(_) | Message::KpiF2(_)
+    )
 }
 
 /// A message's rendering alone: topic and payload.
@@ -218,7 +222,11 @@ pub fn entry<S: AsRef<str>>(
         Message::Telemetry(t) => (t.ts, Subject::Device(t.device.as_ref().to_owned())),
         Message::Availability(a) => (a.ts, Subject::Device(a.device.clone())),
         Message::Kpi(k) => (k.window.start, Subject::Kpi(k.kind(), k.name.clone())),
-        Message::Health(_) | Message::Gap(_) => return None,
+        Message::KpiF2(k) => (
+            k.window.start,
+            Subject::Kpi(KpiWindow::from(k.clone()).kind(), k.name.clone()),
+        ),
+        Message::Health(_) | Message::HealthF2(_) | Message::Gap(_) => return None,
     };
     out.push_str("{\"ts\":");
     json::unsigned(&mut out, ts);
@@ -235,7 +243,8 @@ pub fn entry<S: AsRef<str>>(
             }
         }
         Message::Kpi(k) => kpi(&mut values, k),
-        Message::Health(_) | Message::Gap(_) => {}
+        Message::KpiF2(k) => kpi(&mut values, &KpiWindow::from(k.clone())),
+        Message::Health(_) | Message::HealthF2(_) | Message::Gap(_) => {}
     }
     values.unsigned("seq", seq);
     values.string("store", store);
@@ -387,8 +396,9 @@ fn own_telemetry<S>(message: &Message<S>, seq: u64, store: &str) -> String {
     let mut values = Object::open(&mut out);
     match message {
         Message::Health(h) => health(&mut values, h),
+        Message::HealthF2(h) => health(&mut values, &Health::from(h.clone())),
         Message::Gap(g) => gap(&mut values, g),
-        Message::Telemetry(_) | Message::Availability(_) | Message::Kpi(_) => {}
+        Message::Telemetry(_) | Message::Availability(_) | Message::Kpi(_) | Message::KpiF2(_) => {}
     }
     values.unsigned("seq", seq);
     values.string("store", store);
@@ -438,15 +448,16 @@ fn kpi(o: &mut Object<'_>, k: &KpiWindow) {
             some_number(o, "output", e.output);
             some_number(o, "kgce", e.kgce);
             some_number(o, "kgco2", e.kgco2);
-            for c in &e.energy {
-                let key = |field: &str| format!("energy.{}.{field}", c.carrier);
-                some_number(o, &key("consumption"), c.consumption);
-                o.string(&key("unit"), &c.unit);
-                some_number(o, &key("kgce"), c.kgce);
-                some_number(o, &key("kgco2"), c.kgco2);
-                some_number(o, &key("kgce_per_unit"), c.kgce_per_unit);
-                some_number(o, &key("kgco2_per_unit"), c.kgco2_per_unit);
+            carriers(o, &e.energy);
+        }
+        KpiFigures::EnergyConsumption(e) => {
+            if let Some(scope) = &e.scope {
+                o.string("scope", scope);
             }
+            some_number(o, "kgce", e.kgce);
+            some_number(o, "tce", e.tce);
+            some_number(o, "kgco2", e.kgco2);
+            carriers(o, &e.energy);
         }
         KpiFigures::CncCoverage(c) => {
             some_number(o, "count_ratio", c.count_ratio);
@@ -462,6 +473,22 @@ fn kpi(o: &mut Object<'_>, k: &KpiWindow) {
     o.string("quality", k.quality.as_str());
     let flags: Vec<String> = k.flags.iter().map(crate::message::KpiFlag::word).collect();
     o.string("flags", &flags.join(","));
+}
+
+/// Each carrier's figures as `energy.CARRIER.FIELD` keys.
+fn carriers(o: &mut Object<'_>, energy: &[crate::message::CarrierFigures]) {
+    for c in energy {
+        let key = |field: &str| format!("energy.{}.{field}", c.carrier);
+        some_number(o, &key("consumption"), c.consumption);
+        o.string(&key("unit"), &c.unit);
+        some_number(o, &key("kgce"), c.kgce);
+        some_number(o, &key("kgco2"), c.kgco2);
+        some_number(o, &key("kgce_per_unit"), c.kgce_per_unit);
+        some_number(o, &key("kgco2_per_unit"), c.kgco2_per_unit);
+        if let Some(b) = &c.basis {
+            o.string(&key("basis"), &b.basis);
+        }
+    }
 }
 
 fn health(o: &mut Object<'_>, h: &Health) {

@@ -245,7 +245,32 @@ pub(crate) fn health() -> Payloads {
     let mut report = health_report(&sources, 60.04, TS, true, std::path::Path::new("/"));
     report.disk_free_bytes = Some(FREE_BYTES);
     report.bytes_written = Some(BYTES_WRITTEN);
-    vec![("health".into(), render(&Message::Health(report), 99))]
+    // The same report as an outbox written before the history member holds it.
+    let stored: Message = Message::HealthF2(message::HealthF2 {
+        ts: report.ts,
+        uptime_s: report.uptime_s,
+        clock_plausible: report.clock_plausible,
+        devices: report.devices.clone(),
+        buses: report.buses.clone(),
+        outbox: report.outbox,
+        mqtt: report.mqtt,
+        disk_free_bytes: report.disk_free_bytes,
+        bytes_written: report.bytes_written,
+    });
+    let bytes = message::encode(&stored).unwrap();
+    assert_eq!(
+        bytes.first(),
+        Some(&2),
+        "the variant index format 2 has always used for health"
+    );
+    let back = message::decode(&bytes).unwrap();
+    vec![
+        ("health".into(), render(&Message::Health(report), 99)),
+        (
+            "health_stored_before_history".into(),
+            wire::spindle::payload(&back, 99, STORE).into_bytes(),
+        ),
+    ]
 }
 
 fn options(max_size: u64, max_age: Duration) -> OutboxOptions {
@@ -537,4 +562,139 @@ pub(crate) fn kpi() -> Payloads {
         out.push((name, render(&Message::Kpi(w), seq)));
     }
     out
+}
+
+/// An energy-consumption KPI over the meter and a gas meter, 15-minute
+/// windows from a 00:00 day start: 0 good, 1 partial (the gas meter missed
+/// two of its fifteen minutes of polls: completeness 13/15 < 0.9), 2 and 3
+/// nothing polled (no data; the meters come back in 4).
+pub(crate) fn kpi_consumption() -> Payloads {
+    let text = r#"
+[agent]
+id = "gw-017"
+site = "gedian-acme"
+data_dir = "/tmp/spindle-golden"
+timezone = "Asia/Shanghai"
+day_start = "08:00"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[device]]
+name = "meter"
+tcp = "127.0.0.1:5020"
+unit = 1
+poll = "1s"
+
+[[device.point]]
+name = "energy"
+area = "holding"
+address = 0
+type = "u32"
+scale = 0.01
+unit = "kWh"
+counter = true
+
+[[device]]
+name = "gas"
+tcp = "127.0.0.1:5022"
+unit = 1
+poll = "1s"
+
+[[device.point]]
+name = "volume"
+area = "holding"
+address = 0
+type = "u32"
+scale = 0.1
+unit = "m³"
+counter = true
+
+[[kpi.energy_consumption]]
+name = "plant"
+window = "15m"
+scope = "workshop-2"
+day_start = "00:00"
+energy = [ { point = "meter.energy", carrier = "electricity" },
+           { point = "gas.volume", carrier = "natural_gas" } ]
+"#;
+    let config = spindle_config::parse("golden.toml", text).unwrap();
+    let mut engine = KpiEngine::new(&config);
+    let mut windows: Vec<KpiWindowOut> = Vec::new();
+    for s in 0..(5 * WINDOW / 1000 + 60) {
+        let t = T0 - 60_000 + s * 1000;
+        let w = t.saturating_sub(T0) / WINDOW;
+        if w == 2 || w == 3 {
+            continue;
+        }
+        let energy = unsigned(1_000_000 + s * 37, 0.01);
+        engine.on_poll("meter", t, &[("energy", Ok(&energy))]);
+        let gas_missed = w == 1 && (t - T0) % WINDOW >= 300_000 && (t - T0) % WINDOW < 420_000;
+        if gas_missed {
+            engine.on_poll("gas", t, &[("volume", Err(&ErrorWord::Timeout))]);
+        } else {
+            let volume = unsigned(50_000 + s * 3, 0.1);
+            engine.on_poll("gas", t, &[("volume", Ok(&volume))]);
+        }
+        windows.extend(engine.due(t, true));
+    }
+    windows.extend(engine.due(T0 + 6 * WINDOW, true));
+    let mut out = Payloads::new();
+    let mut seq = 3000;
+    // From the first whole window (the one before it started a minute in).
+    for mut w in windows.into_iter().filter(|w| w.window.start >= T0) {
+        let name = format!("kpi_{}_{}", w.kind().as_str(), w.quality.as_str());
+        seq += 1;
+        if out.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        w.ts = w.window.end + 2000;
+        out.push((name, render(&Message::Kpi(w), seq)));
+    }
+    out
+}
+
+/// A KPI window as an outbox written before energy consumption holds it
+/// (`Message::KpiF2`, postcard), read back and rendered: the payload
+/// captured from 86b2ec8 for `kpi_energy_per_output_good`.
+pub(crate) fn kpi_stored_before_consumption() -> Payloads {
+    let stored: Message = Message::KpiF2(message::KpiWindowF2 {
+        ts: 1_795_738_502_000,
+        name: "line1".to_owned(),
+        window: message::WindowSpan {
+            start: 1_795_737_600_000,
+            end: 1_795_738_500_000,
+        },
+        figures: message::KpiFiguresF2::EnergyPerOutput(message::EnergyPerOutputF2 {
+            value: Some(0.317_253_488_372_093),
+            unit: "kgce/piece".to_owned(),
+            co2_kg_per_unit: Some(1.369_688_372_093_023),
+            output: Some(129.0),
+            kgce: Some(40.9257),
+            kgco2: Some(176.6898),
+            energy: vec![message::CarrierFiguresF2 {
+                carrier: "electricity".to_owned(),
+                consumption: Some(333.0),
+                unit: "kWh".to_owned(),
+                kgce: Some(40.9257),
+                kgco2: Some(176.6898),
+                kgce_per_unit: Some(0.1229),
+                kgco2_per_unit: Some(0.5306),
+            }],
+        }),
+        quality: message::Quality::Good,
+        flags: Vec::new(),
+    });
+    let bytes = message::encode(&stored).unwrap();
+    assert_eq!(
+        bytes.first(),
+        Some(&3),
+        "the variant index format 2 has always used for KPI windows"
+    );
+    let back = message::decode(&bytes).unwrap();
+    let payload = wire::spindle::payload(&back, 2003, STORE).into_bytes();
+    vec![(
+        "kpi_energy_per_output_good_stored_before_consumption".to_owned(),
+        payload,
+    )]
 }

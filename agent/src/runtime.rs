@@ -53,6 +53,20 @@ pub enum StartError {
     Outbox(#[from] crate::outbox::OutboxError),
     #[error(transparent)]
     Connection(#[from] crate::publish::connection::ConnectionSetupError),
+    /// The configuration has DL/T 645 devices, which `run` does not poll yet
+    /// (`read` and `scan` do).
+    #[error("device \"{device}\" speaks DL/T 645, which spindle run does not poll yet")]
+    Dlt645NotPolled { device: String },
+}
+
+/// Refuses a configuration with devices `run` cannot poll.
+fn refuse_unpolled(config: &Config) -> Result<(), StartError> {
+    match config.dlt645.keys().next() {
+        Some(device) => Err(StartError::Dlt645NotPolled {
+            device: device.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_data_dir(dir: &Path) -> Result<(), StartError> {
@@ -113,6 +127,7 @@ pub async fn run_until(
     counters: Arc<Counters>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
+    refuse_unpolled(&config)?;
     let started = Instant::now();
     let (outbox, kpi_state) = open_outbox(&config)?;
     let store_id = outbox.store_id().to_owned();

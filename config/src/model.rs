@@ -23,6 +23,9 @@ pub struct Config {
     pub buffer: Buffer,
     pub serial: Vec<SerialBus>,
     pub devices: Vec<Device>,
+    /// The devices with `protocol = "dlt645"`, by device name; every other
+    /// device speaks Modbus.
+    pub dlt645: BTreeMap<String, Dlt645Device>,
     pub equipment: Vec<Equipment>,
     pub kpis: Kpis,
     /// Every carrier known to this configuration: the built-in table with the
@@ -314,6 +317,28 @@ pub struct Device {
     /// Profile points (replaced where the file names the same point) then the
     /// file's own points, in that order; names unique.
     pub points: Vec<Point>,
+}
+
+/// What a `protocol = "dlt645"` device adds to its [`Device`]: the meter's
+/// address and each point's data identifier. Such a device is on a serial
+/// bus; its [`Point`]s are `f64` values (the standard's scaling, then the
+/// point's `scale` and `offset`), and their Modbus fields (`area`,
+/// `address`, `order`, …) and the device's `unit`, `max_registers` and
+/// `max_gap` are placeholders nobody reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dlt645Device {
+    /// The 12 decimal digits printed on the meter, highest first.
+    pub meter: String,
+    /// Data identifier (`DI3 DI2 DI1 DI0` as a number) by point name; one per
+    /// point of the device.
+    pub di: BTreeMap<String, u32>,
+}
+
+impl Config {
+    /// The DL/T 645 side of device `name`, when it speaks DL/T 645.
+    pub fn dlt645_device(&self, name: &str) -> Option<&Dlt645Device> {
+        self.dlt645.get(name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

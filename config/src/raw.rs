@@ -103,7 +103,11 @@ pub(crate) struct RawDevice {
     pub(crate) name: Option<S<String>>,
     pub(crate) serial: Option<S<String>>,
     pub(crate) tcp: Option<S<String>>,
+    /// `"modbus"` (the default) or `"dlt645"`.
+    pub(crate) protocol: Option<S<String>>,
     pub(crate) unit: Option<S<i64>>,
+    /// DL/T 645: the 12 digits printed on the meter.
+    pub(crate) meter: Option<S<String>>,
     pub(crate) profile: Option<S<String>>,
     #[serde(default)]
     pub(crate) profile_options: BTreeMap<S<String>, S<toml::Value>>,
@@ -125,6 +129,8 @@ pub(crate) struct RawDevice {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPoint {
     pub(crate) name: Option<S<String>>,
+    /// DL/T 645: the data identifier, 8 hex digits.
+    pub(crate) di: Option<S<String>>,
     pub(crate) area: Option<S<String>>,
     pub(crate) address: Option<S<i64>>,
     #[serde(rename = "type")]

@@ -19,14 +19,15 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
     Agent, Area, Baseline, Basis, Buffer, Carrier, CncCoverageKpi, Config,
     DEFAULT_MIN_COMPLETENESS, DayStart, Device, DeviceLink, DeviceNameTemplate, Dialect,
-    EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Kpis, Mqtt, MqttUrl,
-    Parity, PasswordSource, Point, PointRef, ProfileOption, QuotaLimit, Replay, Report, SerialBus,
-    Signal, ValueType, WindowLength, WordOrder,
+    Dlt645Device, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Kpis,
+    Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption, QuotaLimit, Replay,
+    Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
@@ -64,6 +65,16 @@ const ORDERS: [(&str, WordOrder); 4] = [
     ("BADC", WordOrder::Badc),
     ("DCBA", WordOrder::Dcba),
 ];
+
+/// The protocol a device speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Modbus,
+    Dlt645,
+}
+
+const PROTOCOLS: [(&str, Protocol); 2] =
+    [("modbus", Protocol::Modbus), ("dlt645", Protocol::Dlt645)];
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -333,7 +344,7 @@ impl<'a> Validator<'a> {
         let buffer = self.buffer(raw.buffer.as_ref());
         let serial = self.serial_buses(&raw.serial);
         let carriers = self.carriers(&raw.carriers);
-        let (devices, symbols, sim) = self.devices(&raw.device, &serial);
+        let (devices, dlt645, symbols, sim) = self.devices(&raw.device, &serial);
         if let Some(raw_mqtt) = &raw.mqtt {
             self.packet_limit(raw_mqtt, &mqtt, &agent, &devices, &raw.device);
         }
@@ -350,6 +361,7 @@ impl<'a> Validator<'a> {
             buffer,
             serial,
             devices,
+            dlt645,
             equipment,
             kpis,
             carriers,
@@ -961,16 +973,40 @@ impl<'a> Validator<'a> {
         buses: &[SerialBus],
     ) -> (
         Vec<Device>,
+        BTreeMap<String, Dlt645Device>,
         BTreeMap<String, DeviceSymbols>,
         BTreeMap<String, toml::Table>,
     ) {
         let mut names = BTreeMap::new();
         let mut addresses: BTreeMap<(bool, String, u8), (String, Span)> = BTreeMap::new();
+        let mut meters: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
+        let mut dlt645 = BTreeMap::new();
         let mut devices = Vec::new();
         let mut symbols = BTreeMap::new();
         let mut sims = BTreeMap::new();
         for raw_device in raw {
-            let (device, device_symbols, unit_span) = self.device(raw_device, buses, &mut names);
+            let (device, device_symbols, unit_span, meter) =
+                self.device(raw_device, buses, &mut names);
+            if let Some((meter, meter_span)) = meter
+                && !device.name.is_empty()
+            {
+                if let (Some(meter_span), DeviceLink::Serial(bus)) = (meter_span, &device.link) {
+                    let key = (bus.clone(), meter.meter.clone());
+                    if let Some((other, first)) = meters.get(&key) {
+                        let line = self.line_of(first);
+                        self.error(
+                            &meter_span,
+                            format!(
+                                "meter {} on serial bus \"{bus}\" is already used by device \"{other}\" (line {line})",
+                                meter.meter
+                            ),
+                        );
+                    } else {
+                        meters.insert(key, (device.name.clone(), meter_span));
+                    }
+                }
+                dlt645.entry(device.name.clone()).or_insert(meter);
+            }
             if let Some(unit_span) = unit_span
                 && !device.name.is_empty()
             {
@@ -1010,17 +1046,25 @@ impl<'a> Validator<'a> {
             symbols.entry(device.name.clone()).or_insert(device_symbols);
             devices.push(device);
         }
-        (devices, symbols, sims)
+        (devices, dlt645, symbols, sims)
     }
 
-    /// One device; returns it (placeholders where broken), its symbols, and
-    /// the span of its unit when its link and unit are valid (for conflicts).
+    /// One device; returns it (placeholders where broken), its symbols, the
+    /// span of its unit when its link and unit are valid (for conflicts), and
+    /// for a DL/T 645 device its meter side with the span of its valid meter
+    /// address.
+    #[allow(clippy::too_many_lines, clippy::type_complexity)]
     fn device(
         &mut self,
         raw: &S<RawDevice>,
         buses: &[SerialBus],
         names: &mut BTreeMap<String, Span>,
-    ) -> (Device, DeviceSymbols, Option<Span>) {
+    ) -> (
+        Device,
+        DeviceSymbols,
+        Option<Span>,
+        Option<(Dlt645Device, Option<Span>)>,
+    ) {
         let table = raw.span();
         let raw = raw.get_ref();
         let mut device = Device {
@@ -1044,14 +1088,83 @@ impl<'a> Validator<'a> {
             self.unique(names, name, "device", "");
             device.name.clone_from(name.get_ref());
         }
+        let protocol = match &raw.protocol {
+            Some(protocol) => {
+                self.keyword(protocol, "protocol", &PROTOCOLS)
+                    .unwrap_or(if raw.meter.is_some() {
+                        Protocol::Dlt645
+                    } else {
+                        Protocol::Modbus
+                    })
+            }
+            None => Protocol::Modbus,
+        };
+        let dlt = protocol == Protocol::Dlt645;
         let (link_ok, (unit_min, unit_max, unit_context)) =
             self.link(raw, &table, buses, &mut device);
         let mut unit_span = None;
-        if let Some(unit) = self.require(raw.unit.as_ref(), &table, "unit", "[[device]]")
-            && let Some(id) = self.integer::<u8>(unit, "unit", unit_min, unit_max, unit_context)
-        {
-            device.unit = id;
-            unit_span = link_ok.then(|| unit.span());
+        let mut meter = None;
+        if dlt {
+            if let (None, Some(tcp)) = (&raw.serial, &raw.tcp) {
+                self.error(
+                    &tcp.span(),
+                    "a DL/T 645 device must be on a serial bus: give serial = BUS, not tcp",
+                );
+            }
+            for (key, span) in [
+                ("unit", raw.unit.as_ref().map(Spanned::span)),
+                (
+                    "max_registers",
+                    raw.max_registers.as_ref().map(Spanned::span),
+                ),
+                ("max_gap", raw.max_gap.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    self.error(
+                        &span,
+                        format!("{key} is a Modbus key; a DL/T 645 device (protocol = \"dlt645\") is addressed by meter = \"000012345678\""),
+                    );
+                }
+            }
+            if let Some(profile) = &raw.profile {
+                self.error(
+                    &profile.span(),
+                    "no built-in profile is for a DL/T 645 device yet; give its points by di",
+                );
+            }
+            let mut dlt645 = Dlt645Device {
+                meter: String::new(),
+                di: BTreeMap::new(),
+            };
+            let mut meter_span = None;
+            if let Some(printed) =
+                self.require(raw.meter.as_ref(), &table, "meter", "a DL/T 645 [[device]]")
+            {
+                let text = printed.get_ref();
+                if text.len() == 12 && text.bytes().all(|byte| byte.is_ascii_digit()) {
+                    dlt645.meter.clone_from(text);
+                    meter_span = link_ok.then(|| printed.span());
+                } else {
+                    self.error(
+                        &printed.span(),
+                        format!("meter must be the 12 digits printed on the meter (like \"000012345678\"), got \"{text}\""),
+                    );
+                }
+            }
+            meter = Some((dlt645, meter_span));
+        } else {
+            if let Some(printed) = &raw.meter {
+                self.error(
+                    &printed.span(),
+                    "meter is for DL/T 645 devices (protocol = \"dlt645\"); a Modbus device has unit",
+                );
+            }
+            if let Some(unit) = self.require(raw.unit.as_ref(), &table, "unit", "[[device]]")
+                && let Some(id) = self.integer::<u8>(unit, "unit", unit_min, unit_max, unit_context)
+            {
+                device.unit = id;
+                unit_span = link_ok.then(|| unit.span());
+            }
         }
         device.poll = self.duration(raw.poll.as_ref(), "poll", device.poll, false);
         device.timeout = self.duration(raw.timeout.as_ref(), "timeout", device.timeout, false);
@@ -1069,6 +1182,7 @@ impl<'a> Validator<'a> {
             device.retries = retries;
         }
         if let Some(gap) = &raw.max_gap
+            && !dlt
             && let Some(gap) = self.integer(gap, "max_gap", 0, 125, "")
         {
             device.max_gap = gap;
@@ -1083,9 +1197,14 @@ impl<'a> Validator<'a> {
             device.report = report;
         }
 
-        let (profile_points, profile_max_registers) = self.profile(raw, &mut device);
+        let (profile_points, profile_max_registers) = if dlt {
+            (Vec::new(), None)
+        } else {
+            self.profile(raw, &mut device)
+        };
         let mut max_registers_span = None;
         match &raw.max_registers {
+            Some(_) if dlt => {}
             Some(max) => {
                 if let Some(max_registers) = self.integer::<u16>(max, "max_registers", 1, 125, "")
                     && let Some(max_registers) = NonZeroU16::new(max_registers)
@@ -1101,13 +1220,18 @@ impl<'a> Validator<'a> {
             }
         }
 
+        let mut di = BTreeMap::new();
         let symbols = self.merge_points(
             raw,
             &mut device,
             profile_points,
             max_registers_span.unwrap_or(table),
+            dlt.then_some(&mut di),
         );
-        (device, symbols, unit_span)
+        if let Some((dlt645, _)) = &mut meter {
+            dlt645.di = di;
+        }
+        (device, symbols, unit_span, meter)
     }
 
     /// The device's link; whether it is valid, and the unit id range it allows.
@@ -1257,6 +1381,7 @@ impl<'a> Validator<'a> {
         device: &mut Device,
         profile_points: Vec<Point>,
         max_registers_span: Span,
+        mut di: Option<&mut BTreeMap<String, u32>>,
     ) -> DeviceSymbols {
         let mut symbols = DeviceSymbols::default();
         let mut points: Vec<(Point, bool)> = profile_points
@@ -1265,7 +1390,10 @@ impl<'a> Validator<'a> {
             .collect();
         let mut from_file: BTreeMap<String, Span> = BTreeMap::new();
         for raw_point in &raw.point {
-            let (point, ok) = self.point(raw_point);
+            let (point, point_di, ok) = self.point(raw_point, di.is_some());
+            if let (Some(di), Some(point_di)) = (di.as_deref_mut(), point_di) {
+                di.insert(point.name.clone(), point_di);
+            }
             if let Some(name) = &raw_point.get_ref().name {
                 if !self.unique(
                     &mut from_file,
@@ -1309,9 +1437,9 @@ impl<'a> Validator<'a> {
         symbols
     }
 
-    /// One `[[device.point]]`; the bool says whether it is valid.
-    #[allow(clippy::too_many_lines)]
-    fn point(&mut self, raw: &S<RawPoint>) -> (Point, bool) {
+    /// One `[[device.point]]` of a Modbus device, or of a DL/T 645 device when
+    /// `dlt`; its data identifier (DL/T 645) and whether it is valid.
+    fn point(&mut self, raw: &S<RawPoint>, dlt: bool) -> (Point, Option<u32>, bool) {
         let before = self.errors.len();
         let table = raw.span();
         let raw = raw.get_ref();
@@ -1335,6 +1463,73 @@ impl<'a> Validator<'a> {
             self.name(name, "point name", Charset::Identifier);
             point.name.clone_from(name.get_ref());
         }
+        let mut di = None;
+        let value_type = if dlt {
+            point.value_type = ValueType::F64;
+            di = self.dlt645_point(raw, &table);
+            None
+        } else {
+            if let Some(di) = &raw.di {
+                self.error(
+                    &di.span(),
+                    "di is for DL/T 645 points (protocol = \"dlt645\" on the device); a Modbus point has area and address",
+                );
+            }
+            self.modbus_layout(raw, &table, &mut point)
+        };
+        self.point_reporting(raw, &mut point, value_type.as_ref());
+        (point, di, self.errors.len() == before)
+    }
+
+    /// A DL/T 645 point's data identifier; refuses the Modbus layout keys.
+    fn dlt645_point(&mut self, raw: &RawPoint, table: &Span) -> Option<u32> {
+        for (key, span) in [
+            ("area", raw.area.as_ref().map(Spanned::span)),
+            ("address", raw.address.as_ref().map(Spanned::span)),
+            ("type", raw.value_type.as_ref().map(Spanned::span)),
+            ("order", raw.order.as_ref().map(Spanned::span)),
+            ("bit", raw.bit.as_ref().map(Spanned::span)),
+            ("length", raw.length.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                self.error(
+                    &span,
+                    format!("{key} is a Modbus key; a DL/T 645 point is read by di = \"02010100\""),
+                );
+            }
+        }
+        if let Some(rollover) = &raw.rollover {
+            self.error(
+                &rollover.span(),
+                "rollover is not supported on a DL/T 645 point yet",
+            );
+        }
+        let text = self.require(raw.di.as_ref(), table, "di", "a DL/T 645 [[device.point]]")?;
+        let digits = text.get_ref();
+        if digits.len() == 8
+            && let Ok(di) = u32::from_str_radix(digits, 16)
+            && digits.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
+            Some(di)
+        } else {
+            self.error(
+                &text.span(),
+                format!("di must be 8 hex digits, DI3 first (like \"00010000\"), got \"{digits}\""),
+            );
+            None
+        }
+    }
+
+    /// A Modbus point's area, address, type, order, bit and length; its type
+    /// with the span, when valid.
+    #[allow(clippy::too_many_lines)]
+    fn modbus_layout(
+        &mut self,
+        raw: &RawPoint,
+        table: &Span,
+        point: &mut Point,
+    ) -> Option<(ValueType, Span)> {
+        let table = table.clone();
         let area = self
             .require(raw.area.as_ref(), &table, "area", "[[device.point]]")
             .and_then(|area| self.keyword(area, "area", &AREAS));
@@ -1440,7 +1635,16 @@ impl<'a> Validator<'a> {
             }
         }
 
-        // Scaling and reporting.
+        value_type
+    }
+
+    /// Scale, offset, deadband, unit, counter and rollover, for either protocol.
+    fn point_reporting(
+        &mut self,
+        raw: &RawPoint,
+        point: &mut Point,
+        value_type: Option<&(ValueType, Span)>,
+    ) {
         if let Some(scale) = &raw.scale
             && let Some(scale) = self.finite(scale, "scale")
         {
@@ -1503,7 +1707,6 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        (point, self.errors.len() == before)
     }
 
     // ----- equipment ---------------------------------------------------------

@@ -54,7 +54,7 @@ fn a_toml_syntax_error_is_reported_with_its_position() {
 fn an_unknown_key_is_rejected() {
     assert_eq!(
         the_error(&with("poll = \"1s\"", "pol = \"1s\"")),
-        "plant.toml:30:1: unknown field `pol`, expected one of `name`, `serial`, `tcp`, `unit`, `profile`, `profile_options`, `poll`, `timeout`, `retries`, `max_registers`, `max_gap`, `report`, `heartbeat`, `offline_probe_max`, `point`, `sim`"
+        "plant.toml:30:1: unknown field `pol`, expected one of `name`, `serial`, `tcp`, `protocol`, `unit`, `meter`, `profile`, `profile_options`, `poll`, `timeout`, `retries`, `max_registers`, `max_gap`, `report`, `heartbeat`, `offline_probe_max`, `point`, `sim`"
     );
 }
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use spindle_config::model::Device;
 use spindle_protocols::backoff::Backoff;
-use spindle_protocols::modbus::poll::{DevicePoller, PollOutcome};
+use spindle_protocols::dlt645::poll::{MeterPoller, PointError as MeterError};
+use spindle_protocols::modbus::poll::DevicePoller;
 use spindle_protocols::modbus::transport::{AnyLink, reconnect_backoff};
 use spindle_protocols::modbus::{Decoded, PointError, PointValue, RawValue, ReadError, plan_reads};
 use tokio::sync::{mpsc, watch};
@@ -54,11 +55,26 @@ pub struct PollReport {
     pub availability: Option<bool>,
 }
 
+/// How a device is read: Modbus requests, or DL/T 645 reads of a meter.
+#[derive(Debug)]
+enum Poller {
+    Modbus(DevicePoller),
+    Dlt645(MeterPoller),
+}
+
+/// One poll's results, whatever the protocol.
+struct Polled {
+    /// Wall-clock time the poll began (telemetry `ts`).
+    started: std::time::SystemTime,
+    /// One per point, in the device's point order.
+    points: Vec<Result<Decoded, ErrorWord>>,
+}
+
 /// One device as its link task sees it.
 #[derive(Debug)]
 pub struct ScheduledDevice {
     device: Device,
-    poller: DevicePoller,
+    poller: Poller,
     encoder: TelemetryEncoder,
     availability: Availability,
     stats: Arc<DeviceStats>,
@@ -71,7 +87,7 @@ impl ScheduledDevice {
     pub fn new(device: Device, stats: Arc<DeviceStats>, start: Instant) -> Self {
         let probe_backoff = probe_backoff(&device);
         ScheduledDevice {
-            poller: DevicePoller::new(&device),
+            poller: Poller::Modbus(DevicePoller::new(&device)),
             encoder: TelemetryEncoder::new(&device),
             availability: Availability::default(),
             stats,
@@ -82,12 +98,29 @@ impl ScheduledDevice {
         }
     }
 
+    /// Read this device as the DL/T 645 meter `meter` polls (one
+    /// identifier per point, in the device's point order) instead of
+    /// through Modbus.
+    #[must_use]
+    pub fn with_meter(mut self, meter: MeterPoller) -> Self {
+        self.poller = Poller::Dlt645(meter);
+        self
+    }
+
     pub fn timeout(&self) -> Duration {
         self.device.timeout
     }
 
-    /// This device's reads, for the bus-load estimate.
+    /// This device's reads, for the bus-load estimate (none is estimated
+    /// for a DL/T 645 meter yet).
     pub fn load(&self) -> DeviceLoad {
+        if matches!(self.poller, Poller::Dlt645(_)) {
+            return DeviceLoad {
+                name: self.device.name.clone(),
+                poll: self.device.poll,
+                requests: Vec::new(),
+            };
+        }
         let plan = plan_reads(
             &self.device.points,
             self.device.max_registers.get(),
@@ -188,7 +221,7 @@ pub async fn run_link(
         link.set_timeout(dev.device.timeout);
         let started = Instant::now();
         let outcome = tokio::select! {
-            outcome = dev.poller.poll(&mut link) => outcome,
+            outcome = poll_device(&mut dev.poller, &dev.device, &mut link) => outcome,
             _ = shutdown.changed() => return,
         };
         let elapsed = started.elapsed();
@@ -221,6 +254,58 @@ pub async fn run_link(
     }
 }
 
+/// One poll of `device` on `link`, by its protocol.
+async fn poll_device(poller: &mut Poller, device: &Device, link: &mut AnyLink) -> Polled {
+    match (poller, link) {
+        (Poller::Modbus(poller), link) => {
+            let outcome = poller.poll(link).await;
+            Polled {
+                started: outcome.started,
+                points: outcome
+                    .points
+                    .into_iter()
+                    .map(|r| r.map_err(|e| error_word(&e)))
+                    .collect(),
+            }
+        }
+        (Poller::Dlt645(meter), AnyLink::Rtu(rtu)) => {
+            let started = std::time::SystemTime::now();
+            let results = rtu.poll_dlt645(meter).await;
+            let points = device
+                .points
+                .iter()
+                .zip(results)
+                .map(|(point, result)| {
+                    let raw = result.map_err(|e| meter_error_word(&e))?;
+                    Ok(Decoded {
+                        raw: RawValue::Float(raw),
+                        value: PointValue::Number(raw * point.scale + point.offset),
+                    })
+                })
+                .collect();
+            Polled { started, points }
+        }
+        // Configuration puts DL/T 645 meters on serial buses only.
+        (Poller::Dlt645(_), AnyLink::Tcp(_)) => Polled {
+            started: std::time::SystemTime::now(),
+            points: vec![Err(ErrorWord::Disconnected); device.points.len()],
+        },
+    }
+}
+
+/// The SPEC §5 error word of a DL/T 645 point error.
+pub fn meter_error_word(e: &MeterError) -> ErrorWord {
+    let word = e.word();
+    match word.as_str() {
+        "timeout" => ErrorWord::Timeout,
+        "disconnected" => ErrorWord::Disconnected,
+        _ => match word.strip_prefix("abnormal:") {
+            Some(reason) => ErrorWord::Abnormal(reason.to_owned()),
+            None => ErrorWord::Decode,
+        },
+    }
+}
+
 /// The tick to poll at after the one at `tick`, for a poll that ended at
 /// `now`, and how many ticks are skipped: the latest tick not after `now`
 /// (served late, at once) when the following one has passed too, else the
@@ -242,7 +327,7 @@ struct Produced {
 }
 
 /// Counts, encodes and schedules after one poll.
-fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Duration) -> Produced {
+fn handle_outcome(dev: &mut ScheduledDevice, outcome: &Polled, elapsed: Duration) -> Produced {
     let stats = &dev.stats;
     stats.polls.inc();
     stats.record_latency(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
@@ -257,14 +342,13 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
                 got_value = true;
                 Ok(value(&decoded.value))
             }
-            Err(e) => {
-                let word = error_word(e);
-                stats.count_error(&word);
-                if word == ErrorWord::Disconnected {
+            Err(word) => {
+                stats.count_error(word);
+                if *word == ErrorWord::Disconnected {
                     link_lost = true;
                 }
                 last_error = Some(word.clone());
-                Err(word)
+                Err(word.clone())
             }
         })
         .collect();
@@ -300,10 +384,14 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &PollOutcome, elapsed: Dur
     // single try: it costs its link one timeout per probe.
     if dev.availability.state() == Some(Reachability::Offline) {
         dev.probe_at = Some(Instant::now() + dev.probe_backoff.next_delay());
-        dev.poller.set_retries(0);
+        if let Poller::Modbus(poller) = &mut dev.poller {
+            poller.set_retries(0);
+        }
     } else if dev.probe_at.take().is_some() {
         dev.probe_backoff.reset();
-        dev.poller.set_retries(dev.device.retries);
+        if let Poller::Modbus(poller) = &mut dev.poller {
+            poller.set_retries(dev.device.retries);
+        }
     }
     Produced { out, availability }
 }
@@ -332,8 +420,8 @@ pub fn value(v: &PointValue) -> Value {
 }
 
 /// A point's outcome as the KPI engine takes it.
-fn sample(r: &Result<Decoded, PointError>) -> Result<Sample, ErrorWord> {
-    let decoded = r.as_ref().map_err(error_word)?;
+fn sample(r: &Result<Decoded, ErrorWord>) -> Result<Sample, ErrorWord> {
+    let decoded = r.as_ref().map_err(Clone::clone)?;
     Ok(Sample {
         raw: match &decoded.raw {
             RawValue::Bool(b) => Raw::Bool(*b),
@@ -434,6 +522,30 @@ mod tests {
         );
         let tiny = scheduled("offline_probe_max = \"100ms\"");
         assert_eq!(longest(&link_backoff(&[tiny])), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn dlt645_errors_become_the_same_words_as_modbus_ones_plus_abnormal() {
+        use spindle_protocols::dlt645::{ErrorByte, ReadError as MeterRead};
+        let read = |e: MeterRead| meter_error_word(&MeterError::Read(e));
+        assert_eq!(
+            read(MeterRead::Abnormal(ErrorByte::NO_DATA)),
+            ErrorWord::Abnormal("no_data".into())
+        );
+        assert_eq!(read(MeterRead::TooManyFrames), ErrorWord::Decode);
+        assert_eq!(read(MeterRead::Unexpected), ErrorWord::Decode);
+    }
+
+    #[test]
+    fn a_dlt645_device_is_not_counted_as_modbus_requests_in_the_bus_load() {
+        use spindle_protocols::dlt645::{Address, Di};
+        let meter = MeterPoller::new(
+            Address::parse("000012345678").unwrap(),
+            vec![Di(0x0001_0000)],
+        );
+        let scheduled =
+            ScheduledDevice::new(device(""), Arc::default(), Instant::now()).with_meter(meter);
+        assert!(scheduled.load().requests.is_empty());
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spindle_config::model::{Config, DeviceLink};
+use spindle_config::model::{Config, Device, DeviceLink, Dlt645Device};
+use spindle_protocols::dlt645::poll::MeterPoller;
+use spindle_protocols::dlt645::{Address, Di};
 use spindle_protocols::modbus::transport::{AnyLink, RtuLink, TcpLink};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -53,20 +55,30 @@ pub enum StartError {
     Outbox(#[from] crate::outbox::OutboxError),
     #[error(transparent)]
     Connection(#[from] crate::publish::connection::ConnectionSetupError),
-    /// The configuration has DL/T 645 devices, which `run` does not poll yet
-    /// (`read` and `scan` do).
-    #[error("device \"{device}\" speaks DL/T 645, which spindle run does not poll yet")]
-    Dlt645NotPolled { device: String },
+    /// A DL/T 645 device whose meter address or identifiers do not make a
+    /// poller (validation rules this out).
+    #[error("DL/T 645 device \"{device}\": {detail}")]
+    Dlt645Meter { device: String, detail: String },
 }
 
-/// Refuses a configuration with devices `run` cannot poll.
-fn refuse_unpolled(config: &Config) -> Result<(), StartError> {
-    match config.dlt645.keys().next() {
-        Some(device) => Err(StartError::Dlt645NotPolled {
-            device: device.clone(),
-        }),
-        None => Ok(()),
-    }
+/// The poller of a DL/T 645 device: its meter, one identifier per point.
+fn meter_poller(device: &Device, meter: &Dlt645Device) -> Result<MeterPoller, StartError> {
+    let error = |detail: String| StartError::Dlt645Meter {
+        device: device.name.clone(),
+        detail,
+    };
+    let address = Address::parse(&meter.meter).map_err(|e| error(e.to_string()))?;
+    let dis =
+        device
+            .points
+            .iter()
+            .map(|point| {
+                meter.di.get(&point.name).map(|&di| Di(di)).ok_or_else(|| {
+                    error(format!("point \"{}\" has no data identifier", point.name))
+                })
+            })
+            .collect::<Result<Vec<Di>, StartError>>()?;
+    Ok(MeterPoller::new(address, dis))
 }
 
 fn check_data_dir(dir: &Path) -> Result<(), StartError> {
@@ -127,7 +139,6 @@ pub async fn run_until(
     counters: Arc<Counters>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    refuse_unpolled(&config)?;
     let started = Instant::now();
     let (outbox, kpi_state) = open_outbox(&config)?;
     let store_id = outbox.store_id().to_owned();
@@ -180,7 +191,7 @@ pub async fn run_until(
     };
     let mut tasks = Vec::new();
     let report_tx = spawn_kpis(&config, &counters, kpi_state, &out_tx, &stop_rx, &mut tasks);
-    for (link, devices, bus_stats) in build_links(&config, &mut sources) {
+    for (link, devices, bus_stats) in build_links(&config, &mut sources)? {
         tasks.push(tokio::spawn(run_link(
             link,
             devices,
@@ -267,14 +278,17 @@ fn spawn_kpis(
 type LinkTask = (AnyLink, Vec<ScheduledDevice>, Option<Arc<BusStats>>);
 
 /// One link per serial bus and per TCP endpoint, with its devices.
-fn build_links(config: &Config, sources: &mut HealthSources) -> Vec<LinkTask> {
+fn build_links(config: &Config, sources: &mut HealthSources) -> Result<Vec<LinkTask>, StartError> {
     let start = Instant::now();
     let mut tcp: BTreeMap<String, Vec<ScheduledDevice>> = BTreeMap::new();
     let mut serial: BTreeMap<String, Vec<ScheduledDevice>> = BTreeMap::new();
     for device in &config.devices {
         let stats = Arc::new(DeviceStats::default());
         sources.devices.insert(device.name.clone(), stats.clone());
-        let scheduled = ScheduledDevice::new(device.clone(), stats, start);
+        let mut scheduled = ScheduledDevice::new(device.clone(), stats, start);
+        if let Some(meter) = config.dlt645_device(&device.name) {
+            scheduled = scheduled.with_meter(meter_poller(device, meter)?);
+        }
         match &device.link {
             DeviceLink::Tcp(endpoint) => tcp
                 .entry(endpoint.to_ascii_lowercase())
@@ -312,7 +326,7 @@ fn build_links(config: &Config, sources: &mut HealthSources) -> Vec<LinkTask> {
             Some(stats),
         ));
     }
-    links
+    Ok(links)
 }
 
 async fn health_loop(

@@ -121,6 +121,11 @@ impl MeterPoller {
         }
     }
 
+    /// The identifiers polled, one per point.
+    pub fn points(&self) -> &[Di] {
+        &self.points
+    }
+
     pub fn reads(&self) -> &[MeterRead] {
         &self.reads
     }

@@ -599,6 +599,31 @@ impl RtuLink {
         result
     }
 
+    /// One poll of a DL/T 645 meter on this bus through its `poller`: a
+    /// result per point, in the poller's point order.
+    pub async fn poll_dlt645(
+        &mut self,
+        poller: &mut dlt645::poll::MeterPoller,
+    ) -> Vec<Result<f64, dlt645::poll::PointError>> {
+        if let Err(error) = self.open() {
+            let error = dlt645::poll::PointError::Read(dlt645::ReadError::Open(error));
+            return vec![Err(error); poller.points().len()];
+        }
+        let results = poller.poll(&mut *self.line, self.timeout).await;
+        if results.iter().any(|result| {
+            matches!(
+                result,
+                Err(dlt645::poll::PointError::Read(dlt645::ReadError::Link(
+                    ExchangeError::Closed | ExchangeError::Io(_)
+                )))
+            )
+        }) {
+            // EIO, a vanished adapter, a closed peer: reopen.
+            self.close();
+        }
+        results
+    }
+
     /// Find the DL/T 645 meters on this bus by address abbreviation
     /// ([`dlt645::scan`]); `progress` sees each address probed and the count
     /// found so far.

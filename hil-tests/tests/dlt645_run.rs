@@ -1,0 +1,197 @@
+//! DL/T 645-2007 meters polled by the real `spindle run`: a DL/T 645 meter
+//! and a Modbus unit on one pseudo-terminal bus (no line timing), a
+//! mosquitto the test starts, and the telemetry of both devices checked
+//! value by value.
+#![cfg(unix)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::float_cmp
+)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serialport::SerialPort as _;
+use spindle_hil_tests::agent::AgentProcess;
+use spindle_hil_tests::broker::Broker;
+use spindle_hil_tests::one_at_a_time;
+use spindle_hil_tests::subscriber::{Message, Subscriber};
+use spindle_protocols::dlt645::{Address, Di};
+use spindle_protocols::sim::dlt645::{SimBus, SimMeter};
+
+const PREFIX: &str = "spindle/hil/gw-1/";
+
+/// A Modbus unit and DL/T 645 meters on one pseudo-terminal, the way they
+/// share an RS-485 pair: unit 1 answers any one-register read of its
+/// holding registers with 2298; the DL/T 645 bus answers as simulated.
+async fn serve_mixed(master: serialport::TTYPort, bus: Arc<Mutex<SimBus>>) {
+    use spindle_protocols::dlt645::frame::{Scanned, parse_frame};
+    use spindle_protocols::modbus::rtu::crc16;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut port = tokio_serial::SerialStream::try_from(master).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0_u8; 256];
+    while let Ok(got) = port.read(&mut chunk).await {
+        if got == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..got]);
+        loop {
+            if buf.first().is_some_and(|b| *b == 0xFE || *b == 0x68) {
+                match parse_frame(&buf) {
+                    Ok(Scanned::Complete { frame, len }) => {
+                        buf.drain(..len);
+                        let answer = bus.lock().unwrap().answer(&frame);
+                        if let Some((delay, bytes)) = answer {
+                            tokio::time::sleep(delay).await;
+                            if port.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(Scanned::Incomplete) => break,
+                    Err(_) => {
+                        buf.remove(0);
+                    }
+                }
+            } else if buf.len() >= 8 {
+                let request: Vec<u8> = buf.drain(..8).collect();
+                if request[0] == 1
+                    && request[1] == 3
+                    && crc16(&request[..6]) == u16::from_le_bytes([request[6], request[7]])
+                {
+                    let mut answer = vec![1, 3, 2, 0x08, 0xFA];
+                    answer.extend(crc16(&answer).to_le_bytes());
+                    if port.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+fn latest<'a>(messages: &'a [Message], topic: &str) -> Option<&'a Message> {
+    let topic = format!("{PREFIX}{topic}");
+    messages.iter().rev().find(|m| m.topic == topic)
+}
+
+#[test]
+fn spindle_run_polls_a_dlt645_meter_and_a_modbus_unit_on_one_bus_without_cross_talk() {
+    let _serial = one_at_a_time();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (master, slave) = serialport::TTYPort::pair().unwrap();
+    let path = slave.name().unwrap();
+    let mut meter = SimMeter::new(Address::parse("000012345678").unwrap());
+    meter.set(Di(0x0001_0000), 1206.42);
+    meter.set(Di(0x0201_0100), 229.8);
+    let bus = SimBus::new(vec![meter]);
+    rt.spawn(async move {
+        // Inside the runtime: the port registers with its reactor.
+        serve_mixed(master, bus).await;
+    });
+
+    let broker = Broker::start(false).unwrap();
+    let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();
+    let config = format!(
+        r#"
+[agent]
+id = "gw-1"
+site = "hil"
+data_dir = "{{data_dir}}"
+timezone = "UTC"
+
+[mqtt]
+url = "{url}"
+
+[buffer]
+flush_interval = "10ms"
+
+[[serial]]
+name = "bus1"
+port = "{path}"
+baud = 9600
+parity = "even"
+
+[[device]]
+name = "mains"
+serial = "bus1"
+protocol = "dlt645"
+meter = "000012345678"
+poll = "200ms"
+timeout = "300ms"
+
+[[device.point]]
+name = "energy"
+di = "00010000"
+unit = "kWh"
+counter = true
+
+[[device.point]]
+name = "voltage"
+di = "02010100"
+scale = 2.0
+
+[[device]]
+name = "plc"
+serial = "bus1"
+unit = 1
+poll = "200ms"
+timeout = "300ms"
+
+[[device.point]]
+name = "voltage"
+area = "holding"
+address = 0
+type = "u16"
+"#,
+        url = broker.url()
+    );
+    let agent = AgentProcess::start(&config).unwrap();
+    let (ok, got) = sub.wait_until(Duration::from_secs(20), |m| {
+        latest(m, "telemetry/mains").is_some() && latest(m, "telemetry/plc").is_some()
+    });
+    assert!(
+        ok,
+        "telemetry of both devices arrives; log:\n{}",
+        agent.log()
+    );
+    let mains = latest(&got, "telemetry/mains").unwrap().json();
+    assert_eq!(mains["values"]["energy"], 1206.42, "{mains}");
+    assert_eq!(mains["values"]["voltage"], 459.6, "scaled: {mains}");
+    assert_eq!(
+        mains["values"].as_object().unwrap().len(),
+        2,
+        "only the meter's own points: {mains}"
+    );
+    eprintln!("mains telemetry: {mains}");
+    let plc = latest(&got, "telemetry/plc").unwrap().json();
+    assert_eq!(plc["values"]["voltage"], 2298.0, "{plc}");
+    assert_eq!(plc["values"].as_object().unwrap().len(), 1, "{plc}");
+    // Every telemetry message of either device carried its own values only.
+    for m in &got {
+        if m.topic == format!("{PREFIX}telemetry/mains") {
+            let body = m.json();
+            assert!(
+                body.get("errors")
+                    .is_none_or(|e| e.as_object().is_none_or(serde_json::Map::is_empty)),
+                "{body}"
+            );
+            assert_eq!(body["values"]["voltage"], 459.6, "{body}");
+        }
+        if m.topic == format!("{PREFIX}telemetry/plc") {
+            assert_eq!(m.json()["values"]["voltage"], 2298.0);
+        }
+    }
+    drop(agent);
+    drop(slave);
+}

@@ -4,6 +4,9 @@
 //! value by value.
 #![cfg(unix)]
 #![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -12,7 +15,7 @@
 )]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serialport::SerialPort as _;
 use spindle_hil_tests::agent::AgentProcess;
@@ -27,7 +30,13 @@ const PREFIX: &str = "spindle/hil/gw-1/";
 /// A Modbus unit and DL/T 645 meters on one pseudo-terminal, the way they
 /// share an RS-485 pair: unit 1 answers any one-register read of its
 /// holding registers with 2298; the DL/T 645 bus answers as simulated.
-async fn serve_mixed(master: serialport::TTYPort, bus: Arc<Mutex<SimBus>>) {
+/// `before` runs on the simulated bus before each DL/T 645 answer (to move
+/// values with time).
+async fn serve_mixed(
+    master: serialport::TTYPort,
+    bus: Arc<Mutex<SimBus>>,
+    before: Box<dyn Fn(&mut SimBus) + Send>,
+) {
     use spindle_protocols::dlt645::frame::{Scanned, parse_frame};
     use spindle_protocols::modbus::rtu::crc16;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -44,7 +53,11 @@ async fn serve_mixed(master: serialport::TTYPort, bus: Arc<Mutex<SimBus>>) {
                 match parse_frame(&buf) {
                     Ok(Scanned::Complete { frame, len }) => {
                         buf.drain(..len);
-                        let answer = bus.lock().unwrap().answer(&frame);
+                        let answer = {
+                            let mut bus = bus.lock().unwrap();
+                            before(&mut bus);
+                            bus.answer(&frame)
+                        };
                         if let Some((delay, bytes)) = answer {
                             tokio::time::sleep(delay).await;
                             if port.write_all(&bytes).await.is_err() {
@@ -97,7 +110,7 @@ fn spindle_run_polls_a_dlt645_meter_and_a_modbus_unit_on_one_bus_without_cross_t
     let bus = SimBus::new(vec![meter]);
     rt.spawn(async move {
         // Inside the runtime: the port registers with its reactor.
-        serve_mixed(master, bus).await;
+        serve_mixed(master, bus, Box::new(|_| {})).await;
     });
 
     let broker = Broker::start(false).unwrap();
@@ -191,6 +204,116 @@ type = "u16"
         if m.topic == format!("{PREFIX}telemetry/plc") {
             assert_eq!(m.json()["values"]["voltage"], 2298.0);
         }
+    }
+    drop(agent);
+    drop(slave);
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// The simulated meter's energy register: kWh from `E_START` at `E_RATE`
+/// kWh/s (to the format's 0.01 kWh), so a 15 s window holds 60 kWh.
+const E_START: f64 = 100_000.0;
+const E_RATE: f64 = 4.0;
+const WINDOW_MS: u64 = 15_000;
+
+#[test]
+fn an_energy_consumption_kpi_fed_by_a_dlt645_meter_is_within_a_thousandth_of_the_truth() {
+    let _serial = one_at_a_time();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (master, slave) = serialport::TTYPort::pair().unwrap();
+    let path = slave.name().unwrap();
+    let mut meter = SimMeter::new(Address::parse("000012345678").unwrap());
+    meter.set(Di(0x0001_0000), E_START);
+    let bus = SimBus::new(vec![meter]);
+    let t0 = now_ms();
+    let energy = move |ms: u64| E_START + E_RATE * (ms as f64 - t0 as f64) / 1000.0;
+    rt.spawn(async move {
+        let before = move |bus: &mut SimBus| {
+            let kwh = (energy(now_ms()) * 100.0).floor() / 100.0;
+            bus.meters[0].set(Di(0x0001_0000), kwh);
+        };
+        serve_mixed(master, bus, Box::new(before)).await;
+    });
+
+    let broker = Broker::start(false).unwrap();
+    let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();
+    let config = format!(
+        r#"
+[agent]
+id = "gw-1"
+site = "hil"
+data_dir = "{{data_dir}}"
+timezone = "UTC"
+
+[mqtt]
+url = "{url}"
+
+[buffer]
+flush_interval = "10ms"
+
+[[serial]]
+name = "bus1"
+port = "{path}"
+baud = 9600
+parity = "even"
+
+[[device]]
+name = "mains"
+serial = "bus1"
+protocol = "dlt645"
+meter = "000012345678"
+poll = "500ms"
+timeout = "300ms"
+
+[[device.point]]
+name = "energy"
+di = "00010000"
+unit = "kWh"
+counter = true
+
+[[kpi.energy_consumption]]
+name = "plant"
+window = "15s"
+day_start = "00:00"
+energy = [ {{ point = "mains.energy", carrier = "electricity" }} ]
+"#,
+        url = broker.url()
+    );
+    let agent = AgentProcess::start(&config).unwrap();
+    let first_full = (t0 / WINDOW_MS + 1) * WINDOW_MS;
+    let good = |m: &[Message]| -> Vec<serde_json::Value> {
+        m.iter()
+            .filter(|m| m.topic.ends_with("/kpi/energy_consumption/plant"))
+            .map(Message::json)
+            .filter(|w| w["window"]["start"].as_u64().unwrap() >= first_full)
+            .filter(|w| w["quality"] == "good")
+            .collect()
+    };
+    let (ok, got) = sub.wait_until(Duration::from_secs(75), |m| good(m).len() >= 2);
+    assert!(ok, "two good windows; log:\n{}", agent.log());
+    for w in good(&got) {
+        let (start, end) = (
+            w["window"]["start"].as_u64().unwrap(),
+            w["window"]["end"].as_u64().unwrap(),
+        );
+        let truth = energy(end) - energy(start);
+        let v = w["energy"]["electricity"]["consumption"].as_f64().unwrap();
+        let rel = (v - truth).abs() / truth;
+        eprintln!("window {start}–{end}: {v} kWh vs {truth} kWh ({rel:.2e})");
+        assert!(rel <= 0.001, "{v} vs {truth}: {w}");
     }
     drop(agent);
     drop(slave);

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use spindle_config::model::{Config, DeviceLink, WindowLength};
+use spindle_config::model::{Config, Device, DeviceLink, Dlt645Device, WindowLength};
 use spindle_protocols::modbus::plan::plan_reads;
 
 use crate::busload::{self, DeviceLoad};
@@ -99,6 +99,28 @@ pub fn history_warning(config: &Config) -> Option<String> {
     })
 }
 
+/// A DL/T 645 device's lines: its meter and identifiers (its bus load —
+/// frames, preamble, answer delay — is not estimated yet).
+fn dlt645_report(out: &mut String, device: &Device, meter: &Dlt645Device) {
+    let link = match &device.link {
+        DeviceLink::Serial(bus) => format!("serial {bus}"),
+        DeviceLink::Tcp(endpoint) => format!("tcp {endpoint}"),
+    };
+    let _ = writeln!(
+        out,
+        "\ndevice {} ({link}, DL/T 645 meter {}, poll {}): {} points by di",
+        device.name,
+        meter.meter,
+        spindle_config::units::format_duration(device.poll),
+        device.points.len(),
+    );
+    for point in &device.points {
+        if let Some(di) = meter.di.get(&point.name) {
+            let _ = writeln!(out, "  di {di:08X}  {}", point.name);
+        }
+    }
+}
+
 /// The text `check` prints for a valid config, and whether any bus is over 100 %.
 pub fn report(config: &Config) -> (String, bool) {
     let mut out = String::new();
@@ -111,6 +133,10 @@ pub fn report(config: &Config) -> (String, bool) {
     );
     let mut loads: Vec<(String, DeviceLoad)> = Vec::new();
     for device in &config.devices {
+        if let Some(meter) = config.dlt645_device(&device.name) {
+            dlt645_report(&mut out, device, meter);
+            continue;
+        }
         let plan = plan_reads(&device.points, device.max_registers.get(), device.max_gap);
         let link = match &device.link {
             DeviceLink::Serial(bus) => format!("serial {bus}"),
@@ -243,6 +269,23 @@ energy = [ {{ point = "meter.energy", carrier = "electricity" }} ]
 "#
         );
         spindle_config::parse("check.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn check_lists_a_dlt645_meter_by_its_identifiers_not_as_modbus_requests() {
+        let text = "[agent]\nid = \"gw\"\nsite = \"plant\"\ndata_dir = \"/tmp/x\"\ntimezone = \"UTC\"\n\
+                    [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\
+                    [[serial]]\nname = \"bus1\"\nport = \"/dev/ttyS1\"\nbaud = 2400\nparity = \"even\"\n\
+                    [[device]]\nname = \"mains\"\nserial = \"bus1\"\nprotocol = \"dlt645\"\nmeter = \"000012345678\"\n\
+                    [[device.point]]\nname = \"energy\"\ndi = \"00010000\"\n";
+        let config = spindle_config::parse("check.toml", text).unwrap();
+        let (out, over) = report(&config);
+        assert!(
+            out.contains("device mains (serial bus1, DL/T 645 meter 000012345678, poll 1s): 1 points by di\n  di 00010000  energy"),
+            "{out}"
+        );
+        assert!(!out.contains("holding"), "{out}");
+        assert!(!over);
     }
 
     #[test]

@@ -122,6 +122,14 @@ fn sim_configs(path: &Path, parsed: &Parsed) -> Result<Vec<SimDeviceConfig>, Vec
     let mut sims = Vec::new();
     let mut errors = Vec::new();
     for device in &parsed.config.devices {
+        if parsed.config.dlt645_device(&device.name).is_some() {
+            errors.push(format!(
+                "{}: device \"{}\" speaks DL/T 645, which spindle simulate does not serve yet",
+                path.display(),
+                device.name
+            ));
+            continue;
+        }
         match sim_device(device, parsed.sim.get(&device.name)) {
             Ok(sim) => sims.push(sim),
             Err(found) => {

@@ -11,7 +11,8 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    clippy::float_cmp
+    clippy::float_cmp,
+    clippy::too_many_lines
 )]
 
 use std::sync::{Arc, Mutex};
@@ -154,6 +155,11 @@ name = "voltage"
 di = "02010100"
 scale = 2.0
 
+# Not in the simulated meter: it answers abnormally (no data).
+[[device.point]]
+name = "current"
+di = "02020100"
+
 [[device]]
 name = "plc"
 serial = "bus1"
@@ -187,6 +193,11 @@ type = "u16"
         "only the meter's own points: {mains}"
     );
     eprintln!("mains telemetry: {mains}");
+    assert_eq!(
+        latest(&got, "availability/mains").map(|m| m.json()["state"].clone()),
+        Some(serde_json::json!("online")),
+        "a meter that answers is online, abnormal answers and all"
+    );
     let plc = latest(&got, "telemetry/plc").unwrap().json();
     assert_eq!(plc["values"]["voltage"], 2298.0, "{plc}");
     assert_eq!(plc["values"].as_object().unwrap().len(), 1, "{plc}");
@@ -194,9 +205,9 @@ type = "u16"
     for m in &got {
         if m.topic == format!("{PREFIX}telemetry/mains") {
             let body = m.json();
-            assert!(
-                body.get("errors")
-                    .is_none_or(|e| e.as_object().is_none_or(serde_json::Map::is_empty)),
+            assert_eq!(
+                body["errors"],
+                serde_json::json!({"current": "abnormal:no_data"}),
                 "{body}"
             );
             assert_eq!(body["values"]["voltage"], 459.6, "{body}");

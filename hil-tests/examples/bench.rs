@@ -17,6 +17,15 @@
 //!
 //! Without `--scenario` both run. The agent logs at `SPINDLE_TEST_LOG`
 //! (default `info`).
+//!
+//! `--independent` swaps both measuring sides for programs that share no code
+//! with spindle (`hil-tests/independent/`, compiled here with gcc against
+//! Debian's `libmodbus-dev` and `libmosquitto-dev`): one libmodbus process
+//! serving all 20 endpoints, as protocol converters do, and a libmosquitto
+//! subscriber. `--plant sim|libmodbus` and `--subscriber rumqttc|libmosquitto`
+//! choose each side alone; `--broker-nodelay` sets mosquitto's
+//! `set_tcp_nodelay true`. The report gives the CPU time of the plant and the
+//! subscriber beside the agent's, to show they are not the bottleneck.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -27,7 +36,8 @@
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -74,11 +84,34 @@ impl Scenario {
     }
 }
 
+/// Which program serves the Modbus devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlantKind {
+    /// spindle's own simulator, in this process.
+    Sim,
+    /// `hil-tests/independent/plant.c` on libmodbus, its own process.
+    Libmodbus,
+}
+
+/// Which program counts what arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubscriberKind {
+    /// A rumqttc client in this process.
+    Rumqttc,
+    /// `hil-tests/independent/subscriber.c` on libmosquitto, its own process.
+    Libmosquitto,
+}
+
 #[derive(Debug)]
 struct Args {
     scenarios: Vec<Scenario>,
     seconds: u64,
     warmup: u64,
+    plant: PlantKind,
+    subscriber: SubscriberKind,
+    broker_nodelay: bool,
+    /// `QoS` of the libmosquitto subscriber's subscriptions.
+    subscriber_qos: u8,
 }
 
 fn parse_args() -> Res<Args> {
@@ -86,6 +119,10 @@ fn parse_args() -> Res<Args> {
         scenarios: vec![Scenario::Paced, Scenario::FlatOut],
         seconds: 30,
         warmup: 5,
+        plant: PlantKind::Sim,
+        subscriber: SubscriberKind::Rumqttc,
+        broker_nodelay: false,
+        subscriber_qos: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -101,9 +138,30 @@ fn parse_args() -> Res<Args> {
             }
             "--seconds" => args.seconds = value()?.parse()?,
             "--warmup" => args.warmup = value()?.parse()?,
+            "--plant" => {
+                args.plant = match value()?.as_str() {
+                    "sim" => PlantKind::Sim,
+                    "libmodbus" => PlantKind::Libmodbus,
+                    other => return Err(format!("unknown plant {other:?}").into()),
+                };
+            }
+            "--subscriber" => {
+                args.subscriber = match value()?.as_str() {
+                    "rumqttc" => SubscriberKind::Rumqttc,
+                    "libmosquitto" => SubscriberKind::Libmosquitto,
+                    other => return Err(format!("unknown subscriber {other:?}").into()),
+                };
+            }
+            "--independent" => {
+                args.plant = PlantKind::Libmodbus;
+                args.subscriber = SubscriberKind::Libmosquitto;
+            }
+            "--broker-nodelay" => args.broker_nodelay = true,
+            "--subscriber-qos" => args.subscriber_qos = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "bench [--scenario paced|flat-out|both] [--seconds N (window, 30)] [--warmup N (5)]"
+                    "bench [--scenario paced|flat-out|both] [--seconds N (window, 30)] [--warmup N (5)] \
+                     [--independent | --plant sim|libmodbus --subscriber rumqttc|libmosquitto] [--broker-nodelay] [--subscriber-qos 0|1]"
                 );
                 std::process::exit(0);
             }
@@ -122,6 +180,10 @@ fn main() -> Res<()> {
     println!("agent binary: {}", bin.display());
     println!(
         "setup: {DEVICES} TCP devices x {POINTS} u16 points, QoS 1, durable outbox (default [buffer]), report = \"always\""
+    );
+    println!(
+        "plant: {:?}, subscriber: {:?} (QoS {} if libmosquitto), mosquitto set_tcp_nodelay: {}",
+        args.plant, args.subscriber, args.subscriber_qos, args.broker_nodelay
     );
     for scenario in &args.scenarios {
         let report = run(*scenario, &args)?;
@@ -173,15 +235,29 @@ fn newest_mtime(dir: &std::path::Path) -> Option<SystemTime> {
     newest
 }
 
-/// The simulated plant: its own tokio runtime with one worker, like the tests'.
-struct Plant {
-    servers: Vec<SimTcpServer>,
-    /// Serves the devices; dropped after them.
-    _runtime: tokio::runtime::Runtime,
+/// The Modbus devices: spindle's simulator on its own tokio runtime with one
+/// worker (like the tests'), or the independent libmodbus process.
+enum Plant {
+    Sim {
+        servers: Vec<SimTcpServer>,
+        /// Serves the devices; dropped after them.
+        _runtime: tokio::runtime::Runtime,
+    },
+    Libmodbus {
+        child: Child,
+        addrs: Vec<String>,
+    },
 }
 
 impl Plant {
-    fn start() -> Res<Plant> {
+    fn start(kind: PlantKind) -> Res<Plant> {
+        match kind {
+            PlantKind::Sim => Self::start_sim(),
+            PlantKind::Libmodbus => Self::start_libmodbus(),
+        }
+    }
+
+    fn start_sim() -> Res<Plant> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -194,20 +270,50 @@ impl Plant {
             device.set_registers(Area::Holding, 0, &values);
             servers.push(runtime.block_on(SimTcpServer::bind(device, ([127, 0, 0, 1], 0).into()))?);
         }
-        Ok(Plant {
+        Ok(Plant::Sim {
             servers,
             _runtime: runtime,
         })
     }
 
+    /// Starts `plant.c` and reads the port of each endpoint it prints.
+    fn start_libmodbus() -> Res<Plant> {
+        let bin = compile_independent("plant.c", &["-lmodbus"], &["libmodbus"])?;
+        let mut child = Command::new(bin)
+            .args([DEVICES.to_string(), POINTS.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the plant")?;
+        let mut addrs = Vec::with_capacity(DEVICES);
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            if line == "ready" {
+                break;
+            }
+            let port = line.strip_prefix("port ").ok_or("unexpected plant output")?;
+            addrs.push(format!("127.0.0.1:{port}"));
+        }
+        if addrs.len() != DEVICES {
+            let _ = child.kill();
+            return Err("the libmodbus plant did not start".into());
+        }
+        Ok(Plant::Libmodbus { child, addrs })
+    }
+
+    fn addrs(&self) -> Vec<String> {
+        match self {
+            Plant::Sim { servers, .. } => servers.iter().map(|s| s.local_addr().to_string()).collect(),
+            Plant::Libmodbus { addrs, .. } => addrs.clone(),
+        }
+    }
+
     fn devices_toml(&self, poll: &str) -> String {
         let mut out = String::new();
-        for (i, server) in self.servers.iter().enumerate() {
+        for (i, addr) in self.addrs().iter().enumerate() {
             let _ = write!(
                 out,
-                "\n[[device]]\nname = \"dev{i}\"\ntcp = \"{}\"\nunit = 1\npoll = \"{poll}\"\n\
+                "\n[[device]]\nname = \"dev{i}\"\ntcp = \"{addr}\"\nunit = 1\npoll = \"{poll}\"\n\
                  timeout = \"500ms\"\nreport = \"always\"\n",
-                server.local_addr()
             );
             for r in 0..POINTS {
                 let _ = write!(
@@ -220,25 +326,77 @@ impl Plant {
     }
 
     /// Requests the devices received since the last call (the simulator
-    /// records each one; clearing keeps its memory flat).
-    fn take_requests(&self) -> usize {
-        self.servers
-            .iter()
-            .map(|s| {
-                let n = s.device().received().len();
-                s.device().clear_received();
-                n
-            })
-            .sum()
+    /// records each one; clearing keeps its memory flat). `None` for the
+    /// libmodbus plant, which does not count.
+    fn take_requests(&self) -> Option<usize> {
+        match self {
+            Plant::Sim { servers, .. } => Some(
+                servers
+                    .iter()
+                    .map(|s| {
+                        let n = s.device().received().len();
+                        s.device().clear_received();
+                        n
+                    })
+                    .sum(),
+            ),
+            Plant::Libmodbus { .. } => None,
+        }
+    }
+
+    /// The plant's own process, when it has one.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Plant::Sim { .. } => None,
+            Plant::Libmodbus { child, .. } => Some(child.id()),
+        }
     }
 }
 
 impl Drop for Plant {
     fn drop(&mut self) {
-        for server in &mut self.servers {
-            server.stop();
+        match self {
+            Plant::Sim { servers, .. } => {
+                for server in servers {
+                    server.stop();
+                }
+            }
+            Plant::Libmodbus { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
+}
+
+/// Compiles `hil-tests/independent/<source>` with gcc into the target
+/// directory (once per source change) and returns the program's path.
+fn compile_independent(source: &str, libs: &[&str], packages: &[&str]) -> Res<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("independent");
+    let src = dir.join(source);
+    let out_dir = spindle_bin()
+        .parent()
+        .ok_or("no target directory")?
+        .join("independent");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(source.trim_end_matches(".c"));
+    let status = Command::new("gcc")
+        .args(["-O2", "-Wall", "-Wextra", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(libs)
+        .status()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cannot compile {}: install gcc and {} (apt-get install {})",
+            src.display(),
+            packages.join(", "),
+            packages.iter().map(|p| format!("{p}-dev")).collect::<Vec<_>>().join(" ")
+        )
+        .into());
+    }
+    Ok(out)
 }
 
 /// What the subscriber counted while recording.
@@ -254,15 +412,43 @@ struct Counts {
     health_overruns: Option<u64>,
 }
 
+impl Counts {
+    /// One telemetry message while recording.
+    fn record(&mut self, received_us: u64, ts_ms: Option<u64>, points: u64) {
+        if !self.recording {
+            return;
+        }
+        self.messages += 1;
+        self.points += points;
+        if let Some(ts_ms) = ts_ms {
+            self.latencies_us
+                .push(received_us.saturating_sub(ts_ms.saturating_mul(1000)));
+        }
+    }
+}
+
 /// A lean `QoS` 1 subscriber that counts instead of recording.
 struct Counter {
     counts: Arc<Mutex<Counts>>,
-    client: Client,
+    side: CounterSide,
     thread: Option<JoinHandle<()>>,
 }
 
+enum CounterSide {
+    Rumqttc(Client),
+    /// The libmosquitto subscriber, writing one line per message.
+    Libmosquitto(Child),
+}
+
 impl Counter {
-    fn start(port: u16) -> Res<Counter> {
+    fn start(kind: SubscriberKind, port: u16, qos: u8) -> Res<Counter> {
+        match kind {
+            SubscriberKind::Rumqttc => Self::start_rumqttc(port),
+            SubscriberKind::Libmosquitto => Self::start_libmosquitto(port, qos),
+        }
+    }
+
+    fn start_rumqttc(port: u16) -> Res<Counter> {
         let mut opts = MqttOptions::new(format!("bench-{}", std::process::id()), "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -293,12 +479,12 @@ impl Counter {
                         if !c.recording {
                             continue;
                         }
-                        c.messages += 1;
-                        c.points += member_count(&p.payload, b"\"values\":{") as u64;
-                        if let Some(ts_ms) = number_after(&p.payload, b"\"ts\":") {
-                            c.latencies_us
-                                .push(received_us.saturating_sub(ts_ms.saturating_mul(1000)));
-                        }
+                        let ts_ms = number_after(&p.payload, b"\"ts\":");
+                        c.record(
+                            received_us,
+                            ts_ms,
+                            member_count(&p.payload, b"\"values\":{") as u64,
+                        );
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                     Ok(_) => {}
@@ -311,9 +497,60 @@ impl Counter {
             .map_err(|_| "the subscription was not acknowledged within 10 s")?;
         Ok(Counter {
             counts,
-            client,
+            side: CounterSide::Rumqttc(client),
             thread: Some(thread),
         })
+    }
+
+    /// Starts `subscriber.c` and counts from its lines
+    /// (`T <received us> <ts ms> <points>`, `H <overruns>`).
+    fn start_libmosquitto(port: u16, qos: u8) -> Res<Counter> {
+        let bin = compile_independent("subscriber.c", &["-lmosquitto"], &["libmosquitto"])?;
+        let mut child = Command::new(bin)
+            .args([port.to_string(), TOPIC_PREFIX.to_string(), qos.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the subscriber")?;
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let shared = counts.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut fields = line.split(' ');
+                let kind = fields.next();
+                let numbers: Vec<u64> = fields.filter_map(|f| f.parse().ok()).collect();
+                let mut c = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                match (kind, numbers.as_slice()) {
+                    (Some("ready"), _) => {
+                        let _ = ready_tx.send(());
+                    }
+                    (Some("H"), [overruns]) => c.health_overruns = Some(*overruns),
+                    (Some("T"), [received_us, ts_ms, points]) => {
+                        c.first_telemetry = true;
+                        c.record(*received_us, Some(*ts_ms), *points);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            let _ = child.kill();
+            return Err("the libmosquitto subscriber did not subscribe within 10 s".into());
+        }
+        Ok(Counter {
+            counts,
+            side: CounterSide::Libmosquitto(child),
+            thread: Some(thread),
+        })
+    }
+
+    /// The subscriber's own process, when it has one.
+    fn pid(&self) -> Option<u32> {
+        match &self.side {
+            CounterSide::Rumqttc(_) => None,
+            CounterSide::Libmosquitto(child) => Some(child.id()),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Counts) -> T) -> T {
@@ -323,7 +560,15 @@ impl Counter {
 
 impl Drop for Counter {
     fn drop(&mut self) {
-        let _ = self.client.disconnect();
+        match &mut self.side {
+            CounterSide::Rumqttc(client) => {
+                let _ = client.disconnect();
+            }
+            CounterSide::Libmosquitto(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -458,7 +703,11 @@ struct Measured {
     seconds: f64,
     cpu_s: f64,
     counts: Counts,
-    requests: usize,
+    /// CPU-seconds of the plant process, the subscriber process, this bench
+    /// process (the simulator and/or the rumqttc subscriber when they run in
+    /// it) and mosquitto, over the window.
+    helper_cpu_s: [Option<f64>; 4],
+    requests: Option<usize>,
     peak_rss_kib: u64,
     hwm_kib: u64,
     samples: Vec<Sample>,
@@ -472,9 +721,13 @@ fn run(scenario: Scenario, args: &Args) -> Res<String> {
 
 fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
     let load_before = load_average();
-    let plant = Plant::start()?;
-    let broker = Broker::start(false)?;
-    let counter = Counter::start(broker.port())?;
+    let plant = Plant::start(args.plant)?;
+    let broker = if args.broker_nodelay {
+        Broker::start_with(false, "set_tcp_nodelay true\n")?
+    } else {
+        Broker::start(false)?
+    };
+    let counter = Counter::start(args.subscriber, broker.port(), args.subscriber_qos)?;
     let config = agent_toml(&broker.url(), "", &plant.devices_toml(scenario.poll()));
     let mut agent = AgentProcess::start(&config)?;
     let pid = agent.pid().ok_or("the agent did not start")?;
@@ -491,12 +744,21 @@ fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
     let ticks_per_s = clock_ticks_per_second();
     plant.take_requests();
     let cpu_start = cpu_ticks(pid).ok_or("cannot read the agent's /proc/PID/stat")?;
+    let helpers = |p: &Plant, c: &Counter| {
+        [
+            p.pid().and_then(cpu_ticks),
+            c.pid().and_then(cpu_ticks),
+            cpu_ticks(std::process::id()),
+            broker.pid().and_then(cpu_ticks),
+        ]
+    };
+    let helpers_start = helpers(&plant, &counter);
     let started = Instant::now();
     counter.with(|c| c.recording = true);
     let window = Duration::from_secs(args.seconds);
     let mut samples = Vec::new();
     let mut peak_rss_kib = 0;
-    let mut requests = 0;
+    let mut requests = Some(0);
     let mut next_sample = Duration::ZERO;
     loop {
         let elapsed = started.elapsed();
@@ -506,7 +768,7 @@ fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
         let rss = status_kib(pid, "VmRSS:").unwrap_or(0);
         peak_rss_kib = peak_rss_kib.max(rss);
         if elapsed >= next_sample {
-            requests += plant.take_requests();
+            requests = requests.zip(plant.take_requests()).map(|(a, b)| a + b);
             samples.push(Sample {
                 at_s: elapsed.as_secs_f64(),
                 rss_kib: rss,
@@ -521,8 +783,18 @@ fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
         std::mem::take(c)
     });
     let cpu_end = cpu_ticks(pid).ok_or("cannot read the agent's /proc/PID/stat")?;
+    let helpers_end = helpers(&plant, &counter);
     let seconds = started.elapsed().as_secs_f64();
-    requests += plant.take_requests();
+    requests = requests.zip(plant.take_requests()).map(|(a, b)| a + b);
+    let mut helper_cpu_s = [None; 4];
+    for (slot, (start, end)) in helper_cpu_s
+        .iter_mut()
+        .zip(helpers_start.iter().zip(helpers_end))
+    {
+        *slot = start
+            .zip(end)
+            .map(|(a, b)| b.saturating_sub(a) as f64 / ticks_per_s as f64);
+    }
     let rss_end = status_kib(pid, "VmRSS:").unwrap_or(0);
     peak_rss_kib = peak_rss_kib.max(rss_end);
     let hwm_kib = status_kib(pid, "VmHWM:").unwrap_or(0);
@@ -542,6 +814,7 @@ fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
         load_after: load_average(),
         seconds,
         cpu_s: cpu_end.saturating_sub(cpu_start) as f64 / ticks_per_s as f64,
+        helper_cpu_s,
         counts,
         requests,
         peak_rss_kib,
@@ -557,7 +830,9 @@ fn report(scenario: Scenario, args: &Args, m: &Measured) -> String {
     let points = m.counts.points;
     let points_per_s = points as f64 / seconds;
     let lat = &m.counts.latencies_us;
-    let polls_per_device = m.requests as f64 / seconds / DEVICES as f64;
+    // Every poll of a device publishes one telemetry message (report = "always").
+    let polls = m.requests.map_or(m.counts.messages as f64, |r| r as f64);
+    let polls_per_device = polls / seconds / DEVICES as f64;
     let cpu_per_mpt = (points > 0).then(|| cpu_s / (points as f64 / 1e6));
     let peak = mib(m.peak_rss_kib.max(m.hwm_kib));
 
@@ -581,11 +856,12 @@ fn report(scenario: Scenario, args: &Args, m: &Measured) -> String {
         format!("{:.0}", m.counts.messages as f64 / seconds),
     );
     row(
-        "polls/s answered by the devices",
-        format!(
-            "{:.0} ({polls_per_device:.1} per device)",
-            m.requests as f64 / seconds
-        ),
+        if m.requests.is_some() {
+            "polls/s answered by the devices"
+        } else {
+            "polls/s (telemetry messages; the plant does not count)"
+        },
+        format!("{:.0} ({polls_per_device:.1} per device)", polls / seconds),
     );
     if scenario == Scenario::FlatOut {
         let ticks_per_device = 1.0 / scenario.poll_interval().as_secs_f64();
@@ -605,6 +881,22 @@ fn report(scenario: Scenario, args: &Args, m: &Measured) -> String {
         format!(
             "{cpu_s:.2} s = {:.3} % of one core",
             cpu_s / seconds * 100.0
+        ),
+    );
+    let share = |cpu: Option<f64>| {
+        cpu.map_or_else(
+            || "-".to_string(),
+            |c| format!("{:.1} % of one core", c / seconds * 100.0),
+        )
+    };
+    row(
+        "plant process / subscriber process / bench process / mosquitto CPU",
+        format!(
+            "{} / {} / {} / {}",
+            share(m.helper_cpu_s[0]),
+            share(m.helper_cpu_s[1]),
+            share(m.helper_cpu_s[2]),
+            share(m.helper_cpu_s[3])
         ),
     );
     row(

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, NetworkOptions, Packet, QoS, Transport};
 use spindle_config::model::{Mqtt, PasswordSource};
 
 use crate::message::{Reachability, Status, StatusReason};
@@ -296,6 +296,18 @@ fn tls_config(mqtt: &Mqtt) -> Result<rustls::ClientConfig, ConnectionSetupError>
 /// session; it doubles with each further failure up to `reconnect_max`.
 pub const FIRST_RECONNECT: Duration = Duration::from_millis(200);
 
+/// The socket options of every connection: `TCP_NODELAY` on. rumqttc
+/// writes each packet with its own flush, so Nagle's algorithm saves no
+/// segment under load worth having, and with it a publish written while an
+/// earlier one is unacknowledged waits for the broker's ACK, which the
+/// broker's delayed ACK holds for 40 ms when it has nothing to send back
+/// (README, "Tail latency").
+fn network_options() -> NetworkOptions {
+    let mut options = NetworkOptions::new();
+    options.set_tcp_nodelay(true);
+    options
+}
+
 /// Runs connection attempts until `shutdown` turns true.
 pub async fn run(
     settings: ConnectionSettings,
@@ -310,6 +322,7 @@ pub async fn run(
             return;
         }
         let (client, mut eventloop) = AsyncClient::new(settings.attempt(), 1024);
+        eventloop.set_network_options(network_options());
         let mut up = false;
         let reason = loop {
             let polled = tokio::select! {

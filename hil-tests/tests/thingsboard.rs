@@ -556,6 +556,7 @@ fn kpi_windows_health_and_gaps_arrive_as_thingsboard_telemetry() {
     };
     let health = Health {
         history: None,
+        mqtt_auth_refused: Some(0),
         ts: now,
         uptime_s: 1.5,
         clock_plausible: true,

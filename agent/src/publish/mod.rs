@@ -505,6 +505,7 @@ impl<S: Store> Publisher<S> {
                     }
                 }
             }
+            ConnEvent::AuthRefused => self.counters.mqtt_auth_refused.inc(),
             ConnEvent::Down(reason) => {
                 self.counters.mqtt_disconnects.inc();
                 tracing::debug!(reason = %reason, "MQTT session ended");

@@ -9,7 +9,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::too_many_lines
 )]
 
 use std::sync::Arc;
@@ -150,7 +151,11 @@ fn refused_then_accepted(thingsboard: bool, health_topic: &str) -> (u64, serde_j
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(counters.mqtt_connects.get(), 0, "the broker never let it in");
+    assert_eq!(
+        counters.mqtt_connects.get(),
+        0,
+        "the broker never let it in"
+    );
 
     // The broker accepts it now: the agent comes in by its own retries.
     broker.reconfigure("").unwrap();

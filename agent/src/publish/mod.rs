@@ -598,48 +598,33 @@ impl<S: Store> Publisher<S> {
                     Body::Rendered { topic, payload } => {
                         // A format-1 record (an older release) goes out as stored.
                         let topic = format!("{}{topic}", self.opts.topic_base);
-                        let retain =
-                            gw.is_none() && record.retain && self.retain_allowed(&topic, seq);
-                        if client
-                            .try_publish(topic, QoS::AtLeastOnce, retain, payload.clone())
-                            .is_err()
-                        {
+                        let retain = gw.is_none() && record.retain;
+                        if !self.publish_one(client, (seq, len), topic, payload.clone(), retain) {
                             return Turn::Stop; // the client's queue is full: wait for progress
                         }
-                        self.handed(&[(seq, len)]);
                         1
                     }
                     Body::Message(bytes) => match message::decode(bytes) {
                         Err(e) => {
-                            tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
-                            if let Err(e) = self.outbox.discard_damaged(seq, len as u64, now_ms()) {
-                                tracing::warn!(error = %e, "Could not drop the damaged record");
-                            }
+                            self.discard_damaged(seq, len, &e);
                             i += 1;
                             continue;
                         }
                         Ok(msg) => match gw {
                             None => {
                                 let r = self.opts.dialect.render(&msg, seq, store);
-                                let retain = r.retain && self.retain_allowed(&r.topic, seq);
-                                if client
-                                    .try_publish(
-                                        r.topic,
-                                        QoS::AtLeastOnce,
-                                        retain,
-                                        r.payload.into_bytes(),
-                                    )
-                                    .is_err()
+                                let payload = r.payload.into_bytes();
+                                if !self.publish_one(client, (seq, len), r.topic, payload, r.retain)
                                 {
                                     return Turn::Stop;
                                 }
-                                self.handed(&[(seq, len)]);
                                 1
                             }
                             Some(gw) if tb::batchable(&msg) => {
                                 let run = records.get(i..).unwrap_or_default();
                                 let go_past = full && i > 0;
-                                match self.publish_batch(client, gw, run, lane, store, go_past, tokens)
+                                match self
+                                    .publish_batch(client, gw, run, lane, store, go_past, tokens)
                                 {
                                     BatchOutcome::Sent(n) => n,
                                     BatchOutcome::QueueFull => return Turn::Stop,
@@ -670,6 +655,35 @@ impl<S: Store> Publisher<S> {
             self.delivery.backlog_drained(lane);
         }
         Turn::Done
+    }
+
+    /// Publishes one record alone (retained only if no newer record of its
+    /// topic went out); false when the client's queue is full.
+    fn publish_one(
+        &mut self,
+        client: &AsyncClient,
+        (seq, len): (u64, usize),
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> bool {
+        let retain = retain && self.retain_allowed(&topic, seq);
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+            .is_err()
+        {
+            return false;
+        }
+        self.handed(&[(seq, len)]);
+        true
+    }
+
+    /// Drops a record that does not decode; it is reported on `gap`.
+    fn discard_damaged(&mut self, seq: u64, len: usize, e: &postcard::Error) {
+        tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
+        if let Err(e) = self.outbox.discard_damaged(seq, len as u64, now_ms()) {
+            tracing::warn!(error = %e, "Could not drop the damaged record");
+        }
     }
 
     /// Publishes the batch that starts at `run[0]` (a batchable record):

@@ -32,6 +32,7 @@ use spindle::wire::thingsboard::{self as tb, Gateway};
 use spindle_config::model::{DeviceNameTemplate, MqttUrl, Replay};
 use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::one_at_a_time;
+use spindle_hil_tests::schema::validate_thingsboard;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
 use tokio::sync::mpsc;
 
@@ -139,6 +140,17 @@ fn availability(device: &str, state: Reachability) -> msg::Message {
     })
 }
 
+/// Every payload received matches the schema of its topic.
+fn schema_checked(messages: &[Message]) {
+    let checked = validate_thingsboard(
+        messages
+            .iter()
+            .map(|m| (m.topic.as_str(), m.payload.as_slice())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked, messages.len());
+}
+
 /// Every `seq` key in gateway telemetry, with the publishes' seqs.
 fn seqs(messages: &[Message]) -> BTreeSet<u64> {
     messages
@@ -184,6 +196,7 @@ fn every_record_arrives_in_the_gateway_shape_in_batches_under_the_packet_limit()
         task.await.unwrap()
     });
     let got = sub.messages();
+    schema_checked(&got);
     assert_eq!(seqs(&got), (1..=3001).collect::<BTreeSet<u64>>());
     let mut batched = 0;
     for m in &got {
@@ -287,6 +300,8 @@ fn a_broker_restart_loses_nothing_and_resent_batches_carry_the_same_bytes() {
         assert!(ok, "records missing after the broker restart");
         (before, got)
     });
+    schema_checked(&before);
+    schema_checked(&after);
     let mut all = seqs(&before);
     all.extend(seqs(&after));
     assert_eq!(all, (1..=1800).collect::<BTreeSet<u64>>());
@@ -351,6 +366,7 @@ fn a_message_over_the_packet_limit_is_refused_without_a_seq_and_the_rest_flows()
         drop(tx);
         task.await.unwrap()
     });
+    schema_checked(&sub.messages());
     assert_eq!(
         seqs(&sub.messages()),
         (1..=100).collect::<BTreeSet<u64>>(),
@@ -442,6 +458,7 @@ fn two_agents_with_equal_device_names_feed_distinct_devices_and_kill_9s_lose_not
         );
     }
     let got = sub.messages();
+    schema_checked(&got);
     let stores = stored_seqs(&got);
     assert_eq!(stores.len(), 2, "one store per agent: {:?}", stores.keys());
     for (store, seqs) in &stores {
@@ -593,6 +610,7 @@ fn kpi_windows_health_and_gaps_arrive_as_thingsboard_telemetry() {
         task.await.unwrap()
     });
     let got = sub.messages();
+    schema_checked(&got);
     let kpi_device = "site.gw.kpi.cnc_coverage.plant";
     let connect = got
         .iter()
@@ -663,9 +681,23 @@ fn repeated_batches(messages: &[Message]) -> (usize, Vec<u64>) {
     (repeats, differing)
 }
 
+/// How many times each seq arrived in gateway telemetry.
+fn arrivals(messages: &[Message]) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for m in messages.iter().filter(|m| m.topic == tb::GATEWAY_TELEMETRY) {
+        for seq in publish_seqs(&m.json()) {
+            *out.entry(seq).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 #[test]
 fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
     use spindle_hil_tests::proxy::Proxy;
+    // Records (i) taken by the broker whose PUBACKs never came back: UNACKED_FROM..UNACKED_TO.
+    const UNACKED_FROM: u64 = 50;
+    const UNACKED_TO: u64 = 300;
     let _serial = one_at_a_time();
     let broker = Broker::start(false).unwrap();
     let proxy = Proxy::start(broker.port(), true).unwrap();
@@ -675,8 +707,33 @@ fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
 
     rt.block_on(async {
         let (tx, task) = spawn_publisher(proxy.port(), dir.path());
+        for i in 0..UNACKED_FROM {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        let (ok, _) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(20), |m| {
+                seqs(m).len() as u64 >= UNACKED_FROM
+            })
+        });
+        assert!(ok, "the first records arrive");
+        // The broker takes the next records, but its PUBACKs are lost: they
+        // stay unacknowledged in the agent, in batches, until the cut.
+        proxy.deafen();
+        for i in UNACKED_FROM..UNACKED_TO {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(20), |m| {
+                seqs(m).len() as u64 >= UNACKED_TO
+            })
+        });
+        assert!(ok, "the broker took them all ({} seqs)", seqs(&got).len());
+        proxy.close();
+        proxy.open();
+        // Then cut the connection a few times while batches are in flight
+        // under load: whatever was repeated must be repeated identically.
         let producer = tokio::spawn(async move {
-            for i in 0..N {
+            for i in UNACKED_TO..N {
                 tx.send(telemetry(i).into()).await.unwrap();
                 if i % 500 == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -684,8 +741,6 @@ fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
             }
             tx
         });
-        // Cut the connection a few times while batches are in flight: a
-        // batch the broker took whose PUBACK was cut off is sent again.
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             proxy.close();
@@ -694,18 +749,54 @@ fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
         }
         let tx = producer.await.unwrap();
         let (ok, got) = tokio::task::block_in_place(|| {
-            sub.wait_until(Duration::from_secs(60), |m| seqs(m).len() as u64 >= N)
+            sub.wait_until(Duration::from_secs(60), |m| {
+                let seen = arrivals(m);
+                seen.len() as u64 >= N
+                    && (UNACKED_FROM..UNACKED_TO)
+                        .all(|seq| seen.get(&(seq + 1)).is_some_and(|&n| n >= 2))
+            })
         });
-        assert!(ok, "only {} of {N} arrived", seqs(&got).len());
+        assert!(
+            ok,
+            "only {} of {N} arrived, {} of the unacknowledged twice",
+            seqs(&got).len(),
+            (UNACKED_FROM..UNACKED_TO)
+                .filter(|seq| arrivals(&got).get(&(seq + 1)).is_some_and(|&n| n >= 2))
+                .count()
+        );
         drop(tx);
         task.await.unwrap()
     });
     let got = sub.messages();
+    let checked =
+        validate_thingsboard(got.iter().map(|m| (m.topic.as_str(), m.payload.as_slice())))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked, got.len());
+    // Nothing lost.
     assert_eq!(seqs(&got), (1..=N).collect::<BTreeSet<u64>>());
+    // Every record the broker took without its PUBACK reaching the agent
+    // came again after the reconnect, in batches byte-identical to the first.
+    let seen = arrivals(&got);
+    for seq in (UNACKED_FROM..UNACKED_TO).map(|i| i + 1) {
+        assert!(seen[&seq] >= 2, "seq {seq} was not repeated");
+    }
     let (repeats, differing) = repeated_batches(&got);
+    assert!(repeats >= 1, "no batch of several records was repeated");
     assert!(
         differing.is_empty(),
         "batches rebuilt differently: {differing:?}"
     );
-    eprintln!("{repeats} batches were received twice, each with the same bytes");
+    let unacked_batches = got
+        .iter()
+        .filter(|m| m.topic == tb::GATEWAY_TELEMETRY)
+        .filter(|m| {
+            let s = publish_seqs(&m.json());
+            s.len() >= 2 && s.iter().all(|&q| q > UNACKED_FROM && q <= UNACKED_TO)
+        })
+        .count();
+    eprintln!(
+        "{repeats} batches of several records were received twice, each with the same bytes \
+         ({unacked_batches} publishes carried the {} unacknowledged records)",
+        UNACKED_TO - UNACKED_FROM
+    );
 }

@@ -20,8 +20,8 @@ mod telemetry;
 use serde::{Deserialize, Serialize};
 
 pub use health::{
-    BusHealth, DeviceHealth, DeviceState, ErrorCounts, Health, HealthF2, HealthF3, HistoryHealth, Latency,
-    MqttHealth, OutboxHealth,
+    BusHealth, DeviceHealth, DeviceState, ErrorCounts, Health, HealthF2, HealthF3, HistoryHealth,
+    Latency, MqttHealth, OutboxHealth,
 };
 pub use kpi::{
     CarrierBasis, CarrierFigures, CarrierFiguresF2, CncCoverage, EnergyConsumption,
@@ -305,7 +305,11 @@ mod tests {
             history: Some(HistoryHealth::default()),
         };
         let bytes = encode(&Message::<Name>::HealthF3(old.clone())).unwrap();
-        assert_eq!(bytes.first(), Some(&6), "the variant index health had before");
+        assert_eq!(
+            bytes.first(),
+            Some(&6),
+            "the variant index health had before"
+        );
         let Message::HealthF3(back) = decode(&bytes).unwrap() else {
             panic!("not the old layout")
         };

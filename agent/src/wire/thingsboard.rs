@@ -182,7 +182,9 @@ pub fn subject<S: AsRef<str>>(message: &Message<S>) -> Subject {
         Message::Availability(a) => Subject::Device(a.device.clone()),
         Message::Kpi(k) => Subject::Kpi(k.kind(), k.name.clone()),
         Message::KpiF2(k) => Subject::Kpi(KpiWindow::from(k.clone()).kind(), k.name.clone()),
-        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) | Message::Gap(_) => Subject::Gateway,
+        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) | Message::Gap(_) => {
+            Subject::Gateway
+        }
     }
 }
 
@@ -226,7 +228,9 @@ pub fn entry<S: AsRef<str>>(
             k.window.start,
             Subject::Kpi(KpiWindow::from(k.clone()).kind(), k.name.clone()),
         ),
-        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) | Message::Gap(_) => return None,
+        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) | Message::Gap(_) => {
+            return None;
+        }
     };
     out.push_str("{\"ts\":");
     json::unsigned(&mut out, ts);

@@ -82,6 +82,19 @@ fn spawn_publisher(
     mpsc::Sender<Outgoing>,
     tokio::task::JoinHandle<Outbox<SledStore>>,
 ) {
+    spawn_paced_publisher(port, dir, None, Arc::default())
+}
+
+/// [`spawn_publisher`] with a `replay_rate`.
+fn spawn_paced_publisher(
+    port: u16,
+    dir: &std::path::Path,
+    replay_rate: Option<std::num::NonZeroU32>,
+    counters: Arc<Counters>,
+) -> (
+    mpsc::Sender<Outgoing>,
+    tokio::task::JoinHandle<Outbox<SledStore>>,
+) {
     let dialect = Dialect::ThingsBoard(Box::new(Gateway::new(
         "site",
         "gw",
@@ -106,13 +119,13 @@ fn spawn_publisher(
             topic_base: "spindle/site/gw/".into(),
             dialect,
             window: 64,
-            replay_rate: None,
+            replay_rate,
             status: status(),
             max_message: LIMIT,
             flush_interval: Duration::from_millis(100),
         },
         Replay::LiveFirst,
-        Arc::new(Counters::default()),
+        counters,
     );
     let task = tokio::spawn(publisher.run(settings, rx, Duration::from_secs(3)));
     (tx, task)
@@ -798,5 +811,79 @@ fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
         "{repeats} batches of several records were received twice, each with the same bytes \
          ({unacked_batches} publishes carried the {} unacknowledged records)",
         UNACKED_TO - UNACKED_FROM
+    );
+}
+
+#[test]
+fn replay_rate_paces_a_thingsboard_backlog_by_the_records_its_batches_carry() {
+    use spindle_hil_tests::proxy::Proxy;
+    use std::time::Instant;
+    const BACKLOG: u64 = 100;
+    let rate = 20; // its burst is a tenth of a second's worth: 2
+    let _serial = one_at_a_time();
+    let broker = Broker::start(false).unwrap();
+    let proxy = Proxy::start(broker.port(), false).unwrap();
+    let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // When the waiting test saw each message (at most a wake-up late).
+    let arrived = std::cell::RefCell::new(Vec::<Instant>::new());
+    let got = rt.block_on(async {
+        let counters = Arc::new(Counters::default());
+        let (tx, task) = spawn_paced_publisher(
+            proxy.port(),
+            dir.path(),
+            std::num::NonZeroU32::new(rate),
+            Arc::clone(&counters),
+        );
+        // The broker is out of reach: everything becomes backlog once the
+        // publisher has it in its outbox.
+        for i in 0..BACKLOG {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        while counters.outbox_appended.get() < BACKLOG {
+            tokio::time::sleep(Duration::from_millis(10)).await; // a counter has no notification
+        }
+        proxy.open();
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(30), |m| {
+                let mut times = arrived.borrow_mut();
+                while times.len() < m.len() {
+                    times.push(Instant::now());
+                }
+                seqs(m).len() as u64 >= BACKLOG
+            })
+        });
+        assert!(ok, "only {} of {BACKLOG} arrived", seqs(&got).len());
+        drop(tx);
+        task.await.unwrap();
+        got
+    });
+    schema_checked(&got);
+    assert_eq!(seqs(&got), (1..=BACKLOG).collect::<BTreeSet<u64>>());
+    let arrived = arrived.borrow();
+    let carrying: Vec<(usize, usize)> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.topic == tb::GATEWAY_TELEMETRY)
+        .map(|(i, m)| (i, publish_seqs(&m.json()).len()))
+        .collect();
+    let largest = carrying.iter().map(|(_, n)| *n).max().unwrap();
+    assert!(
+        largest <= 2,
+        "a backlog batch carries at most the tokens at hand (the burst, 2): one carried {largest}"
+    );
+    let first = carrying.first().unwrap().0;
+    let last = carrying.last().unwrap().0;
+    let span = arrived[last].duration_since(arrived[first]);
+    #[allow(clippy::cast_precision_loss)]
+    let paced = Duration::from_secs_f64((BACKLOG as f64 - 2.0) / f64::from(rate));
+    eprintln!(
+        "a backlog of {BACKLOG} in {} publishes arrived over {span:?} (at {rate}/s: {paced:?})",
+        carrying.len()
+    );
+    assert!(
+        span >= paced / 2,
+        "the backlog arrives spread out: over {span:?}, at least half of {paced:?}"
     );
 }

@@ -64,6 +64,8 @@ pub struct Counters {
     pub published_acked: Counter,
     pub mqtt_connects: Counter,
     pub mqtt_disconnects: Counter,
+    /// Connection attempts the broker refused for their credentials.
+    pub mqtt_auth_refused: Counter,
     /// Turns of the publisher's periodic tick (the watchdog's sign of life).
     pub publisher_ticks: Counter,
     /// KPI windows written to the local history.

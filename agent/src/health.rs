@@ -154,6 +154,7 @@ pub fn health_report(
             trimmed_files: c.history_trimmed_files.get(),
             write_errors: c.history_write_errors.get(),
         }),
+        mqtt_auth_refused: Some(c.mqtt_auth_refused.get()),
     }
 }
 

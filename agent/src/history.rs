@@ -215,6 +215,7 @@ fn append_synced(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut last = [0_u8; 1];
         file.read_exact_at(&mut last, len - 1)?;
         if last[0] != b'\n' {
+            tracing::warn!(file = %path.display(), bytes = len, "The local history ends inside a line (a write cut short by a crash or a full disk); the line is ended and readers skip it");
             file.write_all(b"\n")?;
         }
     }

@@ -124,6 +124,7 @@ fn availability(state: Reachability, reason: AvailabilityReason) -> Message {
 fn health() -> Message {
     Message::Health(Health {
         history: None,
+        mqtt_auth_refused: Some(2),
         ts: TS,
         uptime_s: 3600.5,
         clock_plausible: true,

@@ -64,6 +64,13 @@ impl Broker {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Starts the broker again on the same port with other `extra`
+    /// configuration lines (e.g. without the password file that refused a client).
+    pub fn reconfigure(&mut self, extra: &str) -> io::Result<()> {
+        extra.clone_into(&mut self.extra);
+        self.restart()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

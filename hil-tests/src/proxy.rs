@@ -1,7 +1,9 @@
 //! A TCP proxy on 127.0.0.1 that a test can close and open: closing cuts
 //! every connection through it at once and refuses new ones (accepted, then
 //! dropped), so the agent sees its broker vanish while the broker and the
-//! test's subscriber stay up.
+//! test's subscriber stay up. Deafened, it still forwards what the client
+//! sends but drops what the target answers (the broker takes publishes,
+//! its PUBACKs never arrive) until the next close.
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -13,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub struct Proxy {
     port: u16,
     open: Arc<AtomicBool>,
+    deaf: Arc<AtomicBool>,
     streams: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -22,8 +25,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let open = Arc::new(AtomicBool::new(open));
+        let deaf = Arc::new(AtomicBool::new(false));
         let streams = Arc::new(Mutex::new(Vec::new()));
-        let (o, s) = (open.clone(), streams.clone());
+        let (o, s, d) = (open.clone(), streams.clone(), deaf.clone());
         std::thread::spawn(move || {
             for incoming in listener.incoming() {
                 let Ok(client) = incoming else { continue };
@@ -42,12 +46,13 @@ impl Proxy {
                     list.push(c2);
                     list.push(s2);
                 }
-                pump(client, server);
+                pump(client, server, d.clone());
             }
         });
         Ok(Proxy {
             port,
             open,
+            deaf,
             streams,
         })
     }
@@ -65,9 +70,17 @@ impl Proxy {
         self.open.store(true, Ordering::SeqCst);
     }
 
+    /// From now until [`Proxy::close`], bytes from the target to the client
+    /// are dropped: the client's publishes reach the broker, its PUBACKs
+    /// never come back.
+    pub fn deafen(&self) {
+        self.deaf.store(true, Ordering::SeqCst);
+    }
+
     /// Closes the proxy: cuts every connection and refuses new ones.
     pub fn close(&self) {
         self.open.store(false, Ordering::SeqCst);
+        self.deaf.store(false, Ordering::SeqCst);
         let mut list = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         for s in list.drain(..) {
             let _ = s.shutdown(Shutdown::Both);
@@ -75,7 +88,7 @@ impl Proxy {
     }
 }
 
-fn pump(a: TcpStream, b: TcpStream) {
+fn pump(a: TcpStream, b: TcpStream, deaf: Arc<AtomicBool>) {
     let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else {
         return;
     };
@@ -86,7 +99,19 @@ fn pump(a: TcpStream, b: TcpStream) {
         let _ = a.shutdown(Shutdown::Both);
     });
     std::thread::spawn(move || {
-        let _ = io::copy(&mut b, &mut a2);
+        let mut buf = [0_u8; 16 << 10];
+        loop {
+            let n = match io::Read::read(&mut b, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if deaf.load(Ordering::SeqCst) {
+                continue;
+            }
+            if io::Write::write_all(&mut a2, buf.get(..n).unwrap_or_default()).is_err() {
+                break;
+            }
+        }
         let _ = a2.shutdown(Shutdown::Both);
         let _ = b.shutdown(Shutdown::Both);
     });

@@ -15,44 +15,11 @@ use std::time::{Duration, Instant};
 
 use spindle_hil_tests::agent::AgentProcess;
 use spindle_hil_tests::broker::Broker;
+use spindle_hil_tests::disk::SmallDisk;
 use spindle_hil_tests::one_at_a_time;
 use spindle_hil_tests::plant::{Plant, agent_toml};
 use spindle_hil_tests::proxy::Proxy;
 use spindle_hil_tests::subscriber::Subscriber;
-
-/// A tmpfs of `size` mounted for the test, unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "mounting a tmpfs needs root (CI runs as root)"
-        );
-        SmallDisk { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 fn free_bytes(path: &Path) -> u64 {
     let out = Command::new("df")
@@ -83,7 +50,7 @@ fn wait_for_log(agent: &AgentProcess, needle: &str, limit: Duration) -> bool {
 #[test]
 fn a_full_disk_is_a_full_outbox_and_delivery_resumes_when_space_returns() {
     let _serial = one_at_a_time();
-    let disk = SmallDisk::mount("6m");
+    let disk = SmallDisk::mount("6m").unwrap();
     let plant = Plant::tcp(3).unwrap();
     let broker = Broker::start(false).unwrap();
     let proxy = Proxy::start(broker.port(), false).unwrap();

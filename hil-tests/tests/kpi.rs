@@ -20,12 +20,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use spindle_config::model::Area;
 use spindle_hil_tests::agent::AgentProcess;
 use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::one_at_a_time;
+use spindle_hil_tests::plant::{CounterScript, kpi_windows, now_ms, sleep_until_ms};
 use spindle_hil_tests::subscriber::{Message, Subscriber};
 use spindle_protocols::sim::{SimDevice, SimTcpServer};
 
@@ -39,24 +40,14 @@ const E_RESET_S: f64 = 125.0;
 const G_RATE: f64 = 300.0;
 const G_START: f64 = 50_000.0;
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-/// Electricity counter (raw, before wrapping) at `t` seconds.
-fn e_raw(t: f64) -> f64 {
-    if t < E_RESET_S {
-        E_START + E_RATE * t
-    } else {
-        E_RATE * (t - E_RESET_S)
-    }
-}
+/// The meters' counters by formula.
+const SCRIPT: CounterScript = CounterScript {
+    e_rate: E_RATE,
+    e_start: E_START,
+    e_reset_s: E_RESET_S,
+    g_rate: G_RATE,
+    g_start: G_START,
+};
 
 /// Consumption in kWh between two instants by the formulas (a reset loses nothing in the truth).
 fn e_kwh(a: f64, b: f64) -> f64 {
@@ -219,19 +210,7 @@ output_unit = "piece"
 }
 
 fn windows(messages: &[Message], topic_end: &str) -> BTreeMap<u64, serde_json::Value> {
-    let mut out: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
-    for m in messages.iter().filter(|m| m.topic.ends_with(topic_end)) {
-        let v = m.json();
-        let start = v["window"]["start"].as_u64().unwrap();
-        if let Some(previous) = out.get(&start) {
-            assert_eq!(
-                previous["seq"], v["seq"],
-                "window {start} published twice: {previous} and {v}"
-            );
-        }
-        out.insert(start, v);
-    }
-    out
+    kpi_windows(messages, topic_end).unwrap()
 }
 
 #[test]
@@ -260,12 +239,10 @@ fn kpi_windows_match_the_simulated_plant_through_a_restart_a_stop_and_a_machine_
     let t0 = now_ms();
     let secs_now = move || (now_ms() - t0) as f64 / 1000.0;
     meter.set_before_read(Arc::new(move |d: &SimDevice| {
-        let e = (e_raw(secs_now()).floor() as u64 % (1 << 32)) as u32;
-        d.set_registers(Area::Holding, 0, &[(e >> 16) as u16, (e & 0xffff) as u16]);
+        d.set_registers(Area::Holding, 0, &SCRIPT.e_registers(secs_now()));
     }));
     gas.set_before_read(Arc::new(move |d: &SimDevice| {
-        let g = ((G_START + G_RATE * secs_now()).floor() as u64 % (1 << 16)) as u16;
-        d.set_registers(Area::Holding, 0, &[g]);
+        d.set_registers(Area::Holding, 0, &[SCRIPT.g_register(secs_now())]);
     }));
     c1.set_before_read(Arc::new(move |d: &SimDevice| {
         let t = secs_now();
@@ -282,13 +259,7 @@ fn kpi_windows_match_the_simulated_plant_through_a_restart_a_stop_and_a_machine_
             ],
         );
     }));
-    let at = |s: f64| {
-        let target = t0 + (s * 1000.0) as u64;
-        let now = now_ms();
-        if target > now {
-            std::thread::sleep(Duration::from_millis(target - now)); // following the plant's script
-        }
-    };
+    let at = |s: f64| sleep_until_ms(t0 + (s * 1000.0) as u64); // following the plant's script
 
     let broker = Broker::start(false).unwrap();
     let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();

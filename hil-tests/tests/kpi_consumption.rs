@@ -1,7 +1,7 @@
 //! Energy consumption end to end against ground truth, with the local
 //! history: simulated meters follow known formulas (an electricity counter
 //! through a u32 wrap and a reset, a u16 gas counter that wraps); the real
-//! agent computes 15 s `energy_consumption` windows (day start 00:00)
+//! agent computes 5 s `energy_consumption` windows (day start 00:00)
 //! through a restart, a `kill -9` right when a window is written to history
 //! and the outbox, and the gas meter going offline. Every good window is
 //! within 0.1 % of the formulas; `sample_completeness` of the electricity
@@ -21,43 +21,30 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use spindle_config::model::Area;
 use spindle_hil_tests::agent::{AgentProcess, run_spindle};
 use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::one_at_a_time;
+use spindle_hil_tests::plant::{CounterScript, kpi_windows, now_ms, sleep_until_ms};
 use spindle_hil_tests::subscriber::{Message, Subscriber};
 use spindle_protocols::sim::{SimDevice, SimTcpServer};
 
-const WINDOW_MS: u64 = 15_000;
-/// Polls a window expects: 15 s at 500 ms.
-const EXPECTED: f64 = 30.0;
-/// Electricity: raw Wh per second, 40 s below the u32 wrap, reset to 0 at 125 s.
-const E_RATE: f64 = 1000.0;
-const E_START: f64 = 4_294_967_296.0 - 40.0 * E_RATE;
-const E_RESET_S: f64 = 125.0;
-/// Gas: raw m³ × 100 per second, u16 (wraps about every 218 s).
-const G_RATE: f64 = 300.0;
-const G_START: f64 = 50_000.0;
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-fn e_raw(t: f64) -> f64 {
-    if t < E_RESET_S {
-        E_START + E_RATE * t
-    } else {
-        E_RATE * (t - E_RESET_S)
-    }
-}
+const WINDOW_MS: u64 = 5_000;
+/// Polls a window expects: 5 s at 250 ms.
+const EXPECTED: f64 = 20.0;
+/// The meters' counters: electricity (raw Wh per second) 13 s below the
+/// u32 wrap and reset to 0 at 42 s; gas (raw m³ × 100 per second, u16)
+/// wrapping about every 73 s. A window sees as many raw units as the
+/// 15 s windows of earlier versions of this test, so the 0.1 % bound is as tight.
+const SCRIPT: CounterScript = CounterScript {
+    e_rate: 3000.0,
+    e_start: 4_294_967_296.0 - 13.0 * 3000.0,
+    e_reset_s: 42.0,
+    g_rate: 900.0,
+    g_start: 50_000.0,
+};
 
 fn config(url: &str, meter: &str, gas: &str) -> String {
     format!(
@@ -80,7 +67,7 @@ max_age = "1h"
 name = "meter"
 tcp = "{meter}"
 unit = 1
-poll = "500ms"
+poll = "250ms"
 timeout = "300ms"
 [[device.point]]
 name = "energy"
@@ -95,7 +82,7 @@ counter = true
 name = "gas"
 tcp = "{gas}"
 unit = 1
-poll = "500ms"
+poll = "250ms"
 timeout = "300ms"
 [[device.point]]
 name = "volume"
@@ -108,7 +95,7 @@ counter = true
 
 [[kpi.energy_consumption]]
 name = "plant"
-window = "15s"
+window = "5s"
 day_start = "00:00"
 scope = "workshop-1"
 energy = [ {{ point = "meter.energy", carrier = "electricity" }}, {{ point = "gas.volume", carrier = "natural_gas" }} ]
@@ -117,22 +104,7 @@ energy = [ {{ point = "meter.energy", carrier = "electricity" }}, {{ point = "ga
 }
 
 fn windows(messages: &[Message]) -> BTreeMap<u64, serde_json::Value> {
-    let mut out: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
-    for m in messages
-        .iter()
-        .filter(|m| m.topic.ends_with("/kpi/energy_consumption/plant"))
-    {
-        let v = m.json();
-        let start = v["window"]["start"].as_u64().unwrap();
-        if let Some(previous) = out.get(&start) {
-            assert_eq!(
-                previous["seq"], v["seq"],
-                "window {start} published twice: {previous} and {v}"
-            );
-        }
-        out.insert(start, v);
-    }
-    out
+    kpi_windows(messages, "/kpi/energy_consumption/plant").unwrap()
 }
 
 /// A payload without the members only the outbox and the close time give.
@@ -165,19 +137,12 @@ fn consumption_windows_match_the_meters_and_history_exports_each_published_windo
     let log = answered.clone();
     meter.set_before_read(Arc::new(move |d: &SimDevice| {
         log.lock().unwrap().push(now_ms());
-        let e = (e_raw(secs_now()).floor() as u64 % (1 << 32)) as u32;
-        d.set_registers(Area::Holding, 0, &[(e >> 16) as u16, (e & 0xffff) as u16]);
+        d.set_registers(Area::Holding, 0, &SCRIPT.e_registers(secs_now()));
     }));
     gas.set_before_read(Arc::new(move |d: &SimDevice| {
-        let g = ((G_START + G_RATE * secs_now()).floor() as u64 % (1 << 16)) as u16;
-        d.set_registers(Area::Holding, 0, &[g]);
+        d.set_registers(Area::Holding, 0, &[SCRIPT.g_register(secs_now())]);
     }));
-    let at_ms = |target: u64| {
-        let now = now_ms();
-        if target > now {
-            std::thread::sleep(Duration::from_millis(target - now)); // following the plant's script
-        }
-    };
+    let at_ms = sleep_until_ms; // following the plant's script
     let at = |s: f64| at_ms(t0 + (s * 1000.0) as u64);
 
     let broker = Broker::start(false).unwrap();
@@ -190,7 +155,7 @@ fn consumption_windows_match_the_meters_and_history_exports_each_published_windo
     let mut agent = AgentProcess::start(&cfg).unwrap();
 
     // A restart inside a window.
-    at(95.3);
+    at(31.8);
     let restart_ms = now_ms();
     assert!(
         agent
@@ -199,19 +164,19 @@ fn consumption_windows_match_the_meters_and_history_exports_each_published_windo
     );
     agent.restart().unwrap();
     // kill -9 while a window is being closed: history write, then outbox.
-    let close = (t0 + 155_000) / WINDOW_MS * WINDOW_MS + WINDOW_MS + 1_400;
+    let close = (t0 + 52_000) / WINDOW_MS * WINDOW_MS + WINDOW_MS + 900; // the close: end + grace (2 polls) + 0.4 s
     at_ms(close);
     let kill_ms = now_ms();
     agent.kill9();
     agent.restart().unwrap();
     // The gas meter goes away for a while.
-    at(200.0);
+    at(67.0);
     let off_from = now_ms();
     s_gas.stop();
-    at(230.0);
+    at(77.0);
     let off_to = now_ms();
     rt.block_on(s_gas.restart()).unwrap();
-    at(335.0);
+    at(112.0);
     let end_ms = now_ms();
     let (ok, got) = sub.wait_until(Duration::from_secs(10), |m| {
         windows(m)
@@ -263,14 +228,14 @@ fn consumption_windows_match_the_meters_and_history_exports_each_published_windo
                 offline_seen = true;
             }
         }
-        if a < E_RESET_S && E_RESET_S < b {
+        if a < SCRIPT.e_reset_s && SCRIPT.e_reset_s < b {
             assert!(flags.contains(&"reset"), "reset in {a:.1}–{b:.1}: {w}");
         }
         if quality != "good" || flags.contains(&"reset") {
             continue;
         }
-        let e_truth = E_RATE * (b - a) / 1000.0;
-        let g_truth = G_RATE * (b - a) / 100.0;
+        let e_truth = SCRIPT.e_rate * (b - a) / 1000.0;
+        let g_truth = SCRIPT.g_rate * (b - a) / 100.0;
         let kgce_truth = e_truth * 0.1229 + g_truth * 1.33;
         for (what, v, truth) in [
             (

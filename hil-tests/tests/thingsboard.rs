@@ -32,6 +32,7 @@ use spindle::wire::thingsboard::{self as tb, Gateway};
 use spindle_config::model::{DeviceNameTemplate, MqttUrl, Replay};
 use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::one_at_a_time;
+use spindle_hil_tests::schema::validate_thingsboard;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
 use tokio::sync::mpsc;
 
@@ -81,6 +82,19 @@ fn spawn_publisher(
     mpsc::Sender<Outgoing>,
     tokio::task::JoinHandle<Outbox<SledStore>>,
 ) {
+    spawn_paced_publisher(port, dir, None, Arc::default())
+}
+
+/// [`spawn_publisher`] with a `replay_rate`.
+fn spawn_paced_publisher(
+    port: u16,
+    dir: &std::path::Path,
+    replay_rate: Option<std::num::NonZeroU32>,
+    counters: Arc<Counters>,
+) -> (
+    mpsc::Sender<Outgoing>,
+    tokio::task::JoinHandle<Outbox<SledStore>>,
+) {
     let dialect = Dialect::ThingsBoard(Box::new(Gateway::new(
         "site",
         "gw",
@@ -105,13 +119,13 @@ fn spawn_publisher(
             topic_base: "spindle/site/gw/".into(),
             dialect,
             window: 64,
-            replay_rate: None,
+            replay_rate,
             status: status(),
             max_message: LIMIT,
             flush_interval: Duration::from_millis(100),
         },
         Replay::LiveFirst,
-        Arc::new(Counters::default()),
+        counters,
     );
     let task = tokio::spawn(publisher.run(settings, rx, Duration::from_secs(3)));
     (tx, task)
@@ -137,6 +151,17 @@ fn availability(device: &str, state: Reachability) -> msg::Message {
         state,
         reason: AvailabilityReason::Error(ErrorWord::Timeout),
     })
+}
+
+/// Every payload received matches the schema of its topic.
+fn schema_checked(messages: &[Message]) {
+    let checked = validate_thingsboard(
+        messages
+            .iter()
+            .map(|m| (m.topic.as_str(), m.payload.as_slice())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked, messages.len());
 }
 
 /// Every `seq` key in gateway telemetry, with the publishes' seqs.
@@ -184,6 +209,7 @@ fn every_record_arrives_in_the_gateway_shape_in_batches_under_the_packet_limit()
         task.await.unwrap()
     });
     let got = sub.messages();
+    schema_checked(&got);
     assert_eq!(seqs(&got), (1..=3001).collect::<BTreeSet<u64>>());
     let mut batched = 0;
     for m in &got {
@@ -287,6 +313,8 @@ fn a_broker_restart_loses_nothing_and_resent_batches_carry_the_same_bytes() {
         assert!(ok, "records missing after the broker restart");
         (before, got)
     });
+    schema_checked(&before);
+    schema_checked(&after);
     let mut all = seqs(&before);
     all.extend(seqs(&after));
     assert_eq!(all, (1..=1800).collect::<BTreeSet<u64>>());
@@ -351,6 +379,7 @@ fn a_message_over_the_packet_limit_is_refused_without_a_seq_and_the_rest_flows()
         drop(tx);
         task.await.unwrap()
     });
+    schema_checked(&sub.messages());
     assert_eq!(
         seqs(&sub.messages()),
         (1..=100).collect::<BTreeSet<u64>>(),
@@ -442,6 +471,7 @@ fn two_agents_with_equal_device_names_feed_distinct_devices_and_kill_9s_lose_not
         );
     }
     let got = sub.messages();
+    schema_checked(&got);
     let stores = stored_seqs(&got);
     assert_eq!(stores.len(), 2, "one store per agent: {:?}", stores.keys());
     for (store, seqs) in &stores {
@@ -556,6 +586,7 @@ fn kpi_windows_health_and_gaps_arrive_as_thingsboard_telemetry() {
     };
     let health = Health {
         history: None,
+        mqtt_auth_refused: Some(0),
         ts: now,
         uptime_s: 1.5,
         clock_plausible: true,
@@ -592,6 +623,7 @@ fn kpi_windows_health_and_gaps_arrive_as_thingsboard_telemetry() {
         task.await.unwrap()
     });
     let got = sub.messages();
+    schema_checked(&got);
     let kpi_device = "site.gw.kpi.cnc_coverage.plant";
     let connect = got
         .iter()
@@ -662,9 +694,23 @@ fn repeated_batches(messages: &[Message]) -> (usize, Vec<u64>) {
     (repeats, differing)
 }
 
+/// How many times each seq arrived in gateway telemetry.
+fn arrivals(messages: &[Message]) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for m in messages.iter().filter(|m| m.topic == tb::GATEWAY_TELEMETRY) {
+        for seq in publish_seqs(&m.json()) {
+            *out.entry(seq).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 #[test]
 fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
     use spindle_hil_tests::proxy::Proxy;
+    // Records (i) taken by the broker whose PUBACKs never came back: UNACKED_FROM..UNACKED_TO.
+    const UNACKED_FROM: u64 = 50;
+    const UNACKED_TO: u64 = 300;
     let _serial = one_at_a_time();
     let broker = Broker::start(false).unwrap();
     let proxy = Proxy::start(broker.port(), true).unwrap();
@@ -674,8 +720,33 @@ fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
 
     rt.block_on(async {
         let (tx, task) = spawn_publisher(proxy.port(), dir.path());
+        for i in 0..UNACKED_FROM {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        let (ok, _) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(20), |m| {
+                seqs(m).len() as u64 >= UNACKED_FROM
+            })
+        });
+        assert!(ok, "the first records arrive");
+        // The broker takes the next records, but its PUBACKs are lost: they
+        // stay unacknowledged in the agent, in batches, until the cut.
+        proxy.deafen();
+        for i in UNACKED_FROM..UNACKED_TO {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(20), |m| {
+                seqs(m).len() as u64 >= UNACKED_TO
+            })
+        });
+        assert!(ok, "the broker took them all ({} seqs)", seqs(&got).len());
+        proxy.close();
+        proxy.open();
+        // Then cut the connection a few times while batches are in flight
+        // under load: whatever was repeated must be repeated identically.
         let producer = tokio::spawn(async move {
-            for i in 0..N {
+            for i in UNACKED_TO..N {
                 tx.send(telemetry(i).into()).await.unwrap();
                 if i % 500 == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -683,8 +754,6 @@ fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
             }
             tx
         });
-        // Cut the connection a few times while batches are in flight: a
-        // batch the broker took whose PUBACK was cut off is sent again.
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             proxy.close();
@@ -693,18 +762,128 @@ fn batches_whose_puback_was_cut_off_are_resent_with_the_same_bytes() {
         }
         let tx = producer.await.unwrap();
         let (ok, got) = tokio::task::block_in_place(|| {
-            sub.wait_until(Duration::from_secs(60), |m| seqs(m).len() as u64 >= N)
+            sub.wait_until(Duration::from_secs(60), |m| {
+                let seen = arrivals(m);
+                seen.len() as u64 >= N
+                    && (UNACKED_FROM..UNACKED_TO)
+                        .all(|seq| seen.get(&(seq + 1)).is_some_and(|&n| n >= 2))
+            })
         });
-        assert!(ok, "only {} of {N} arrived", seqs(&got).len());
+        assert!(
+            ok,
+            "only {} of {N} arrived, {} of the unacknowledged twice",
+            seqs(&got).len(),
+            (UNACKED_FROM..UNACKED_TO)
+                .filter(|seq| arrivals(&got).get(&(seq + 1)).is_some_and(|&n| n >= 2))
+                .count()
+        );
         drop(tx);
         task.await.unwrap()
     });
     let got = sub.messages();
+    let checked =
+        validate_thingsboard(got.iter().map(|m| (m.topic.as_str(), m.payload.as_slice())))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(checked, got.len());
+    // Nothing lost.
     assert_eq!(seqs(&got), (1..=N).collect::<BTreeSet<u64>>());
+    // Every record the broker took without its PUBACK reaching the agent
+    // came again after the reconnect, in batches byte-identical to the first.
+    let seen = arrivals(&got);
+    for seq in (UNACKED_FROM..UNACKED_TO).map(|i| i + 1) {
+        assert!(seen[&seq] >= 2, "seq {seq} was not repeated");
+    }
     let (repeats, differing) = repeated_batches(&got);
+    assert!(repeats >= 1, "no batch of several records was repeated");
     assert!(
         differing.is_empty(),
         "batches rebuilt differently: {differing:?}"
     );
-    eprintln!("{repeats} batches were received twice, each with the same bytes");
+    let unacked_batches = got
+        .iter()
+        .filter(|m| m.topic == tb::GATEWAY_TELEMETRY)
+        .filter(|m| {
+            let s = publish_seqs(&m.json());
+            s.len() >= 2 && s.iter().all(|&q| q > UNACKED_FROM && q <= UNACKED_TO)
+        })
+        .count();
+    eprintln!(
+        "{repeats} batches of several records were received twice, each with the same bytes \
+         ({unacked_batches} publishes carried the {} unacknowledged records)",
+        UNACKED_TO - UNACKED_FROM
+    );
+}
+
+#[test]
+fn replay_rate_paces_a_thingsboard_backlog_by_the_records_its_batches_carry() {
+    use spindle_hil_tests::proxy::Proxy;
+    use std::time::Instant;
+    const BACKLOG: u64 = 100;
+    let rate = 20; // its burst is a tenth of a second's worth: 2
+    let _serial = one_at_a_time();
+    let broker = Broker::start(false).unwrap();
+    let proxy = Proxy::start(broker.port(), false).unwrap();
+    let sub = Subscriber::start(broker.port(), "v1/#").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // When the waiting test saw each message (at most a wake-up late).
+    let arrived = std::cell::RefCell::new(Vec::<Instant>::new());
+    let got = rt.block_on(async {
+        let counters = Arc::new(Counters::default());
+        let (tx, task) = spawn_paced_publisher(
+            proxy.port(),
+            dir.path(),
+            std::num::NonZeroU32::new(rate),
+            Arc::clone(&counters),
+        );
+        // The broker is out of reach: everything becomes backlog once the
+        // publisher has it in its outbox.
+        for i in 0..BACKLOG {
+            tx.send(telemetry(i).into()).await.unwrap();
+        }
+        while counters.outbox_appended.get() < BACKLOG {
+            tokio::time::sleep(Duration::from_millis(10)).await; // a counter has no notification
+        }
+        proxy.open();
+        let (ok, got) = tokio::task::block_in_place(|| {
+            sub.wait_until(Duration::from_secs(30), |m| {
+                let mut times = arrived.borrow_mut();
+                while times.len() < m.len() {
+                    times.push(Instant::now());
+                }
+                seqs(m).len() as u64 >= BACKLOG
+            })
+        });
+        assert!(ok, "only {} of {BACKLOG} arrived", seqs(&got).len());
+        drop(tx);
+        task.await.unwrap();
+        got
+    });
+    schema_checked(&got);
+    assert_eq!(seqs(&got), (1..=BACKLOG).collect::<BTreeSet<u64>>());
+    let arrived = arrived.borrow();
+    let carrying: Vec<(usize, usize)> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.topic == tb::GATEWAY_TELEMETRY)
+        .map(|(i, m)| (i, publish_seqs(&m.json()).len()))
+        .collect();
+    let largest = carrying.iter().map(|(_, n)| *n).max().unwrap();
+    assert!(
+        largest <= 2,
+        "a backlog batch carries at most the tokens at hand (the burst, 2): one carried {largest}"
+    );
+    let first = carrying.first().unwrap().0;
+    let last = carrying.last().unwrap().0;
+    let span = arrived[last].duration_since(arrived[first]);
+    #[allow(clippy::cast_precision_loss)]
+    let paced = Duration::from_secs_f64((BACKLOG as f64 - 2.0) / f64::from(rate));
+    eprintln!(
+        "a backlog of {BACKLOG} in {} publishes arrived over {span:?} (at {rate}/s: {paced:?})",
+        carrying.len()
+    );
+    assert!(
+        span >= paced / 2,
+        "the backlog arrives spread out: over {span:?}, at least half of {paced:?}"
+    );
 }

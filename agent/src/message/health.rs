@@ -20,6 +20,44 @@ pub struct Health {
     pub bytes_written: Option<u64>,
     /// `None` only for reports stored before the member existed.
     pub history: Option<HistoryHealth>,
+    /// Connection attempts the broker refused for their credentials (bad
+    /// username or password, not authorized), rendered as
+    /// `mqtt.auth_refused`. `None` only for reports stored before the
+    /// member existed.
+    pub mqtt_auth_refused: Option<u64>,
+}
+
+/// A `health` report as stored before `mqtt_auth_refused` (read only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthF3 {
+    pub ts: u64,
+    pub uptime_s: f64,
+    pub clock_plausible: bool,
+    pub devices: Vec<DeviceHealth>,
+    pub buses: Vec<BusHealth>,
+    pub outbox: OutboxHealth,
+    pub mqtt: MqttHealth,
+    pub disk_free_bytes: Option<u64>,
+    pub bytes_written: Option<u64>,
+    pub history: Option<HistoryHealth>,
+}
+
+impl From<HealthF3> for Health {
+    fn from(old: HealthF3) -> Self {
+        Health {
+            ts: old.ts,
+            uptime_s: old.uptime_s,
+            clock_plausible: old.clock_plausible,
+            devices: old.devices,
+            buses: old.buses,
+            outbox: old.outbox,
+            mqtt: old.mqtt,
+            disk_free_bytes: old.disk_free_bytes,
+            bytes_written: old.bytes_written,
+            history: old.history,
+            mqtt_auth_refused: None,
+        }
+    }
 }
 
 /// The local KPI history (`data_dir/history/`).
@@ -62,6 +100,7 @@ impl From<HealthF2> for Health {
             disk_free_bytes: old.disk_free_bytes,
             bytes_written: old.bytes_written,
             history: None,
+            mqtt_auth_refused: None,
         }
     }
 }

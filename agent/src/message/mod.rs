@@ -20,8 +20,8 @@ mod telemetry;
 use serde::{Deserialize, Serialize};
 
 pub use health::{
-    BusHealth, DeviceHealth, DeviceState, ErrorCounts, Health, HealthF2, HistoryHealth, Latency,
-    MqttHealth, OutboxHealth,
+    BusHealth, DeviceHealth, DeviceState, ErrorCounts, Health, HealthF2, HealthF3, HistoryHealth,
+    Latency, MqttHealth, OutboxHealth,
 };
 pub use kpi::{
     CarrierBasis, CarrierFigures, CarrierFiguresF2, CncCoverage, EnergyConsumption,
@@ -44,6 +44,8 @@ pub enum Message<S = Name> {
     Gap(GapReport),
     /// A KPI window.
     Kpi(KpiWindow),
+    /// A `health` report stored before `mqtt_auth_refused` (read, never written).
+    HealthF3(HealthF3),
     /// A `health` report.
     Health(Health),
 }
@@ -56,6 +58,7 @@ impl<S> Message<S> {
             Message::Availability(a) => a.ts,
             Message::Health(h) => h.ts,
             Message::HealthF2(h) => h.ts,
+            Message::HealthF3(h) => h.ts,
             Message::Kpi(k) => k.ts,
             Message::KpiF2(k) => k.ts,
             Message::Gap(g) => g.ts(),
@@ -227,6 +230,7 @@ pub fn encoded_len_hint<S: AsRef<str>>(message: &Message<S>) -> usize {
         }
         Message::Health(h) => 128 + 64 * (h.devices.len() + h.buses.len()),
         Message::HealthF2(h) => 128 + 64 * (h.devices.len() + h.buses.len()),
+        Message::HealthF3(h) => 128 + 64 * (h.devices.len() + h.buses.len()),
         Message::Kpi(_) | Message::KpiF2(_) => 256,
         Message::Availability(_) | Message::Gap(_) => 64,
     }
@@ -281,5 +285,39 @@ mod tests {
             "a ts past u64"
         );
         assert!(decode(&[200]).is_err(), "unknown variant");
+    }
+
+    #[test]
+    fn a_health_report_stored_before_auth_refused_keeps_its_variant_and_decodes() {
+        let old = HealthF3 {
+            ts: 5,
+            uptime_s: 1.5,
+            clock_plausible: true,
+            devices: vec![],
+            buses: vec![],
+            outbox: OutboxHealth::default(),
+            mqtt: MqttHealth {
+                connects: 3,
+                ..MqttHealth::default()
+            },
+            disk_free_bytes: None,
+            bytes_written: Some(9),
+            history: Some(HistoryHealth::default()),
+        };
+        let bytes = encode(&Message::<Name>::HealthF3(old.clone())).unwrap();
+        assert_eq!(
+            bytes.first(),
+            Some(&6),
+            "the variant index health had before"
+        );
+        let Message::HealthF3(back) = decode(&bytes).unwrap() else {
+            panic!("not the old layout")
+        };
+        let now = Health::from(back);
+        assert_eq!(now.mqtt.connects, 3);
+        assert_eq!(now.history, old.history);
+        assert_eq!(now.mqtt_auth_refused, None, "not counted then: not zero");
+        let new = encode(&Message::<Name>::Health(now)).unwrap();
+        assert_eq!(new.first(), Some(&7), "the current layout is a new variant");
     }
 }

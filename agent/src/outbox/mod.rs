@@ -113,7 +113,7 @@ pub struct OutboxOptions {
 pub fn kind_of<S>(message: &Message<S>) -> Kind {
     match message {
         Message::Telemetry(_) => Kind::Telemetry,
-        Message::Health(_) | Message::HealthF2(_) => Kind::Health,
+        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) => Kind::Health,
         Message::Availability(_) => Kind::Availability,
         Message::Kpi(_) | Message::KpiF2(_) => Kind::Kpi,
         Message::Gap(_) => Kind::Gap,

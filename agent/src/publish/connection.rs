@@ -32,6 +32,9 @@ pub enum ConnEvent {
     Acked(u16),
     /// The session is gone; the reason is for the log.
     Down(String),
+    /// The broker refused an attempt's credentials (bad username or
+    /// password, not authorized); it is retried with backoff.
+    AuthRefused,
 }
 
 #[derive(Debug, Error)]
@@ -352,6 +355,18 @@ pub async fn run(
                 }
                 Ok(Event::Incoming(Packet::PubAck(ack))) => Some(ConnEvent::Acked(ack.pkid)),
                 Ok(_) => None,
+                Err(rumqttc::ConnectionError::ConnectionRefused(
+                    code @ (rumqttc::ConnectReturnCode::BadUserNamePassword
+                    | rumqttc::ConnectReturnCode::NotAuthorized),
+                )) => {
+                    // The credentials are never in the reason: only the broker's code.
+                    if events.send(ConnEvent::AuthRefused).await.is_err() {
+                        return;
+                    }
+                    break format!(
+                        "the broker refused the credentials (return code: `{code:?}`); retrying with backoff"
+                    );
+                }
                 Err(e) => break e.to_string(),
             };
             if let Some(ev) = forward

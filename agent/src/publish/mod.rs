@@ -23,9 +23,11 @@
 //! backlog drained after live data never overwrites a newer retained state.
 //!
 //! Backlog pacing: with `[buffer] replay_rate`, the backlog lane takes a
-//! token per record from a bucket refilled at that rate; the live lane
-//! takes none and is offered first, so live data is never held behind the
-//! cap. A backlog held back wakes the loop when its next token is due.
+//! token per record from a bucket refilled at that rate — with the
+//! `thingsboard` dialect a batch takes one per record it carries; the live
+//! lane takes none and is offered first, so live data is never held behind
+//! the cap. A backlog held back wakes the loop when its next token is due.
+//! Both dialects go through one pump (`pump_lane`).
 //!
 //! Parts: `commit` (the group-commit policy: when a flush may start,
 //! whether messages are taken meanwhile), [`state`] (what to publish next,
@@ -114,6 +116,17 @@ impl<S: Store> std::fmt::Debug for Publisher<S> {
 /// Records read per lane and turn with the `thingsboard` dialect (a batch
 /// takes many).
 const TB_READ: usize = 1024;
+
+/// How a lane's turn of the pump ended.
+enum Turn {
+    /// The window is full, the client's queue is full or a read failed:
+    /// no other lane goes either.
+    Stop,
+    /// `replay_rate` holds the lane back until this instant.
+    Held(Option<tokio::time::Instant>),
+    /// Nothing more to hand over from this lane now.
+    Done,
+}
 
 /// What became of a batch.
 enum BatchOutcome {
@@ -492,6 +505,7 @@ impl<S: Store> Publisher<S> {
                     }
                 }
             }
+            ConnEvent::AuthRefused => self.counters.mqtt_auth_refused.inc(),
             ConnEvent::Down(reason) => {
                 self.counters.mqtt_disconnects.inc();
                 tracing::debug!(reason = %reason, "MQTT session ended");
@@ -502,185 +516,173 @@ impl<S: Store> Publisher<S> {
         }
     }
 
-    /// Hands durable records to the client while the window has room (and,
-    /// for the backlog, while `replay_rate` allows). Returns when a backlog
-    /// held back by `replay_rate` may go on. (The `thingsboard` dialect's
-    /// batches are not paced by `replay_rate`.)
+    /// Hands durable records to the client while the window has room and,
+    /// for the backlog, while `replay_rate` allows. Returns when a backlog
+    /// held back by `replay_rate` may go on.
     fn pump(&mut self) -> Option<tokio::time::Instant> {
         let client = self.client.clone()?;
-        if let Dialect::ThingsBoard(gw) = &self.opts.dialect {
-            let gw = gw.clone();
-            self.pump_thingsboard(&client, &gw);
-            return None;
-        }
+        let gw = match &self.opts.dialect {
+            Dialect::ThingsBoard(gw) => Some(gw.clone()),
+            Dialect::Spindle { .. } => None,
+        };
+        let store = self.outbox.store_id().to_owned();
         let now = tokio::time::Instant::now();
         let mut held_until = None;
         for lane in self.delivery.lanes() {
-            let room = self.delivery.room();
-            if room == 0 {
-                return held_until;
-            }
-            let budget = self.pace.budget(lane, room, now);
-            if budget == 0 {
-                held_until = self.pace.resume_at(now);
-                continue;
-            }
-            let records = match self.outbox.read(lane.from, budget, now_ms()) {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Outbox read failed");
-                    return held_until;
-                }
-            };
-            let mut handed_any = false;
-            for (seq, record) in records {
-                if seq >= lane.below {
-                    break;
-                }
-                let len = record.encoded_len();
-                let Some((topic, payload, retain)) =
-                    self.render(seq, len, record.retain, record.body)
-                else {
-                    continue;
-                };
-                let retain = retain && self.retain_allowed(&topic, seq);
-                match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
-                    Ok(()) => {
-                        self.delivery.handed(seq);
-                        self.outbox.mark_in_flight(seq, len);
-                        self.pace.spent(lane, 1, now);
-                        self.counters.published.inc();
-                        handed_any = true;
-                    }
-                    Err(_) => return held_until, // the client's queue is full: wait for progress
-                }
-            }
-            // The backlog is drained once nothing is left below its bound
-            // and all of it is durable (an unflushed record is not there yet).
-            if !handed_any && lane.below <= self.outbox.durable_next() {
-                self.delivery.backlog_drained(lane);
+            match self.pump_lane(&client, gw.as_deref(), lane, &store, now) {
+                Turn::Stop => return held_until,
+                Turn::Held(at) => held_until = at,
+                Turn::Done => {}
             }
         }
         held_until
     }
 
-    /// A record's whole topic, payload and retain flag: a typed message
-    /// rendered now, a format-1 rendering as it was stored. A message that
-    /// does not decode is dropped and reported as damage.
-    fn render(
+    /// One lane's turn of [`Self::pump`]. Spindle: one record per publish.
+    /// `thingsboard`: consecutive telemetry and KPI records go out in
+    /// batches under the packet limit (a batch handed over before is
+    /// rebuilt with the same records); availability, health and gap go
+    /// alone; a device is connected (connect, attributes) before the first
+    /// publish that carries its data in this session, and disconnected
+    /// after an offline availability. Pacing counts records, not
+    /// publishes: a batch takes a token per record it carries, a new batch
+    /// carries at most the tokens at hand, and a repeated batch (which must
+    /// carry the same records) goes when one token is there and leaves the
+    /// bucket owing the rest.
+    fn pump_lane(
         &mut self,
-        seq: u64,
-        len: usize,
-        retain: bool,
-        body: Body,
-    ) -> Option<(String, Vec<u8>, bool)> {
-        match body {
-            Body::Rendered { topic, payload } => {
-                Some((format!("{}{topic}", self.opts.topic_base), payload, retain))
+        client: &AsyncClient,
+        gw: Option<&tb::Gateway>,
+        lane: state::Lane,
+        store: &str,
+        now: tokio::time::Instant,
+    ) -> Turn {
+        let mut handed_any = false;
+        let mut from = lane.from;
+        'read: loop {
+            let room = self.delivery.room();
+            if room == 0 {
+                return Turn::Stop;
             }
-            Body::Message(bytes) => match message::decode(&bytes) {
-                Ok(msg) => {
-                    let r = self.opts.dialect.render(&msg, seq, self.outbox.store_id());
-                    Some((r.topic, r.payload.into_bytes(), r.retain))
-                }
+            let budget = self.pace.budget(lane, room, now);
+            if budget == 0 {
+                return Turn::Held(self.pace.resume_at(now));
+            }
+            // A batch takes many records: read more than the window.
+            let want = if gw.is_some() { TB_READ } else { budget };
+            let records = match self.outbox.read(from, want, now_ms()) {
+                Ok(records) => records,
                 Err(e) => {
-                    tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
-                    if let Err(e) = self.outbox.discard_damaged(seq, len as u64, now_ms()) {
-                        tracing::warn!(error = %e, "Could not drop the damaged record");
-                    }
-                    None
+                    tracing::warn!(error = %e, "Outbox read failed");
+                    return Turn::Stop;
                 }
-            },
-        }
-    }
-
-    /// The `thingsboard` pump: consecutive telemetry and KPI records of a
-    /// lane go out in batches under the packet limit (a batch handed over
-    /// before is rebuilt with the same records); availability, health and
-    /// gap go alone. A device is connected (connect, attributes) before the
-    /// first publish that carries its data in this session, and
-    /// disconnected after an offline availability.
-    fn pump_thingsboard(&mut self, client: &AsyncClient, gw: &tb::Gateway) {
-        let store = self.outbox.store_id().to_owned();
-        for lane in self.delivery.lanes() {
-            if self.delivery.room() == 0 {
-                return;
-            }
-            let mut handed_any = false;
-            let mut from = lane.from;
-            'window: loop {
-                let records = match self.outbox.read(from, TB_READ, now_ms()) {
-                    Ok(records) => records,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Outbox read failed");
-                        return;
+            };
+            // A batch that reaches the end of a full read may go on past
+            // it: it is read again from its start (unless it starts the read).
+            let full = records.len() == want;
+            let mut i = 0;
+            while let Some((seq, record)) = records.get(i) {
+                let seq = *seq;
+                if seq >= lane.below {
+                    break;
+                }
+                if self.delivery.room() == 0 {
+                    return Turn::Stop;
+                }
+                let tokens = self.pace.budget(lane, usize::MAX, now);
+                if tokens == 0 {
+                    return Turn::Held(self.pace.resume_at(now));
+                }
+                let len = record.encoded_len();
+                let taken = match &record.body {
+                    Body::Rendered { topic, payload } => {
+                        // A format-1 record (an older release) goes out as stored.
+                        let topic = format!("{}{topic}", self.opts.topic_base);
+                        let retain = gw.is_none() && record.retain;
+                        if !self.publish_one(client, (seq, len), topic, payload.clone(), retain) {
+                            return Turn::Stop; // the client's queue is full: wait for progress
+                        }
+                        1
                     }
-                };
-                // A batch that reaches the end of a full read may go on past
-                // it: it is read again from its start (unless it starts the read).
-                let full = records.len() == TB_READ;
-                let mut i = 0;
-                while let Some((seq, record)) = records.get(i) {
-                    let seq = *seq;
-                    if seq >= lane.below {
-                        break;
-                    }
-                    if self.delivery.room() == 0 {
-                        return;
-                    }
-                    let len = record.encoded_len();
-                    let msg = match &record.body {
-                        Body::Rendered { topic, payload } => {
-                            // A format-1 record (an older release) goes out as stored.
-                            let topic = format!("{}{topic}", self.opts.topic_base);
-                            if client
-                                .try_publish(topic, QoS::AtLeastOnce, false, payload.clone())
-                                .is_err()
-                            {
-                                return;
-                            }
-                            self.handed(&[(seq, len)]);
-                            handed_any = true;
+                    Body::Message(bytes) => match message::decode(bytes) {
+                        Err(e) => {
+                            self.discard_damaged(seq, len, &e);
                             i += 1;
                             continue;
                         }
-                        Body::Message(bytes) => match message::decode(bytes) {
-                            Ok(msg) => msg,
-                            Err(e) => {
-                                tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
-                                if let Err(e) =
-                                    self.outbox.discard_damaged(seq, len as u64, now_ms())
+                        Ok(msg) => match gw {
+                            None => {
+                                let r = self.opts.dialect.render(&msg, seq, store);
+                                let payload = r.payload.into_bytes();
+                                if !self.publish_one(client, (seq, len), r.topic, payload, r.retain)
                                 {
-                                    tracing::warn!(error = %e, "Could not drop the damaged record");
+                                    return Turn::Stop;
                                 }
-                                i += 1;
-                                continue;
+                                1
+                            }
+                            Some(gw) if tb::batchable(&msg) => {
+                                let run = records.get(i..).unwrap_or_default();
+                                let go_past = full && i > 0;
+                                match self
+                                    .publish_batch(client, gw, run, lane, store, go_past, tokens)
+                                {
+                                    BatchOutcome::Sent(n) => n,
+                                    BatchOutcome::QueueFull => return Turn::Stop,
+                                    BatchOutcome::PastRead => {
+                                        from = seq;
+                                        continue 'read;
+                                    }
+                                }
+                            }
+                            Some(gw) => {
+                                if !self.publish_alone(client, gw, &msg, (seq, len), store) {
+                                    return Turn::Stop;
+                                }
+                                1
                             }
                         },
-                    };
-                    let taken = if tb::batchable(&msg) {
-                        let run = records.get(i..).unwrap_or_default();
-                        match self.publish_batch(client, gw, run, lane, &store, full && i > 0) {
-                            BatchOutcome::Sent(n) => n,
-                            BatchOutcome::QueueFull => return,
-                            BatchOutcome::PastRead => {
-                                from = seq;
-                                continue 'window;
-                            }
-                        }
-                    } else if self.publish_alone(client, gw, &msg, (seq, len), &store) {
-                        1
-                    } else {
-                        return;
-                    };
-                    handed_any = true;
-                    i += taken;
-                }
-                break;
+                    },
+                };
+                self.pace.spent(lane, taken, now);
+                handed_any = true;
+                i += taken;
             }
-            if !handed_any && lane.below <= self.outbox.durable_next() {
-                self.delivery.backlog_drained(lane);
-            }
+            break;
+        }
+        // The backlog is drained once nothing is left below its bound
+        // and all of it is durable (an unflushed record is not there yet).
+        if !handed_any && lane.below <= self.outbox.durable_next() {
+            self.delivery.backlog_drained(lane);
+        }
+        Turn::Done
+    }
+
+    /// Publishes one record alone (retained only if no newer record of its
+    /// topic went out); false when the client's queue is full.
+    fn publish_one(
+        &mut self,
+        client: &AsyncClient,
+        (seq, len): (u64, usize),
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> bool {
+        let retain = retain && self.retain_allowed(&topic, seq);
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+            .is_err()
+        {
+            return false;
+        }
+        self.handed(&[(seq, len)]);
+        true
+    }
+
+    /// Drops a record that does not decode; it is reported on `gap`.
+    fn discard_damaged(&mut self, seq: u64, len: usize, e: &postcard::Error) {
+        tracing::error!(seq, error = %e, "An outbox record does not decode; it is dropped and reported on gap");
+        if let Err(e) = self.outbox.discard_damaged(seq, len as u64, now_ms()) {
+            tracing::warn!(error = %e, "Could not drop the damaged record");
         }
     }
 
@@ -690,6 +692,9 @@ impl<S: Store> Publisher<S> {
     /// read that this batch does not start), a batch that would take every
     /// record to the end of the read is not sent: it is read again from
     /// its first record, so that it is the same batch however reads fall.
+    /// A new batch carries at most `limit` records (the backlog's tokens);
+    /// a repeated one carries what it carried before.
+    #[allow(clippy::too_many_arguments)]
     fn publish_batch(
         &mut self,
         client: &AsyncClient,
@@ -698,6 +703,7 @@ impl<S: Store> Publisher<S> {
         lane: state::Lane,
         store: &str,
         may_go_past: bool,
+        limit: usize,
     ) -> BatchOutcome {
         let Some(first) = run.first().map(|(seq, _)| *seq) else {
             return BatchOutcome::QueueFull;
@@ -717,6 +723,7 @@ impl<S: Store> Publisher<S> {
                 None => {
                     // Enough to fill a packet; and never into a batch handed before.
                     if bytes > self.opts.max_message
+                        || entries.len() >= limit
                         || (!entries.is_empty() && self.delivery.batch_at(*seq).is_some())
                     {
                         break;

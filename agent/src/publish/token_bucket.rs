@@ -12,6 +12,10 @@
 //!   `burst + rate * t` are taken;
 //! - the arithmetic is exact (nanosecond credit in integers): no drift over
 //!   a long replay;
+//! - a take larger than the tokens at hand (a repeated ThingsBoard batch,
+//!   which must carry the records it carried before) empties the bucket
+//!   and leaves it owing the rest: no token is available until the debt is
+//!   paid, so the rate holds over time;
 //! - only the backlog lane is paced ([`Pace`]): the live lane is never
 //!   counted against the bucket nor held back by it.
 
@@ -34,6 +38,8 @@ pub(crate) struct TokenBucket {
     capacity: u128,
     /// Credit held at `at` (one token = [`NANOS`] units).
     credit: u128,
+    /// Credit owed (taken beyond what was held), paid before any accrues.
+    debt: u128,
     at: Instant,
 }
 
@@ -45,6 +51,7 @@ impl TokenBucket {
             rate: u128::from(rate.get()),
             capacity,
             credit: capacity,
+            debt: 0,
             at: now,
         }
     }
@@ -55,9 +62,12 @@ impl TokenBucket {
             return;
         }
         let elapsed = now.duration_since(self.at).as_nanos();
+        let accrued = elapsed.saturating_mul(self.rate);
+        let paid = accrued.min(self.debt);
+        self.debt -= paid;
         self.credit = self
             .credit
-            .saturating_add(elapsed.saturating_mul(self.rate))
+            .saturating_add(accrued - paid)
             .min(self.capacity);
         self.at = now;
     }
@@ -68,17 +78,20 @@ impl TokenBucket {
         usize::try_from(self.credit / NANOS).unwrap_or(usize::MAX)
     }
 
-    /// Takes `n` tokens at `now`; takes what there is if fewer are available.
+    /// Takes `n` tokens at `now`; if fewer are available, takes them all
+    /// and owes the rest.
     pub(crate) fn take(&mut self, n: usize, now: Instant) {
         self.refill(now);
         let wanted = u128::try_from(n).unwrap_or(u128::MAX).saturating_mul(NANOS);
-        self.credit = self.credit.saturating_sub(wanted);
+        let held = wanted.min(self.credit);
+        self.credit -= held;
+        self.debt = self.debt.saturating_add(wanted - held);
     }
 
     /// When the next whole token is available (`now` if one already is).
     pub(crate) fn next_token_at(&mut self, now: Instant) -> Instant {
         self.refill(now);
-        let missing = NANOS.saturating_sub(self.credit);
+        let missing = NANOS.saturating_add(self.debt).saturating_sub(self.credit);
         let nanos = missing.div_ceil(self.rate);
         now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
@@ -155,12 +168,24 @@ mod tests {
         assert_eq!(bucket.available(t0), 10);
         bucket.take(10, t0);
         assert_eq!(bucket.available(t0), 0);
-        bucket.take(5, t0);
+        assert_eq!(bucket.available(t0 + Duration::from_millis(10)), 1);
+    }
+
+    #[test]
+    fn a_take_beyond_the_tokens_at_hand_is_owed_and_paid_before_new_tokens() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(rate(100), rate(10), t0);
+        bucket.take(15, t0); // 10 held, 5 owed
+        assert_eq!(bucket.available(t0), 0);
         assert_eq!(
-            bucket.available(t0),
-            0,
-            "taking from an empty bucket takes nothing"
+            bucket.next_token_at(t0),
+            t0 + Duration::from_millis(60),
+            "5 owed and 1 to take"
         );
+        assert_eq!(bucket.available(t0 + Duration::from_millis(59)), 0);
+        assert_eq!(bucket.available(t0 + Duration::from_millis(60)), 1);
+        // Over 100 ms: at most the burst + the rate's 10, of which 15 went at t0.
+        assert_eq!(bucket.available(t0 + Duration::from_millis(100)), 5);
     }
 
     #[test]

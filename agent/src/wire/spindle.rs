@@ -27,7 +27,7 @@ pub fn topic_under<S: AsRef<str>>(base: &str, message: &Message<S>) -> String {
             out.push_str("availability/");
             out.push_str(&a.device);
         }
-        Message::Health(_) | Message::HealthF2(_) => out.push_str("health"),
+        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) => out.push_str("health"),
         Message::Kpi(k) => {
             out.push_str("kpi/");
             out.push_str(k.kind().as_str());
@@ -68,6 +68,7 @@ pub fn payload<S: AsRef<str>>(message: &Message<S>, seq: u64, store: &str) -> St
         Message::Availability(a) => availability(&mut o, a),
         Message::Health(h) => health(&mut o, h),
         Message::HealthF2(h) => health(&mut o, &Health::from(h.clone())),
+        Message::HealthF3(h) => health(&mut o, &Health::from(h.clone())),
         Message::Kpi(k) => kpi(&mut o, k),
         Message::KpiF2(k) => kpi(&mut o, &KpiWindow::from(k.clone())),
         Message::Gap(g) => gap(&mut o, g),
@@ -103,6 +104,7 @@ fn capacity_hint<S: AsRef<str>>(message: &Message<S>) -> usize {
         }
         Message::Health(h) => 640 + 256 * h.devices.len(),
         Message::HealthF2(h) => 640 + 256 * h.devices.len(),
+        Message::HealthF3(h) => 640 + 256 * h.devices.len(),
         Message::Kpi(_) | Message::KpiF2(_) => 640,
         Message::Availability(_) | Message::Gap(_) => 160,
     }
@@ -201,6 +203,9 @@ fn health(o: &mut Object<'_>, h: &Health) {
     mqtt.unsigned("disconnects", h.mqtt.disconnects);
     mqtt.unsigned("published", h.mqtt.published);
     mqtt.unsigned("acked", h.mqtt.acked);
+    if let Some(refused) = h.mqtt_auth_refused {
+        mqtt.unsigned("auth_refused", refused);
+    }
     mqtt.end();
     let mut disk = Object::open(o.key("disk"));
     let opt_unsigned = |d: &mut Object<'_>, key: &str, v: Option<u64>| match v {

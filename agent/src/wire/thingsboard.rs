@@ -182,7 +182,9 @@ pub fn subject<S: AsRef<str>>(message: &Message<S>) -> Subject {
         Message::Availability(a) => Subject::Device(a.device.clone()),
         Message::Kpi(k) => Subject::Kpi(k.kind(), k.name.clone()),
         Message::KpiF2(k) => Subject::Kpi(KpiWindow::from(k.clone()).kind(), k.name.clone()),
-        Message::Health(_) | Message::HealthF2(_) | Message::Gap(_) => Subject::Gateway,
+        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) | Message::Gap(_) => {
+            Subject::Gateway
+        }
     }
 }
 
@@ -226,7 +228,9 @@ pub fn entry<S: AsRef<str>>(
             k.window.start,
             Subject::Kpi(KpiWindow::from(k.clone()).kind(), k.name.clone()),
         ),
-        Message::Health(_) | Message::HealthF2(_) | Message::Gap(_) => return None,
+        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) | Message::Gap(_) => {
+            return None;
+        }
     };
     out.push_str("{\"ts\":");
     json::unsigned(&mut out, ts);
@@ -244,7 +248,7 @@ pub fn entry<S: AsRef<str>>(
         }
         Message::Kpi(k) => kpi(&mut values, k),
         Message::KpiF2(k) => kpi(&mut values, &KpiWindow::from(k.clone())),
-        Message::Health(_) | Message::HealthF2(_) | Message::Gap(_) => {}
+        Message::Health(_) | Message::HealthF2(_) | Message::HealthF3(_) | Message::Gap(_) => {}
     }
     values.unsigned("seq", seq);
     values.string("store", store);
@@ -397,6 +401,7 @@ fn own_telemetry<S>(message: &Message<S>, seq: u64, store: &str) -> String {
     match message {
         Message::Health(h) => health(&mut values, h),
         Message::HealthF2(h) => health(&mut values, &Health::from(h.clone())),
+        Message::HealthF3(h) => health(&mut values, &Health::from(h.clone())),
         Message::Gap(g) => gap(&mut values, g),
         Message::Telemetry(_) | Message::Availability(_) | Message::Kpi(_) | Message::KpiF2(_) => {}
     }
@@ -534,6 +539,9 @@ fn health(o: &mut Object<'_>, h: &Health) {
     o.unsigned("mqtt.disconnects", h.mqtt.disconnects);
     o.unsigned("mqtt.published", h.mqtt.published);
     o.unsigned("mqtt.acked", h.mqtt.acked);
+    if let Some(refused) = h.mqtt_auth_refused {
+        o.unsigned("mqtt.auth_refused", refused);
+    }
     if let Some(free) = h.disk_free_bytes {
         o.unsigned("disk.free_bytes", free);
     }

@@ -64,6 +64,10 @@ pub struct Counters {
     pub published_acked: Counter,
     pub mqtt_connects: Counter,
     pub mqtt_disconnects: Counter,
+    /// 1 while an MQTT session is up.
+    pub mqtt_connected: Gauge,
+    /// Records published and not yet acknowledged (set every second).
+    pub mqtt_in_flight: Gauge,
     /// Turns of the publisher's periodic tick (the watchdog's sign of life).
     pub publisher_ticks: Counter,
     /// KPI windows written to the local history.

@@ -15,6 +15,12 @@ use crate::message::{
     MqttHealth, OutboxHealth,
 };
 
+/// Upper bounds of the poll latency histogram (µs): 5 ms to 10 s.
+pub const LATENCY_BUCKETS_US: [u64; 11] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000,
+];
+
 /// Per-device counters, written by the device's poller.
 #[derive(Debug, Default)]
 pub struct DeviceStats {
@@ -28,6 +34,8 @@ pub struct DeviceStats {
     pub latency_last_us: Gauge,
     pub latency_sum_us: Counter,
     pub latency_max_us: Gauge,
+    /// Polls by duration: `LATENCY_BUCKETS_US[i]` or less (the last: longer).
+    pub latency_buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
     /// 0 unknown, 1 online, 2 offline.
     state: AtomicU8,
 }
@@ -47,6 +55,10 @@ impl DeviceStats {
     /// Records one poll's duration.
     pub fn record_latency(&self, micros: u64) {
         self.latency_last_us.set(micros);
+        let bucket = LATENCY_BUCKETS_US.partition_point(|&le| le < micros);
+        if let Some(b) = self.latency_buckets.get(bucket) {
+            b.inc();
+        }
         self.latency_sum_us.add(micros);
         if micros > self.latency_max_us.get() {
             self.latency_max_us.set(micros);

@@ -311,6 +311,92 @@ pub fn read_windows(dir: &Path, filter: &Filter) -> io::Result<(Vec<Record>, Vec
     Ok((windows.into_values().collect(), skipped))
 }
 
+/// One page of one KPI's windows (for the HTTP API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The lines as written, by window start, each start once.
+    pub lines: Vec<String>,
+    /// The window start the next page begins at, when more windows match.
+    pub next: Option<u64>,
+}
+
+/// The windows of KPI `kind`/`name` starting in `[from_ms, to_ms)`, the
+/// `limit` earliest. Bounded: only the month files the range touches are
+/// read, line by line, and at most `limit + 1` lines are held.
+pub fn read_page(
+    dir: &Path,
+    tz: &TimeZone,
+    kind: &str,
+    name: &str,
+    from_ms: u64,
+    to_ms: u64,
+    limit: usize,
+) -> io::Result<Page> {
+    use std::io::BufRead as _;
+    let mut kept: BTreeMap<u64, String> = BTreeMap::new();
+    if from_ms >= to_ms || limit == 0 {
+        return Ok(Page {
+            lines: Vec::new(),
+            next: None,
+        });
+    }
+    let first = file_name(tz, from_ms).unwrap_or_default();
+    let last = file_name(tz, to_ms - 1).unwrap_or_default();
+    let files = match files(dir) {
+        Ok(files) => files,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for (path, _) in files {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if file_name < first || file_name > last {
+            continue;
+        }
+        let reader = io::BufReader::new(File::open(&path)?);
+        for line in reader.split(b'\n') {
+            let line = line?;
+            // Cheap refusal before parsing: the name must appear.
+            if !line
+                .windows(name.len().max(1))
+                .any(|w| w == name.as_bytes())
+            {
+                continue;
+            }
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue; // a torn line (`spindle history` names it)
+            };
+            let matches = value.get("kind").and_then(|v| v.as_str()) == Some(kind)
+                && value.get("name").and_then(|v| v.as_str()) == Some(name);
+            let Some(start) = value
+                .get("window")
+                .and_then(|w| w.get("start"))
+                .and_then(serde_json::Value::as_u64)
+            else {
+                continue;
+            };
+            if !matches || start < from_ms || start >= to_ms || kept.contains_key(&start) {
+                continue;
+            }
+            kept.insert(start, String::from_utf8_lossy(&line).into_owned());
+            if kept.len() > limit + 1 {
+                kept.pop_last();
+            }
+        }
+    }
+    let next = if kept.len() > limit {
+        kept.pop_last().map(|(start, _)| start)
+    } else {
+        None
+    };
+    Ok(Page {
+        lines: kept.into_values().collect(),
+        next,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

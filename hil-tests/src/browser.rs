@@ -4,8 +4,8 @@
 //! [`Browser::start`] starts chromedriver on a free loopback port and opens
 //! one session of headless chromium (`--headless=new`, `--no-sandbox` since
 //! tests run as root, a fresh profile directory). Dropping the [`Browser`]
-//! ends the session and kills chromedriver's process group (chromedriver
-//! and every chromium process, even when the session could not be ended).
+//! ends the session and kills chromedriver and every process under it
+//! (chromium's, even when the session could not be ended).
 //!
 //! The `WebDriver` client is a few blocking HTTP/1.1 requests over a
 //! `TcpStream` (one connection per command, `Connection: close`): the tests
@@ -16,7 +16,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,8 +61,6 @@ impl Browser {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let driver = Command::new(chromedriver_path())
-            // Its own process group, so that drop can kill chromium with it.
-            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdin(Stdio::null())
@@ -261,12 +258,57 @@ impl Drop for Browser {
         if !self.session.is_empty() {
             let _ = self.command("DELETE", &format!("/session/{}", self.session), None);
         }
-        // chromedriver and every chromium process it started (its group).
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.driver.id()))
-            .status();
+        // Every chromium process chromedriver started (found by parent in
+        // /proc, killed by pid: no process-group kill, which could reach
+        // further than this browser), then chromedriver.
+        let pids = descendants(self.driver.id());
+        if !pids.is_empty() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .args(pids.iter().map(u32::to_string))
+                .status();
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// Every process under `root` (children, their children, …), from `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid …": the command may hold spaces, so read after the last ')'.
+            let parent = stat
+                .rfind(')')
+                .and_then(|i| stat.get(i + 1..))
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(parent) = parent {
+                parent_of.push((pid, parent));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while let Some(&parent) = found.get(i) {
+        for &(pid, ppid) in &parent_of {
+            if ppid == parent && !found.contains(&pid) {
+                found.push(pid);
+            }
+        }
+        i += 1;
+    }
+    found.retain(|&p| p != root);
+    found
 }

@@ -23,7 +23,7 @@ use axum::Form;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::http::api::error;
@@ -212,11 +212,9 @@ fn see_other(to: &'static str, cookie: Option<String>) -> Response {
     response
 }
 
-const LOGIN_FORM: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>spindle login</title></head><body><form method=\"post\" action=\"/login\"><label>Token / 令牌 <input type=\"password\" name=\"token\" autocomplete=\"current-password\" autofocus></label> <button type=\"submit\">Sign in / 登录</button></form>MESSAGE</body></html>";
-
-/// `GET /login`: the form.
-pub async fn login_form() -> Html<String> {
-    Html(LOGIN_FORM.replace("MESSAGE", ""))
+/// `GET /login`: the form (the page's markup, `page::login_html`).
+pub async fn login_form() -> Response {
+    crate::http::page::login_response(false)
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,7 +235,7 @@ pub async fn login(State(state): State<Arc<AppState>>, Form(form): Form<Login>) 
     tracing::warn!("HTTP login with a wrong token");
     (
         StatusCode::UNAUTHORIZED,
-        Html(LOGIN_FORM.replace("MESSAGE", "<p>Wrong token / 令牌错误</p>")),
+        crate::http::page::login_response(true),
     )
         .into_response()
 }

@@ -16,12 +16,14 @@
 //! Files: `server.rs` (router, accept loop, caps, TLS, stop), `auth.rs`
 //! (token, sessions, login), `api.rs` (JSON routes and probes),
 //! `metrics.rs` (Prometheus text), `live.rs` (the live view and the tap),
-//! `sse.rs` (the live-update channel).
+//! `sse.rs` (the live-update channel), `page.rs` (the status page and its
+//! embedded assets, `assets/`).
 
 pub mod api;
 pub mod auth;
 pub mod live;
 pub mod metrics;
+pub mod page;
 pub mod server;
 pub mod sse;
 

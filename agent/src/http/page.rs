@@ -115,7 +115,10 @@ fn common_headers(headers: &mut HeaderMap) {
 pub fn asset_response(asset: &Asset, if_none_match: Option<&HeaderValue>) -> Response {
     let fresh = if_none_match
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == asset.etag || t.trim() == "*")
+        });
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -145,10 +148,7 @@ fn html_response(body: String) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     common_headers(headers);
     r
 }
@@ -207,7 +207,10 @@ mod tests {
         let js = find_asset("app.js").map(|a| a.content_type);
         assert_eq!(js, Some("text/javascript; charset=utf-8"));
         assert!(find_asset("../Cargo.toml").is_none());
-        assert!(find_asset("index.html").is_none(), "the shell is served by its routes");
+        assert!(
+            find_asset("index.html").is_none(),
+            "the shell is served by its routes"
+        );
         for a in &ASSETS {
             assert_eq!(a.etag.len(), 18);
             assert_eq!(
@@ -231,7 +234,9 @@ mod tests {
         let full = asset_response(js, None);
         assert_eq!(full.status(), StatusCode::OK);
         assert_eq!(
-            full.headers().get(header::CACHE_CONTROL).map(HeaderValue::as_bytes),
+            full.headers()
+                .get(header::CACHE_CONTROL)
+                .map(HeaderValue::as_bytes),
             Some(&b"no-cache"[..])
         );
         assert_eq!(
@@ -251,7 +256,9 @@ mod tests {
     fn the_shell_loads_only_embedded_assets_and_is_not_stored() {
         let r = page_response();
         assert_eq!(
-            r.headers().get(header::CACHE_CONTROL).map(HeaderValue::as_bytes),
+            r.headers()
+                .get(header::CACHE_CONTROL)
+                .map(HeaderValue::as_bytes),
             Some(&b"no-store"[..])
         );
         assert!(

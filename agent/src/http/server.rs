@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::Html;
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -29,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::health::HealthSources;
 use crate::http::auth::{self, Auth};
 use crate::http::live::LiveView;
-use crate::http::{api, metrics};
+use crate::http::{api, metrics, page};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -70,7 +69,7 @@ pub enum HttpError {
 /// The routes, behind the auth guard.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(placeholder_page))
+        .merge(page::routes())
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(metrics::metrics))
@@ -90,13 +89,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// Until the status page is built in: one line.
-async fn placeholder_page() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>spindle</title></head><body><p>spindle: see /api/v1/devices and /metrics</p></body></html>",
-    )
 }
 
 /// Serves `server` with the state built from it (its auth moved in) until

@@ -11,7 +11,7 @@ const LABELS = {
     started: "Started", devices: "Devices", device: "Device", state: "State", since: "Since",
     last_poll: "Last poll", latency: "Latency (last / mean / max)", polls: "Polls",
     errors: "Errors", timeout: "timeout", exception: "exception", decode: "decode",
-    disconnected: "disconnected", bus: "Bus / endpoint", protocol: "Protocol", profile: "Profile",
+    disconnected: "disconnected", bus: "Bus / endpoint", bus_name: "Bus", protocol: "Protocol", profile: "Profile",
     online: "online", offline: "offline", unknown: "unknown", buses: "Serial buses",
     load_measured: "Measured load", load_estimated: "Estimated load", late_replies: "Late replies",
     no_buses: "No serial buses.", outbox: "Outbox", depth: "Depth", bytes: "Bytes",
@@ -31,7 +31,7 @@ const LABELS = {
     started: "启动于", devices: "设备", device: "设备", state: "状态", since: "自",
     last_poll: "最近采集", latency: "采集耗时（最近 / 平均 / 最大）", polls: "采集次数",
     errors: "错误", timeout: "超时", exception: "异常", decode: "解码", disconnected: "断开",
-    bus: "总线 / 地址", protocol: "协议", profile: "设备模板", online: "在线", offline: "离线",
+    bus: "总线 / 地址", bus_name: "总线", protocol: "协议", profile: "设备模板", online: "在线", offline: "离线",
     unknown: "未知", buses: "串口总线", load_measured: "实测负载", load_estimated: "估算负载",
     late_replies: "迟到应答", no_buses: "没有串口总线。", outbox: "发件箱", depth: "条数",
     bytes: "字节", oldest: "最旧", backlog: "积压", drops: "丢弃", gaps: "缺口", mqtt: "MQTT",
@@ -60,7 +60,13 @@ const KPI_UNIT = {
   energy_consumption: () => "kgce",
   cnc_coverage: () => "",
 };
+// How a plotted value reads (ratios as percentages).
+const KPI_FORMAT = {
+  cnc_coverage: (v) => (typeof v === "number" ? `${fmtNum(v * 100, 1)} %` : "–"),
+};
 const DAY_MS = 24 * 3600 * 1000;
+// A plot spans at least this many windows (a young history grows from the right).
+const MIN_PLOT_WINDOWS = 48;
 const REFRESH_MS = 5000;
 const MAX_HISTORY_PAGES = 10;
 
@@ -240,7 +246,7 @@ function renderBuses(card, health) {
       el("td", { class: "num wide", text: String(b.late_replies) })));
   }
   card.append(el("div", { class: "scroll" }, el("table", null,
-    el("thead", null, el("tr", null, el("th", { text: L.bus }), el("th", { class: "num", text: L.load_measured }),
+    el("thead", null, el("tr", null, el("th", { text: L.bus_name }), el("th", { class: "num", text: L.load_measured }),
       el("th", { class: "num", text: L.load_estimated }), el("th"), el("th", { class: "num wide", text: L.late_replies }))),
     tbody)));
 }
@@ -294,19 +300,20 @@ class KpiPlot {
     const ws = [...this.windows.values()].sort((a, b) => a.window.start - b.window.start);
     const valueOf = KPI_VALUE[this.kind] || ((w) => w.value);
     const unitOf = KPI_UNIT[this.kind] || ((w) => w.unit || "");
+    const show = KPI_FORMAT[this.kind] || ((v) => fmtNum(v, 4));
     const last = ws[ws.length - 1];
     const head = el("h2", null, `${this.kind} · ${this.name}`,
       el("span", { class: "sub", text: `${L.last24} · ${ws.length} ${L.windows}` }));
     const latest = el("div", { class: "latest" });
     if (last) {
-      latest.append(fmtNum(valueOf(last), 4), " ", el("span", { class: "unit", text: `${unitOf(last)} · ${L[last.quality] || last.quality} · ${fmtTime(last.window.start)}–${fmtTime(last.window.end)}` }));
+      latest.append(show(valueOf(last)), " ", el("span", { class: "unit", text: `${unitOf(last)} · ${L[last.quality] || last.quality} · ${fmtTime(last.window.start)}–${fmtTime(last.window.end)}` }));
     }
-    this.card.replaceChildren(head, latest, this.plot(ws, valueOf, unitOf),
+    this.card.replaceChildren(head, latest, this.plot(ws, valueOf, unitOf, show),
       el("div", { class: "legend" }, el("span", { class: "q-good", text: L.good }),
         el("span", { class: "q-partial", text: L.partial }), el("span", { class: "q-none", text: `${L.no_data} / ${L.no_output}` })));
     if (ws.length === 0) this.card.append(el("p", { class: "muted", text: L.no_windows }));
   }
-  plot(ws, valueOf, unitOf) {
+  plot(ws, valueOf, unitOf, show) {
     const W = 600, H = 160, left = 44, right = 8, top = 8, bottom = 20;
     const s = svg("svg", { class: "plot", viewBox: `0 0 ${W} ${H}`, role: "img", "data-kpi": `${this.kind}/${this.name}` });
     const pw = W - left - right, ph = H - top - bottom;
@@ -315,15 +322,17 @@ class KpiPlot {
     const marks = svg("g", { class: "marks" });
     s.append(marks);
     if (ws.length === 0) return s;
-    const t0 = ws[0].window.start, t1 = ws[ws.length - 1].window.end;
+    const t1 = ws[ws.length - 1].window.end;
+    const length = Math.max(1, ws[ws.length - 1].window.end - ws[ws.length - 1].window.start);
+    const t0 = Math.min(ws[0].window.start, t1 - MIN_PLOT_WINDOWS * length);
     const span = Math.max(1, t1 - t0);
     const values = ws.map(valueOf).filter((v) => typeof v === "number" && Number.isFinite(v));
     let vmax = Math.max(0, ...values), vmin = Math.min(0, ...values);
     if (vmax === vmin) vmax = vmin + 1;
     const y = (v) => top + ph - ((v - vmin) / (vmax - vmin)) * ph;
     const label = (text, x, yy, anchor) => { const t = svg("text", { x, y: yy, "text-anchor": anchor }); t.textContent = text; s.append(t); };
-    label(fmtNum(vmax, 3), left - 4, top + 8, "end");
-    label(fmtNum(vmin, 3), left - 4, top + ph, "end");
+    label(show(vmax), left - 4, top + 8, "end");
+    label(show(vmin), left - 4, top + ph, "end");
     label(fmtTime(t0), left, H - 4, "start");
     label(fmtTime(t1), left + pw, H - 4, "end");
     for (const w of ws) {
@@ -341,7 +350,7 @@ class KpiPlot {
         "data-start": w.window.start, "data-quality": w.quality,
       });
       const title = svg("title");
-      title.textContent = `${fmtDateTime(w.window.start)} – ${fmtTime(w.window.end)}\n${L.value}: ${has ? fmtNum(v, 4) : "–"} ${unitOf(w)}\n${L.quality}: ${L[w.quality] || w.quality}` +
+      title.textContent = `${fmtDateTime(w.window.start)} – ${fmtTime(w.window.end)}\n${L.value}: ${has ? show(v) : "–"} ${unitOf(w)}\n${L.quality}: ${L[w.quality] || w.quality}` +
         (flags.length ? `\n${L.flags}: ${flags.join(", ")}` : "");
       r.append(title);
       marks.append(r);
@@ -375,6 +384,7 @@ async function statusPage(main, agent) {
   renderAgent(agentCard, agent);
 
   let devices = new Map();
+  let soon = null;
   const refreshDevices = async () => {
     const r = await api("/api/v1/devices");
     devices = new Map(r.devices.map((d) => [d.name, d]));
@@ -394,6 +404,9 @@ async function statusPage(main, agent) {
     d.since_ts = ev.ts;
     const row = devCard.querySelector(`tr[data-device="${CSS.escape(ev.device)}"]`);
     if (row) row.replaceWith(deviceRow(d));
+    // Its error counts changed too: fetch them soon (one fetch for a burst of changes).
+    clearTimeout(soon);
+    soon = setTimeout(() => refreshDevices().catch(() => {}), 300);
   });
   handlers.telemetry.push((ev) => {
     const d = devices.get(ev.device);

@@ -157,7 +157,7 @@ fn html_response(body: String) -> Response {
 /// languages; with `failed`, it says the last token was wrong.
 pub fn login_html(failed: bool) -> String {
     let notice = if failed {
-        "<p class=\"error\" id=\"login-error\">Wrong token. <span class=\"zh\">令牌不正确。</span></p>"
+        "<p class=\"error\" id=\"login-error\">Wrong token. <span class=\"zh\" lang=\"zh-CN\">令牌不正确。</span></p>"
     } else {
         ""
     };

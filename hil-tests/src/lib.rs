@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod http;
 pub mod plant;
 pub mod proxy;
 pub mod subscriber;

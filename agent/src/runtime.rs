@@ -144,8 +144,8 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let started = Instant::now();
-    // The HTTP port is taken first: a port in use stops the start before
-    // anything else runs.
+    // The HTTP server's files are read first: a bad one stops the start
+    // before anything else runs.
     let http_server = crate::http::bind(&config).await?;
     let (outbox, kpi_state) = open_outbox(&config)?;
     let store_id = outbox.store_id().to_owned();

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod broker;
 pub mod browser;
+pub mod http;
 pub mod plant;
 pub mod proxy;
 pub mod subscriber;

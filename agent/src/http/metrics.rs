@@ -510,6 +510,14 @@ pub fn render(state: &AppState) -> String {
 
     header(
         &mut o,
+        "spindle_http_connections",
+        "gauge",
+        "HTTP connections being served (at most 64).",
+    );
+    let connections = state.connections.load(std::sync::atomic::Ordering::Acquire);
+    sample(&mut o, "spindle_http_connections", &[], connections as f64);
+    header(
+        &mut o,
         "spindle_http_live_subscribers",
         "gauge",
         "Live-update (server-sent events) subscribers.",

@@ -36,14 +36,23 @@ use crate::health::HealthSources;
 use crate::http::live::LiveView;
 use crate::http::server::{AppState, HttpError, Server};
 
-/// Reads the token and TLS files and binds `http.listen` (a start-up
-/// error when any fails), before anything else starts; `None` when
-/// `[http] enabled = false`.
+/// Reads the token and TLS files (a start-up error when they cannot be
+/// used) and binds `http.listen`, before anything else starts; `None` when
+/// `[http] enabled = false`, or when the address cannot be bound (a port
+/// in use): that is logged as an error and the agent runs without the
+/// server, since polling and delivery must not stop for the status page.
 pub async fn bind(config: &Config) -> Result<Option<Server>, HttpError> {
     if !config.http.enabled {
         return Ok(None);
     }
-    let server = Server::bind(&config.http).await?;
+    let server = match Server::bind(&config.http).await {
+        Ok(server) => server,
+        Err(e @ HttpError::Bind { .. }) => {
+            tracing::error!(error = %e, "HTTP server not started; the agent runs without it");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     let bound = server
         .local_addr()
         .map_or_else(|| config.http.listen.to_string(), |a| a.to_string());
@@ -75,6 +84,7 @@ pub fn spawn(
             started,
             started_ts,
             store,
+            connections: Arc::default(),
         },
         stop,
     ))

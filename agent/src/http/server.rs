@@ -4,13 +4,16 @@
 //! Caps (so that no client can grow the agent's memory):
 //! - [`MAX_CONNECTIONS`] connections at once: a permit is taken *before*
 //!   `accept`, so further clients wait in the kernel's listen backlog;
-//! - request headers must arrive within [`HEADER_TIMEOUT`], a TLS
-//!   handshake within [`HANDSHAKE_TIMEOUT`];
+//! - a connection's first byte and its request headers must arrive within
+//!   [`HEADER_TIMEOUT`], a TLS handshake within [`HANDSHAKE_TIMEOUT`];
+//!   one request per connection (no keep-alive), so an idle client cannot
+//!   hold a permit;
 //! - request bodies (only the login form has one) at most [`MAX_BODY`];
 //! - live-update subscribers: `sse::MAX_SUBSCRIBERS`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -51,6 +54,8 @@ pub struct AppState {
     pub started_ts: u64,
     /// The outbox's store id.
     pub store: String,
+    /// Connections being served now.
+    pub connections: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,9 +166,10 @@ impl Server {
         state: Arc<AppState>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let connections = state.connections.clone();
         let app = router(state);
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut connections = JoinSet::new();
+        let mut tasks = JoinSet::new();
         loop {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => match p {
@@ -187,14 +193,26 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let service = TowerToHyperService::new(app.clone());
             let tls = tls.clone();
-            connections.spawn(async move {
+            let count = Live::new(connections.clone());
+            tasks.spawn(async move {
                 let _permit = permit;
+                let _count = count;
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT);
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false);
                 match tls {
                     None => {
+                        // A client that connects and sends nothing gives its
+                        // permit back after HEADER_TIMEOUT.
+                        let mut first = [0u8; 1];
+                        if !matches!(
+                            tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first)).await,
+                            Ok(Ok(1..))
+                        ) {
+                            return;
+                        }
                         let _ = builder
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
@@ -212,9 +230,25 @@ impl Server {
                 }
             });
             // Reap finished connections so the set stays as small as the cap.
-            while connections.try_join_next().is_some() {}
+            while tasks.try_join_next().is_some() {}
         }
-        connections.shutdown().await;
+        tasks.shutdown().await;
+    }
+}
+
+/// Counts a connection while it lives.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Live(count)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -88,10 +88,16 @@ impl LiveEvent {
     }
 }
 
-/// A point value as JSON (a non-finite number, never produced, as `null`).
+/// A point value as JSON, spelt as on MQTT: an integral number below 2^53
+/// as an integer (`107`, not `107.0`), a non-finite one (never produced)
+/// as `null`.
 pub fn value_json(v: &Value) -> Json {
     match v {
         Value::Bool(b) => Json::Bool(*b),
+        #[allow(clippy::cast_possible_truncation)]
+        Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => {
+            Json::from(*n as i64)
+        }
         Value::Number(n) => Json::from(*n),
         Value::Text(s) => Json::from(&**s),
     }

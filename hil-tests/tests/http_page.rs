@@ -257,7 +257,7 @@ fn the_status_page_follows_the_plant_live_in_a_real_browser() {
 }
 
 #[test]
-fn with_a_token_the_page_asks_for_it_and_then_shows_the_devices() {
+fn with_a_token_the_page_asks_for_it_and_then_shows_the_devices_in_the_configured_language() {
     let _serial = one_at_a_time();
     let plant = Plant::tcp(2).unwrap();
     let broker = Broker::start(false).unwrap();
@@ -265,7 +265,10 @@ fn with_a_token_the_page_asks_for_it_and_then_shows_the_devices() {
     let token_file = secrets.path().join("token");
     std::fs::write(&token_file, "s3cret-token-for-the-hil-test\n").unwrap();
     let port = free_port().unwrap();
-    let extra = format!("token_file = \"{}\"", token_file.display());
+    let extra = format!(
+        "token_file = \"{}\"\nlanguage = \"zh\"",
+        token_file.display()
+    );
     let agent = start_http(&config(&broker, &plant, port, &extra, None), port);
     let base = format!("http://127.0.0.1:{port}");
     let browser = Browser::start(800, 900).unwrap();
@@ -316,6 +319,42 @@ fn with_a_token_the_page_asks_for_it_and_then_shows_the_devices() {
     assert!(
         !url.contains("s3cret"),
         "the token is not in the URL: {url}"
+    );
+
+    // `language = "zh"`: the labels are the Chinese ones.
+    let heading = browser
+        .execute(
+            "return document.querySelector('#devices-card h2').firstChild.textContent;",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(heading, "设备", "the devices heading in Chinese");
+    let state = browser
+        .execute(
+            "return document.querySelector('tr.device .state').textContent;",
+            &[],
+        )
+        .unwrap();
+    assert!(
+        state == "在线" || state == "离线" || state == "未知",
+        "a device's state in Chinese: {state}"
+    );
+
+    // At a phone's width nothing runs off the side of the page.
+    browser.set_size(390, 844).unwrap();
+    let fits = browser.wait_for(
+        Duration::from_secs(5),
+        "return window.innerWidth <= 420 && document.documentElement.scrollWidth <= window.innerWidth ? true : null;",
+    );
+    assert!(
+        fits.is_some(),
+        "the page fits a phone's width: {}",
+        browser
+            .execute(
+                "return [window.innerWidth, document.documentElement.scrollWidth];",
+                &[]
+            )
+            .unwrap()
     );
 }
 

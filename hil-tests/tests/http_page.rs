@@ -3,8 +3,10 @@
 //! publishing to a mosquitto started here: a device going offline turns red
 //! within 1 s of its `availability` message, the device page shows the
 //! simulated register and follows a change without a reload, a KPI plot has
-//! exactly one mark per published window, and with a token the page sends
-//! the browser to the sign-in form first.
+//! exactly one mark per published window (also across a restart of the
+//! agent, whose event stream the page reconnects to and catches up after),
+//! and with a token the page sends the browser to the sign-in form first,
+//! then shows the devices in the configured language, fitting a phone.
 //!
 //! `SPINDLE_WRITE_SCREENSHOT=1` also writes the status page's screenshot to
 //! `docs/status-page.png` (the one the README shows); without it the
@@ -95,6 +97,33 @@ fn offline_message(messages: &[Message], device: &str) -> bool {
     })
 }
 
+/// Waits (up to 3 s) until the plot's marks are the published windows, one
+/// each, and asserts it; returns the marks' window starts.
+fn assert_one_mark_per_window(browser: &Browser, sub: &Subscriber) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (marks, published) = loop {
+        let marks: Vec<u64> =
+            serde_json::from_value(browser.execute(MARKS, &[]).unwrap()).unwrap_or_default();
+        let published = kpi_starts(&sub.messages());
+        if marks.iter().copied().collect::<BTreeSet<_>>() == published || Instant::now() >= deadline
+        {
+            break (marks, published);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        marks.len(),
+        published.len(),
+        "one mark per window: marks {marks:?}, published {published:?}"
+    );
+    assert_eq!(
+        marks.iter().copied().collect::<BTreeSet<_>>(),
+        published,
+        "the marks are the published windows"
+    );
+    marks
+}
+
 /// Script: the window starts of the marks in the plot of `cnc_coverage/plant`
 /// (null while the plot is not drawn).
 const MARKS: &str = r#"
@@ -112,7 +141,7 @@ fn the_status_page_follows_the_plant_live_in_a_real_browser() {
     let broker = Broker::start(false).unwrap();
     let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();
     let port = free_port().unwrap();
-    let agent = start_http(&config(&broker, &plant, port, "", Some(pty.path())), port);
+    let mut agent = start_http(&config(&broker, &plant, port, "", Some(pty.path())), port);
     let base = format!("http://127.0.0.1:{port}");
     let browser = Browser::start(1280, 1400).unwrap();
 
@@ -209,31 +238,8 @@ fn the_status_page_follows_the_plant_live_in_a_real_browser() {
     let before = kpi_starts(&sub.messages()).len();
     let (ok, _) = sub.wait_until(Duration::from_secs(15), |m| kpi_starts(m).len() > before);
     assert!(ok, "another window is published");
-    let published = kpi_starts(&sub.messages());
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let marks = loop {
-        let marks: Vec<u64> =
-            serde_json::from_value(browser.execute(MARKS, &[]).unwrap()).unwrap_or_default();
-        let now_published = kpi_starts(&sub.messages());
-        if marks.iter().copied().collect::<BTreeSet<_>>() == now_published
-            || Instant::now() >= deadline
-        {
-            break (marks, now_published);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (marks, published_now) = marks;
-    assert!(published_now.len() >= published.len());
-    assert_eq!(
-        marks.len(),
-        published_now.len(),
-        "one mark per window: marks {marks:?}, published {published_now:?}"
-    );
-    assert_eq!(
-        marks.iter().copied().collect::<BTreeSet<_>>(),
-        published_now,
-        "the marks are the published windows"
-    );
+    assert_one_mark_per_window(&browser, &sub);
+
     let title = browser
         .execute(
             r#"return document.querySelector('svg.plot[data-kpi="cnc_coverage/plant"] .mark title').textContent;"#,
@@ -253,6 +259,34 @@ fn the_status_page_follows_the_plant_live_in_a_real_browser() {
         let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/status-page.png");
         std::fs::write(docs, &png).unwrap();
     }
+
+    // The agent stops for longer than a window and comes back: the page's
+    // event stream reconnects, and the plot catches up with the windows
+    // published meanwhile (the missed one as no_data) and after.
+    agent.terminate(Duration::from_secs(5)).unwrap();
+    // The outage: 11 s hold at least one whole 5 s window, published as no_data after.
+    std::thread::sleep(Duration::from_secs(11));
+    let before = kpi_starts(&sub.messages()).len();
+    agent.restart().unwrap();
+    let (ok, _) = sub.wait_until(Duration::from_secs(15), |m| {
+        kpi_starts(m).len() >= before + 2
+    });
+    assert!(
+        ok,
+        "windows are published after the restart; log:\n{}",
+        agent.log()
+    );
+    let marks = assert_one_mark_per_window(&browser, &sub);
+    let no_data = browser
+        .execute(
+            "return document.querySelectorAll('svg.plot .mark.q-no_data').length;",
+            &[],
+        )
+        .unwrap();
+    assert!(
+        no_data.as_u64().is_some_and(|n| n >= 1),
+        "the window missed during the outage is drawn as no_data: {marks:?}"
+    );
     drop(agent);
 }
 

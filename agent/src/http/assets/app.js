@@ -148,13 +148,31 @@ async function api(path) {
 
 // ---------- live events ----------
 const handlers = { availability: [], telemetry: [], kpi: [], health: [] };
+const reopened = [];
+let opens = 0;
 function connectEvents() {
   const live = document.getElementById("live");
   const es = new EventSource("/api/v1/events");
   live.dataset.state = "connecting";
   live.textContent = L.reconnecting;
-  es.onopen = () => { live.dataset.state = "open"; live.textContent = L.live; };
-  es.onerror = () => { live.dataset.state = es.readyState === 2 ? "closed" : "connecting"; live.textContent = L.reconnecting; };
+  es.onopen = () => {
+    live.dataset.state = "open";
+    live.textContent = L.live;
+    // Events missed while the stream was down (the agent restarted, or it
+    // dropped this lagging subscriber): catch up from the API.
+    if (++opens > 1) for (const h of reopened) h();
+  };
+  es.onerror = () => {
+    live.textContent = L.reconnecting;
+    if (es.readyState === EventSource.CLOSED) {
+      // The browser gave up (an answer other than a stream, e.g. 503 at
+      // the subscriber cap): try again with a new stream a little later.
+      live.dataset.state = "closed";
+      setTimeout(connectEvents, 5000);
+    } else {
+      live.dataset.state = "connecting";
+    }
+  };
   for (const kind of Object.keys(handlers)) {
     es.addEventListener(kind, (ev) => {
       let data;
@@ -162,7 +180,6 @@ function connectEvents() {
       for (const h of handlers[kind]) h(data);
     });
   }
-  return es;
 }
 
 // ---------- agent header ----------
@@ -445,6 +462,10 @@ async function statusPage(main, agent) {
   historyLoaded = true;
   for (const ev of pending.splice(0)) { const p = plots.get(`${ev.kind}/${ev.name}`); if (p) p.add(ev.window); }
   for (const p of plots.values()) p.render();
+  reopened.push(() => {
+    refreshDevices().catch(() => {});
+    for (const p of plots.values()) loadHistory(p).then(() => p.render()).catch(() => {});
+  });
 
   // Latency, error counts and the outbox change between events: refresh them now and then.
   setInterval(async () => {
@@ -529,6 +550,7 @@ async function devicePage(main, agent, name) {
     head.replaceChildren(el("p", { class: "error", text: e.status === 404 ? L.not_found : `${L.load_failed}: ${e.message}` }));
     return;
   }
+  reopened.push(() => api(`/api/v1/devices/${encodeURIComponent(name)}`).then(render).catch(() => {}));
   // Raw registers and counts come with the full view: refresh it now and then.
   setInterval(async () => {
     if (document.hidden) return;

@@ -138,6 +138,14 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
     validate(&spec, "paths /api/v1/health 200", &r.json()).unwrap();
     let r = get(addr, "/api/v1/kpi").unwrap();
     validate(&spec, "paths /api/v1/kpi 200", &r.json()).unwrap();
+    let r = get(addr, "/api/v1/kpi/cnc_coverage/nope/history").unwrap();
+    assert_eq!(r.status, 404);
+    validate(
+        &spec,
+        "paths /api/v1/kpi/{kind}/{name}/history 404",
+        &r.json(),
+    )
+    .unwrap();
 
     // Live updates: a telemetry event of a configured device.
     let mut events = EventStream::open(addr, "/api/v1/events", &[]).unwrap();

@@ -226,7 +226,7 @@ pub async fn kpi(State(state): State<Arc<AppState>>) -> Response {
 pub struct HistoryQuery {
     from: Option<String>,
     to: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -283,7 +283,11 @@ pub async fn history(
             Err(_) => return error(StatusCode::BAD_REQUEST, "cursor is not one this API gave"),
         }
     }
-    let limit = q.limit.unwrap_or(HISTORY_LIMIT);
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => HISTORY_LIMIT,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => 0,
+    };
     if limit == 0 || limit > HISTORY_MAX_LIMIT {
         return error(
             StatusCode::BAD_REQUEST,

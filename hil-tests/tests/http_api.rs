@@ -159,6 +159,22 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
         "{event}"
     );
     drop(events);
+
+    // Live-update subscribers are capped at 16: the 17th gets 503 JSON, and
+    // a place comes free when a subscriber leaves.
+    let mut subscribers: Vec<EventStream> = (0..16)
+        .map(|_| EventStream::open(addr, "/api/v1/events", &[]).unwrap())
+        .collect();
+    assert!(subscribers.iter().all(|s| s.status == 200));
+    let r = get(addr, "/api/v1/events").unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    validate(&spec, "Error", &r.json()).unwrap();
+    subscribers.pop();
+    let again = wait_for(Duration::from_secs(5), || {
+        let s = EventStream::open(addr, "/api/v1/events", &[]).ok()?;
+        (s.status == 200).then_some(s)
+    });
+    assert!(again.is_some(), "no place came free");
     drop(agent);
 }
 
@@ -465,4 +481,107 @@ fn check_refuses_a_non_loopback_listen_without_a_token_and_says_where() {
         )),
         "{stderr}"
     );
+}
+
+/// One request over TLS trusting only `cert_pem`; the raw response text.
+fn tls_request(addr: SocketAddr, cert_pem: &str, request: &str) -> std::io::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    std::io::Write::write_all(&mut tls, request.as_bytes())?;
+    let mut out = Vec::new();
+    // The server closes after one response (no TLS close_notify is needed
+    // for a response with a length).
+    let _ = std::io::Read::read_to_end(&mut tls, &mut out);
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn over_tls_the_api_answers_and_the_session_cookie_is_secure() {
+    let _serial = one_at_a_time();
+    let broker = Broker::start(false).unwrap();
+    let plant = Plant::tcp(1).unwrap();
+    let addr = http_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    std::fs::write(dir.path().join("http.crt"), &cert_pem).unwrap();
+    std::fs::write(
+        dir.path().join("http.key"),
+        cert.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("token"), "tls-token-1234\n").unwrap();
+    let d = dir.path().display();
+    let agent = start_agent(
+        &broker,
+        &plant,
+        addr,
+        &format!(
+            "cert_file = \"{d}/http.crt\"\nkey_file = \"{d}/http.key\"\ntoken_file = \"{d}/token\""
+        ),
+    );
+    let head = format!("Host: {addr}\r\nConnection: close\r\n");
+    let r = tls_request(
+        addr,
+        &cert_pem,
+        &format!("GET /healthz HTTP/1.1\r\n{head}\r\n"),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}\n{}", agent.log());
+    assert!(r.ends_with("{\"status\":\"alive\"}"), "{r}");
+    let r = tls_request(
+        addr,
+        &cert_pem,
+        &format!(
+            "GET /api/v1/devices HTTP/1.1\r\n{head}Authorization: Bearer tls-token-1234\r\n\r\n"
+        ),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let body = "token=tls-token-1234";
+    let r = tls_request(
+        addr,
+        &cert_pem,
+        &format!(
+            "POST /login HTTP/1.1\r\n{head}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 303"), "{r}");
+    let cookie = r
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no cookie: {r}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = get(addr, "/healthz");
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|r| r.status != 200),
+        "{plain:?}"
+    );
+    drop(agent);
 }

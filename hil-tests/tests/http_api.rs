@@ -113,6 +113,7 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
     validate(&spec, "paths /api/v1/devices/{name} 200", &dev1).unwrap();
     assert_eq!(dev1["points"][7]["name"], "r7");
     assert_eq!(dev1["points"][7]["value"], 107);
+    assert_eq!(dev1["points"][7]["raw"], serde_json::json!([107]));
     assert_eq!(dev1["points"][7]["error"], serde_json::Value::Null);
     assert_eq!(dev1["state"], "online");
     assert_eq!(dev1["protocol"], "modbus-tcp");
@@ -122,7 +123,9 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
         .set_registers(spindle_config::model::Area::Holding, 7, &[4321]);
     wait_for(Duration::from_secs(5), || {
         let body = get(addr, "/api/v1/devices/dev1").ok()?.json();
-        (body["points"][7]["value"] == 4321).then_some(())
+        (body["points"][7]["value"] == 4321
+            && body["points"][7]["raw"] == serde_json::json!([4321]))
+        .then_some(())
     })
     .expect("the new register value was never shown");
 

@@ -175,11 +175,20 @@ pub async fn device(State(state): State<Arc<AppState>>, Path(name): Path<String>
         return error(StatusCode::NOT_FOUND, "no such device");
     };
     let mut body = device_json(&state, device, &live);
+    let device_stats = state.sources.devices.get(&device.name);
     let points: Vec<Json_> = device
         .points
         .iter()
         .zip(&live.points)
-        .map(|(point, p)| {
+        .enumerate()
+        .map(|(index, (point, p))| {
+            // Registers go with a value: none beside an error.
+            let raw = match &p.reading {
+                Some(Reading::Value(_)) => device_stats
+                    .and_then(|s| s.registers(index))
+                    .map(|r| Json_::from(r.as_slice())),
+                _ => None,
+            };
             let (value, error) = match &p.reading {
                 Some(Reading::Value(v)) => (value_json(v), None),
                 Some(Reading::Error(word)) => (Json_::Null, Some(word.word().into_owned())),
@@ -189,7 +198,7 @@ pub async fn device(State(state): State<Arc<AppState>>, Path(name): Path<String>
                 "name": point.name,
                 "value": value,
                 "unit": point.unit,
-                "raw": null,
+                "raw": raw,
                 "error": error,
                 "ts": p.ts,
             })

@@ -588,3 +588,102 @@ fn over_tls_the_api_answers_and_the_session_cookie_is_secure() {
     );
     drop(agent);
 }
+
+/// A local-history line of KPI `cnc_coverage` `name` for the 15-minute window
+/// `k` after 2026-11-15T00:00Z (the layout `spindle` writes).
+fn history_line(name: &str, k: u64, ts_offset: u64) -> String {
+    const START: u64 = 1_794_700_800_000; // 2026-11-15T00:00:00Z
+    let start = START + k * 900_000;
+    format!(
+        "{{\"ts\":{},\"kind\":\"cnc_coverage\",\"name\":\"{name}\",\"window\":{{\"start\":{start},\"end\":{}}},\"count_ratio\":1,\"networked_ratio\":1,\"time_ratio\":0.5,\"equipment\":1,\"numerically_controlled\":1,\"networked\":1,\"running_s\":900,\"cnc_running_s\":450,\"quality\":\"good\",\"flags\":[]}}\n",
+        start + 900_000 + ts_offset,
+        start + 900_000
+    )
+}
+
+#[test]
+fn kpi_history_is_paged_by_window_start_and_bad_parameters_are_json_errors() {
+    let _serial = one_at_a_time();
+    let broker = Broker::start(false).unwrap();
+    let addr = http_addr();
+    let config = include_str!("../../config/tests/base.toml")
+        .replace(
+            "data_dir = \"/var/lib/spindle\"",
+            "data_dir = \"{data_dir}\"",
+        )
+        .replace("password_file = \"/etc/spindle/mqtt.secret\"\n", "")
+        .replace("mqtt://127.0.0.1:1883", &broker.url());
+    let agent = AgentProcess::start(&format!("{config}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
+    wait_for_listener(addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("no HTTP listener: {e}\n{}", agent.log()));
+    let spec = openapi();
+
+    // Windows 0..5 of "plant", written out of order, one twice (a crash
+    // between history and outbox), and one of another KPI name.
+    let dir = agent.data_dir().join("history");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::new();
+    for (k, ts) in [(2, 0), (0, 0), (1, 0), (0, 7), (4, 0), (3, 0)] {
+        text.push_str(&history_line("plant", k, ts));
+    }
+    text.push_str(&history_line("elsewhere", 0, 0));
+    std::fs::write(dir.join("2026-11.jsonl"), text).unwrap();
+
+    let base = "/api/v1/kpi/cnc_coverage/plant/history?from=2026-11-15T00:00:00Z&to=2026-11-15T16:00:00%2B08:00";
+    let mut starts = Vec::new();
+    let mut path = format!("{base}&limit=2");
+    let mut pages = 0;
+    loop {
+        let r = get(addr, &path).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let body = r.json();
+        validate(&spec, "paths /api/v1/kpi/{kind}/{name}/history 200", &body).unwrap();
+        for w in body["windows"].as_array().unwrap() {
+            starts.push(w["window"]["start"].as_u64().unwrap());
+            assert_eq!(w["name"], "plant");
+            if starts.len() == 1 {
+                assert!(
+                    w["ts"].as_u64().unwrap() % 10 == 0,
+                    "the first line written: {w}"
+                );
+            }
+        }
+        pages += 1;
+        match body["next"].as_str() {
+            Some(next) => path = format!("{base}&limit=2&cursor={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<u64> = (0..5).map(|k| 1_794_700_800_000 + k * 900_000).collect();
+    assert_eq!(starts, expected, "each window once, by start");
+    assert_eq!(pages, 3);
+
+    let kpi = get(addr, "/api/v1/kpi").unwrap().json();
+    validate(&spec, "paths /api/v1/kpi 200", &kpi).unwrap();
+    assert_eq!(kpi["kpi"].as_array().unwrap().len(), 2);
+
+    for bad in [
+        "/api/v1/kpi/cnc_coverage/plant/history?from=yesterday",
+        "/api/v1/kpi/cnc_coverage/plant/history?limit=5000",
+        "/api/v1/kpi/cnc_coverage/plant/history?limit=many",
+        "/api/v1/kpi/cnc_coverage/plant/history?cursor=x",
+    ] {
+        let r = get(addr, bad).unwrap();
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        validate(
+            &spec,
+            "paths /api/v1/kpi/{kind}/{name}/history 400",
+            &r.json(),
+        )
+        .unwrap();
+    }
+    let r = get(addr, "/api/v1/kpi/no_such_kind/plant/history").unwrap();
+    assert_eq!(r.status, 404);
+    validate(
+        &spec,
+        "paths /api/v1/kpi/{kind}/{name}/history 404",
+        &r.json(),
+    )
+    .unwrap();
+    drop(agent);
+}

@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use spindle_protocols::modbus::decode::Registers;
 
 use crate::events::{Counter, Counters, Gauge};
 use crate::message::{
@@ -38,6 +40,10 @@ pub struct DeviceStats {
     pub latency_buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
     /// 0 unknown, 1 online, 2 offline.
     state: AtomicU8,
+    /// Each point's registers as last read (`None`: an error, a string,
+    /// a bit, DL/T 645), in point order: for the status page. Sized once,
+    /// then overwritten in place.
+    registers: Mutex<Vec<Option<Registers>>>,
 }
 
 impl DeviceStats {
@@ -63,6 +69,28 @@ impl DeviceStats {
         if micros > self.latency_max_us.get() {
             self.latency_max_us.set(micros);
         }
+    }
+
+    /// Keeps one poll's registers, point by point.
+    pub fn set_registers(&self, points: impl ExactSizeIterator<Item = Option<Registers>>) {
+        let mut slots = self
+            .registers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.resize(points.len(), None);
+        for (slot, registers) in slots.iter_mut().zip(points) {
+            *slot = registers;
+        }
+    }
+
+    /// The registers of point `index` as last read.
+    pub fn registers(&self, index: usize) -> Option<Registers> {
+        self.registers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(index)
+            .copied()
+            .flatten()
     }
 
     pub fn set_online(&self, online: bool) {

@@ -532,4 +532,64 @@ mod tests {
         assert_eq!(counters.history_write_errors.get(), 1);
         assert_eq!(counters.history_windows.get(), 0);
     }
+
+    #[test]
+    fn a_page_holds_one_kpis_windows_by_start_each_once_and_says_where_the_next_begins() {
+        const W: u64 = 900_000;
+        let tmp = tempfile::tempdir().unwrap();
+        let counters = Counters::default();
+        let h = history(tmp.path(), 190, 1 << 30);
+        let tz = TimeZone::get("Asia/Shanghai").unwrap();
+        // Five windows of "plant", written out of order and one twice, and
+        // one of another KPI.
+        for (start, ts) in [(2, 1), (0, 2), (1, 3), (0, 4), (4, 5), (3, 6)] {
+            h.append(&[window("plant", T0 + start * W, T0 + ts)], T0, &counters);
+        }
+        h.append(&[window("other", T0, T0)], T0, &counters);
+        let read = |from: u64, limit: usize| {
+            read_page(
+                tmp.path(),
+                &tz,
+                "cnc_coverage",
+                "plant",
+                from,
+                T0 + 10 * W,
+                limit,
+            )
+            .unwrap()
+        };
+        let starts = |page: &Page| -> Vec<u64> {
+            page.lines
+                .iter()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    (v["window"]["start"].as_u64().unwrap() - T0) / W
+                })
+                .collect()
+        };
+        let first = read(T0, 2);
+        assert_eq!(starts(&first), vec![0, 1]);
+        assert!(
+            first.lines[0].contains(&format!("\"ts\":{}", T0 + 2)),
+            "the first line written"
+        );
+        assert_eq!(first.next, Some(T0 + 2 * W));
+        let second = read(first.next.unwrap(), 2);
+        assert_eq!(starts(&second), vec![2, 3]);
+        let last = read(second.next.unwrap(), 2);
+        assert_eq!(starts(&last), vec![4]);
+        assert_eq!(last.next, None);
+        assert!(read(T0 + 5 * W, 2).lines.is_empty());
+        // A missing history directory is an empty page, not an error.
+        let none = read_page(
+            &tmp.path().join("none"),
+            &tz,
+            "cnc_coverage",
+            "plant",
+            0,
+            1,
+            5,
+        );
+        assert_eq!(none.unwrap().lines.len(), 0);
+    }
 }

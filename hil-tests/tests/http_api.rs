@@ -113,6 +113,7 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
     validate(&spec, "paths /api/v1/devices/{name} 200", &dev1).unwrap();
     assert_eq!(dev1["points"][7]["name"], "r7");
     assert_eq!(dev1["points"][7]["value"], 107);
+    assert_eq!(dev1["points"][7]["raw"], serde_json::json!([107]));
     assert_eq!(dev1["points"][7]["error"], serde_json::Value::Null);
     assert_eq!(dev1["state"], "online");
     assert_eq!(dev1["protocol"], "modbus-tcp");
@@ -122,7 +123,9 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
         .set_registers(spindle_config::model::Area::Holding, 7, &[4321]);
     wait_for(Duration::from_secs(5), || {
         let body = get(addr, "/api/v1/devices/dev1").ok()?.json();
-        (body["points"][7]["value"] == 4321).then_some(())
+        (body["points"][7]["value"] == 4321
+            && body["points"][7]["raw"] == serde_json::json!([4321]))
+        .then_some(())
     })
     .expect("the new register value was never shown");
 
@@ -138,6 +141,14 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
     validate(&spec, "paths /api/v1/health 200", &r.json()).unwrap();
     let r = get(addr, "/api/v1/kpi").unwrap();
     validate(&spec, "paths /api/v1/kpi 200", &r.json()).unwrap();
+    let r = get(addr, "/api/v1/kpi/cnc_coverage/nope/history").unwrap();
+    assert_eq!(r.status, 404);
+    validate(
+        &spec,
+        "paths /api/v1/kpi/{kind}/{name}/history 404",
+        &r.json(),
+    )
+    .unwrap();
 
     // Live updates: a telemetry event of a configured device.
     let mut events = EventStream::open(addr, "/api/v1/events", &[]).unwrap();
@@ -151,6 +162,22 @@ fn every_api_response_matches_the_openapi_file_and_a_value_is_the_simulated_regi
         "{event}"
     );
     drop(events);
+
+    // Live-update subscribers are capped at 16: the 17th gets 503 JSON, and
+    // a place comes free when a subscriber leaves.
+    let mut subscribers: Vec<EventStream> = (0..16)
+        .map(|_| EventStream::open(addr, "/api/v1/events", &[]).unwrap())
+        .collect();
+    assert!(subscribers.iter().all(|s| s.status == 200));
+    let r = get(addr, "/api/v1/events").unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    validate(&spec, "Error", &r.json()).unwrap();
+    subscribers.pop();
+    let again = wait_for(Duration::from_secs(5), || {
+        let s = EventStream::open(addr, "/api/v1/events", &[]).ok()?;
+        (s.status == 200).then_some(s)
+    });
+    assert!(again.is_some(), "no place came free");
     drop(agent);
 }
 
@@ -457,4 +484,206 @@ fn check_refuses_a_non_loopback_listen_without_a_token_and_says_where() {
         )),
         "{stderr}"
     );
+}
+
+/// One request over TLS trusting only `cert_pem`; the raw response text.
+fn tls_request(addr: SocketAddr, cert_pem: &str, request: &str) -> std::io::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    std::io::Write::write_all(&mut tls, request.as_bytes())?;
+    let mut out = Vec::new();
+    // The server closes after one response (no TLS close_notify is needed
+    // for a response with a length).
+    let _ = std::io::Read::read_to_end(&mut tls, &mut out);
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn over_tls_the_api_answers_and_the_session_cookie_is_secure() {
+    let _serial = one_at_a_time();
+    let broker = Broker::start(false).unwrap();
+    let plant = Plant::tcp(1).unwrap();
+    let addr = http_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    std::fs::write(dir.path().join("http.crt"), &cert_pem).unwrap();
+    std::fs::write(
+        dir.path().join("http.key"),
+        cert.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("token"), "tls-token-1234\n").unwrap();
+    let d = dir.path().display();
+    let agent = start_agent(
+        &broker,
+        &plant,
+        addr,
+        &format!(
+            "cert_file = \"{d}/http.crt\"\nkey_file = \"{d}/http.key\"\ntoken_file = \"{d}/token\""
+        ),
+    );
+    let head = format!("Host: {addr}\r\nConnection: close\r\n");
+    let r = tls_request(
+        addr,
+        &cert_pem,
+        &format!("GET /healthz HTTP/1.1\r\n{head}\r\n"),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}\n{}", agent.log());
+    assert!(r.ends_with("{\"status\":\"alive\"}"), "{r}");
+    let r = tls_request(
+        addr,
+        &cert_pem,
+        &format!(
+            "GET /api/v1/devices HTTP/1.1\r\n{head}Authorization: Bearer tls-token-1234\r\n\r\n"
+        ),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let body = "token=tls-token-1234";
+    let r = tls_request(
+        addr,
+        &cert_pem,
+        &format!(
+            "POST /login HTTP/1.1\r\n{head}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 303"), "{r}");
+    let cookie = r
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no cookie: {r}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = get(addr, "/healthz");
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|r| r.status != 200),
+        "{plain:?}"
+    );
+    drop(agent);
+}
+
+/// A local-history line of KPI `cnc_coverage` `name` for the 15-minute window
+/// `k` after 2026-11-15T00:00Z (the layout `spindle` writes).
+fn history_line(name: &str, k: u64, ts_offset: u64) -> String {
+    const START: u64 = 1_794_700_800_000; // 2026-11-15T00:00:00Z
+    let start = START + k * 900_000;
+    format!(
+        "{{\"ts\":{},\"kind\":\"cnc_coverage\",\"name\":\"{name}\",\"window\":{{\"start\":{start},\"end\":{}}},\"count_ratio\":1,\"networked_ratio\":1,\"time_ratio\":0.5,\"equipment\":1,\"numerically_controlled\":1,\"networked\":1,\"running_s\":900,\"cnc_running_s\":450,\"quality\":\"good\",\"flags\":[]}}\n",
+        start + 900_000 + ts_offset,
+        start + 900_000
+    )
+}
+
+#[test]
+fn kpi_history_is_paged_by_window_start_and_bad_parameters_are_json_errors() {
+    let _serial = one_at_a_time();
+    let broker = Broker::start(false).unwrap();
+    let addr = http_addr();
+    let config = include_str!("../../config/tests/base.toml")
+        .replace(
+            "data_dir = \"/var/lib/spindle\"",
+            "data_dir = \"{data_dir}\"",
+        )
+        .replace("password_file = \"/etc/spindle/mqtt.secret\"\n", "")
+        .replace("mqtt://127.0.0.1:1883", &broker.url());
+    let agent = AgentProcess::start(&format!("{config}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
+    wait_for_listener(addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("no HTTP listener: {e}\n{}", agent.log()));
+    let spec = openapi();
+
+    // Windows 0..5 of "plant", written out of order, one twice (a crash
+    // between history and outbox), and one of another KPI name.
+    let dir = agent.data_dir().join("history");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::new();
+    for (k, ts) in [(2, 0), (0, 0), (1, 0), (0, 7), (4, 0), (3, 0)] {
+        text.push_str(&history_line("plant", k, ts));
+    }
+    text.push_str(&history_line("elsewhere", 0, 0));
+    std::fs::write(dir.join("2026-11.jsonl"), text).unwrap();
+
+    let base = "/api/v1/kpi/cnc_coverage/plant/history?from=2026-11-15T00:00:00Z&to=2026-11-15T16:00:00%2B08:00";
+    let mut starts = Vec::new();
+    let mut path = format!("{base}&limit=2");
+    let mut pages = 0;
+    loop {
+        let r = get(addr, &path).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let body = r.json();
+        validate(&spec, "paths /api/v1/kpi/{kind}/{name}/history 200", &body).unwrap();
+        for w in body["windows"].as_array().unwrap() {
+            starts.push(w["window"]["start"].as_u64().unwrap());
+            assert_eq!(w["name"], "plant");
+            if starts.len() == 1 {
+                assert!(
+                    w["ts"].as_u64().unwrap() % 10 == 0,
+                    "the first line written: {w}"
+                );
+            }
+        }
+        pages += 1;
+        match body["next"].as_str() {
+            Some(next) => path = format!("{base}&limit=2&cursor={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<u64> = (0..5).map(|k| 1_794_700_800_000 + k * 900_000).collect();
+    assert_eq!(starts, expected, "each window once, by start");
+    assert_eq!(pages, 3);
+
+    let kpi = get(addr, "/api/v1/kpi").unwrap().json();
+    validate(&spec, "paths /api/v1/kpi 200", &kpi).unwrap();
+    assert_eq!(kpi["kpi"].as_array().unwrap().len(), 2);
+
+    for bad in [
+        "/api/v1/kpi/cnc_coverage/plant/history?from=yesterday",
+        "/api/v1/kpi/cnc_coverage/plant/history?limit=5000",
+        "/api/v1/kpi/cnc_coverage/plant/history?limit=many",
+        "/api/v1/kpi/cnc_coverage/plant/history?cursor=x",
+    ] {
+        let r = get(addr, bad).unwrap();
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        validate(
+            &spec,
+            "paths /api/v1/kpi/{kind}/{name}/history 400",
+            &r.json(),
+        )
+        .unwrap();
+    }
+    let r = get(addr, "/api/v1/kpi/no_such_kind/plant/history").unwrap();
+    assert_eq!(r.status, 404);
+    validate(
+        &spec,
+        "paths /api/v1/kpi/{kind}/{name}/history 404",
+        &r.json(),
+    )
+    .unwrap();
+    drop(agent);
 }

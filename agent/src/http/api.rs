@@ -175,11 +175,20 @@ pub async fn device(State(state): State<Arc<AppState>>, Path(name): Path<String>
         return error(StatusCode::NOT_FOUND, "no such device");
     };
     let mut body = device_json(&state, device, &live);
+    let device_stats = state.sources.devices.get(&device.name);
     let points: Vec<Json_> = device
         .points
         .iter()
         .zip(&live.points)
-        .map(|(point, p)| {
+        .enumerate()
+        .map(|(index, (point, p))| {
+            // Registers go with a value: none beside an error.
+            let raw = match &p.reading {
+                Some(Reading::Value(_)) => device_stats
+                    .and_then(|s| s.registers(index))
+                    .map(|r| Json_::from(r.as_slice())),
+                _ => None,
+            };
             let (value, error) = match &p.reading {
                 Some(Reading::Value(v)) => (value_json(v), None),
                 Some(Reading::Error(word)) => (Json_::Null, Some(word.word().into_owned())),
@@ -189,7 +198,7 @@ pub async fn device(State(state): State<Arc<AppState>>, Path(name): Path<String>
                 "name": point.name,
                 "value": value,
                 "unit": point.unit,
-                "raw": null,
+                "raw": raw,
                 "error": error,
                 "ts": p.ts,
             })
@@ -226,7 +235,7 @@ pub async fn kpi(State(state): State<Arc<AppState>>) -> Response {
 pub struct HistoryQuery {
     from: Option<String>,
     to: Option<String>,
-    limit: Option<usize>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -283,7 +292,11 @@ pub async fn history(
             Err(_) => return error(StatusCode::BAD_REQUEST, "cursor is not one this API gave"),
         }
     }
-    let limit = q.limit.unwrap_or(HISTORY_LIMIT);
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => HISTORY_LIMIT,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => 0,
+    };
     if limit == 0 || limit > HISTORY_MAX_LIMIT {
         return error(
             StatusCode::BAD_REQUEST,

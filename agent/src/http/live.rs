@@ -241,3 +241,132 @@ pub fn reason_word(reason: &AvailabilityReason) -> Option<String> {
         AvailabilityReason::Unknown => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ErrorWord, Value};
+
+    fn config() -> Config {
+        let text = r#"
+[agent]
+id = "gw"
+site = "plant"
+data_dir = "/tmp/spindle-live"
+timezone = "UTC"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[device]]
+name = "meter"
+tcp = "127.0.0.1:5020"
+unit = 1
+poll = "1s"
+
+[[device.point]]
+name = "a"
+area = "holding"
+address = 0
+type = "u16"
+
+[[device.point]]
+name = "b"
+area = "holding"
+address = 1
+type = "u16"
+
+[[device.point]]
+name = "c"
+area = "holding"
+address = 2
+type = "u16"
+"#;
+        spindle_config::parse("t.toml", text).unwrap()
+    }
+
+    fn telemetry(device: &str, ts: u64, points: &[(&str, Reading)]) -> Message {
+        Message::Telemetry(Telemetry {
+            ts,
+            device: Arc::from(device),
+            points: points
+                .iter()
+                .map(|(n, r)| (Arc::from(*n), r.clone()))
+                .collect(),
+            snapshot: false,
+        })
+    }
+
+    #[test]
+    fn readings_land_in_their_points_slots_and_unknown_names_are_ignored() {
+        let view = Arc::new(LiveView::new(&config(), Broadcast::default()));
+        let tap = LiveTap {
+            view: view.clone(),
+            store: "s".into(),
+        };
+        tap.observe(&telemetry(
+            "meter",
+            10,
+            &[
+                ("a", Reading::Value(Value::Number(1.0))),
+                ("b", Reading::Value(Value::Number(2.0))),
+                ("c", Reading::Error(ErrorWord::Timeout)),
+            ],
+        ));
+        // on_change: a subset, in point order; a point not configured is skipped.
+        tap.observe(&telemetry(
+            "meter",
+            20,
+            &[
+                ("nope", Reading::Value(Value::Number(9.0))),
+                ("c", Reading::Value(Value::Number(3.0))),
+            ],
+        ));
+        tap.observe(&telemetry(
+            "other",
+            30,
+            &[("a", Reading::Value(Value::Number(5.0)))],
+        ));
+        let live = view.device("meter").unwrap();
+        assert_eq!(live.last_poll_ts, Some(20));
+        let got: Vec<_> = live
+            .points
+            .iter()
+            .map(|p| (p.reading.clone(), p.ts))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(Reading::Value(Value::Number(1.0))), Some(10)),
+                (Some(Reading::Value(Value::Number(2.0))), Some(10)),
+                (Some(Reading::Value(Value::Number(3.0))), Some(20)),
+            ]
+        );
+        assert!(view.device("other").is_none());
+    }
+
+    #[test]
+    fn availability_is_kept_and_nothing_is_rendered_without_a_subscriber() {
+        let view = Arc::new(LiveView::new(&config(), Broadcast::default()));
+        let change = AvailabilityChange {
+            ts: 5,
+            device: "meter".into(),
+            state: Reachability::Offline,
+            reason: AvailabilityReason::Error(ErrorWord::Timeout),
+        };
+        let mut rendered = false;
+        view.events().send_with(|| {
+            rendered = true;
+            LiveEvent::availability(&change)
+        });
+        assert!(!rendered, "rendered with nobody listening");
+        view.availability(&change);
+        let live = view.device_state("meter").unwrap();
+        assert_eq!(live.state, Some(Reachability::Offline));
+        assert_eq!(live.since_ts, Some(5));
+        assert_eq!(
+            live.reason.as_ref().and_then(reason_word).as_deref(),
+            Some("timeout")
+        );
+    }
+}

@@ -156,6 +156,13 @@ fn the_status_page_follows_the_plant_live_in_a_real_browser() {
         "dev0's r3 holds 3; log:\n{}",
         agent.log()
     );
+    let raw = browser
+        .execute(
+            r#"return document.querySelector('tr[data-point="r3"] .raw').textContent;"#,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(raw, "0x0003", "the raw register beside the value");
     browser
         .execute("window.__same_document = true; return true;", &[])
         .unwrap();

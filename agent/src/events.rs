@@ -66,6 +66,10 @@ pub struct Counters {
     pub mqtt_disconnects: Counter,
     /// Connection attempts the broker refused for their credentials.
     pub mqtt_auth_refused: Counter,
+    /// 1 while an MQTT session is up.
+    pub mqtt_connected: Gauge,
+    /// Records published and not yet acknowledged (set every second).
+    pub mqtt_in_flight: Gauge,
     /// Turns of the publisher's periodic tick (the watchdog's sign of life).
     pub publisher_ticks: Counter,
     /// KPI windows written to the local history.

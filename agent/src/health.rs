@@ -6,14 +6,22 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use spindle_protocols::modbus::decode::Registers;
 
 use crate::events::{Counter, Counters, Gauge};
 use crate::message::{
     BusHealth, DeviceHealth, DeviceState, ErrorCounts, ErrorWord, Health, HistoryHealth, Latency,
     MqttHealth, OutboxHealth,
 };
+
+/// Upper bounds of the poll latency histogram (µs): 5 ms to 10 s.
+pub const LATENCY_BUCKETS_US: [u64; 11] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000,
+];
 
 /// Per-device counters, written by the device's poller.
 #[derive(Debug, Default)]
@@ -28,8 +36,14 @@ pub struct DeviceStats {
     pub latency_last_us: Gauge,
     pub latency_sum_us: Counter,
     pub latency_max_us: Gauge,
+    /// Polls by duration: `LATENCY_BUCKETS_US[i]` or less (the last: longer).
+    pub latency_buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
     /// 0 unknown, 1 online, 2 offline.
     state: AtomicU8,
+    /// Each point's registers as last read (`None`: an error, a string,
+    /// a bit, DL/T 645), in point order: for the status page. Sized once,
+    /// then overwritten in place.
+    registers: Mutex<Vec<Option<Registers>>>,
 }
 
 impl DeviceStats {
@@ -47,10 +61,36 @@ impl DeviceStats {
     /// Records one poll's duration.
     pub fn record_latency(&self, micros: u64) {
         self.latency_last_us.set(micros);
+        let bucket = LATENCY_BUCKETS_US.partition_point(|&le| le < micros);
+        if let Some(b) = self.latency_buckets.get(bucket) {
+            b.inc();
+        }
         self.latency_sum_us.add(micros);
         if micros > self.latency_max_us.get() {
             self.latency_max_us.set(micros);
         }
+    }
+
+    /// Keeps one poll's registers, point by point.
+    pub fn set_registers(&self, points: impl ExactSizeIterator<Item = Option<Registers>>) {
+        let mut slots = self
+            .registers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.resize(points.len(), None);
+        for (slot, registers) in slots.iter_mut().zip(points) {
+            *slot = registers;
+        }
+    }
+
+    /// The registers of point `index` as last read.
+    pub fn registers(&self, index: usize) -> Option<Registers> {
+        self.registers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(index)
+            .copied()
+            .flatten()
     }
 
     pub fn set_online(&self, online: bool) {

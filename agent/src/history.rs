@@ -312,6 +312,92 @@ pub fn read_windows(dir: &Path, filter: &Filter) -> io::Result<(Vec<Record>, Vec
     Ok((windows.into_values().collect(), skipped))
 }
 
+/// One page of one KPI's windows (for the HTTP API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The lines as written, by window start, each start once.
+    pub lines: Vec<String>,
+    /// The window start the next page begins at, when more windows match.
+    pub next: Option<u64>,
+}
+
+/// The windows of KPI `kind`/`name` starting in `[from_ms, to_ms)`, the
+/// `limit` earliest. Bounded: only the month files the range touches are
+/// read, line by line, and at most `limit + 1` lines are held.
+pub fn read_page(
+    dir: &Path,
+    tz: &TimeZone,
+    kind: &str,
+    name: &str,
+    from_ms: u64,
+    to_ms: u64,
+    limit: usize,
+) -> io::Result<Page> {
+    use std::io::BufRead as _;
+    let mut kept: BTreeMap<u64, String> = BTreeMap::new();
+    if from_ms >= to_ms || limit == 0 {
+        return Ok(Page {
+            lines: Vec::new(),
+            next: None,
+        });
+    }
+    let first = file_name(tz, from_ms).unwrap_or_default();
+    let last = file_name(tz, to_ms - 1).unwrap_or_default();
+    let files = match files(dir) {
+        Ok(files) => files,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for (path, _) in files {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if file_name < first || file_name > last {
+            continue;
+        }
+        let reader = io::BufReader::new(File::open(&path)?);
+        for line in reader.split(b'\n') {
+            let line = line?;
+            // Cheap refusal before parsing: the name must appear.
+            if !line
+                .windows(name.len().max(1))
+                .any(|w| w == name.as_bytes())
+            {
+                continue;
+            }
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue; // a torn line (`spindle history` names it)
+            };
+            let matches = value.get("kind").and_then(|v| v.as_str()) == Some(kind)
+                && value.get("name").and_then(|v| v.as_str()) == Some(name);
+            let Some(start) = value
+                .get("window")
+                .and_then(|w| w.get("start"))
+                .and_then(serde_json::Value::as_u64)
+            else {
+                continue;
+            };
+            if !matches || start < from_ms || start >= to_ms || kept.contains_key(&start) {
+                continue;
+            }
+            kept.insert(start, String::from_utf8_lossy(&line).into_owned());
+            if kept.len() > limit + 1 {
+                kept.pop_last();
+            }
+        }
+    }
+    let next = if kept.len() > limit {
+        kept.pop_last().map(|(start, _)| start)
+    } else {
+        None
+    };
+    Ok(Page {
+        lines: kept.into_values().collect(),
+        next,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +532,65 @@ mod tests {
         h.append(&[window("plant", T0, T0)], T0, &counters);
         assert_eq!(counters.history_write_errors.get(), 1);
         assert_eq!(counters.history_windows.get(), 0);
+    }
+
+    #[test]
+    fn a_page_holds_one_kpis_windows_by_start_each_once_and_says_where_the_next_begins() {
+        const W: u64 = 900_000;
+        let tmp = tempfile::tempdir().unwrap();
+        let counters = Counters::default();
+        let h = history(tmp.path(), 190, 1 << 30);
+        let tz = TimeZone::get("Asia/Shanghai").unwrap();
+        // Five windows of "plant", written out of order and one twice, and
+        // one of another KPI.
+        for (start, ts) in [(2, 1), (0, 2), (1, 3), (0, 4), (4, 5), (3, 6)] {
+            h.append(&[window("plant", T0 + start * W, T0 + ts)], T0, &counters);
+        }
+        h.append(&[window("other", T0, T0)], T0, &counters);
+        let read = |from: u64, limit: usize| {
+            read_page(
+                tmp.path(),
+                &tz,
+                "cnc_coverage",
+                "plant",
+                from,
+                T0 + 10 * W,
+                limit,
+            )
+            .unwrap()
+        };
+        let starts = |page: &Page| -> Vec<u64> {
+            page.lines
+                .iter()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    (v["window"]["start"].as_u64().unwrap() - T0) / W
+                })
+                .collect()
+        };
+        let first = read(T0, 2);
+        assert_eq!(starts(&first), vec![0, 1]);
+        assert!(
+            first.lines[0].contains(&format!("\"ts\":{}", T0 + 2)),
+            "the first line written"
+        );
+        assert_eq!(first.next, Some(T0 + 2 * W));
+        let second = read(first.next.unwrap(), 2);
+        assert_eq!(starts(&second), vec![2, 3]);
+        let last = read(second.next.unwrap(), 2);
+        assert_eq!(starts(&last), vec![4]);
+        assert_eq!(last.next, None);
+        assert!(read(T0 + 5 * W, 2).lines.is_empty());
+        // A missing history directory is an empty page, not an error.
+        let none = read_page(
+            &tmp.path().join("none"),
+            &tz,
+            "cnc_coverage",
+            "plant",
+            0,
+            1,
+            5,
+        );
+        assert_eq!(none.unwrap().lines.len(), 0);
     }
 }

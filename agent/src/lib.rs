@@ -7,6 +7,7 @@ pub mod commands;
 pub mod events;
 pub mod health;
 pub mod history;
+pub mod http;
 pub mod kpi;
 pub mod kpi_task;
 pub mod message;

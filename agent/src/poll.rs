@@ -280,6 +280,7 @@ async fn poll_device(poller: &mut Poller, device: &Device, link: &mut AnyLink) -
                     Ok(Decoded {
                         raw: RawValue::Float(raw),
                         value: PointValue::Number(raw * point.scale + point.offset),
+                        registers: None,
                     })
                 })
                 .collect();
@@ -329,6 +330,12 @@ struct Produced {
 /// Counts, encodes and schedules after one poll.
 fn handle_outcome(dev: &mut ScheduledDevice, outcome: &Polled, elapsed: Duration) -> Produced {
     let stats = &dev.stats;
+    stats.set_registers(
+        outcome
+            .points
+            .iter()
+            .map(|r| r.as_ref().ok().and_then(|d| d.registers)),
+    );
     stats.polls.inc();
     stats.record_latency(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
     let mut got_value = false;

@@ -26,6 +26,8 @@ use crate::busload::{self, DeviceLoad};
 use crate::clock::{now_ms, plausible};
 use crate::events::Counters;
 use crate::health::{BusStats, DeviceStats, HealthSources, health_report};
+use crate::http::live::{LiveTap, LiveView};
+use crate::http::sse::Broadcast;
 use crate::kpi::KpiEngine;
 use crate::kpi_task::{STATE_KEY, run_kpis};
 use crate::message::{Message, Outgoing, Reachability, Status};
@@ -59,6 +61,8 @@ pub enum StartError {
     /// poller (validation rules this out).
     #[error("DL/T 645 device \"{device}\": {detail}")]
     Dlt645Meter { device: String, detail: String },
+    #[error(transparent)]
+    Http(#[from] crate::http::server::HttpError),
 }
 
 /// The poller of a DL/T 645 device: its meter, one identifier per point.
@@ -140,6 +144,9 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let started = Instant::now();
+    // The HTTP server's files are read first: a bad one stops the start
+    // before anything else runs.
+    let http_server = crate::http::bind(&config).await?;
     let (outbox, kpi_state) = open_outbox(&config)?;
     let store_id = outbox.store_id().to_owned();
     tracing::info!(store = %store_id, next_seq = outbox.next_seq(), depth = outbox.stats().depth, "Outbox open");
@@ -183,6 +190,7 @@ pub async fn run_until(
         config.buffer.replay,
         counters.clone(),
     );
+    let (publisher, live) = live_view(&config, http_server.is_some(), publisher, &store_id);
     let publisher_task = tokio::spawn(publisher.run(settings, out_rx, Duration::from_secs(2)));
 
     let mut sources = HealthSources {
@@ -203,6 +211,16 @@ pub async fn run_until(
     }
     drop(report_tx);
     let sources = Arc::new(sources);
+    if let (Some(server), Some(live)) = (http_server, live) {
+        let parts = (Arc::new(config.clone()), sources.clone(), live);
+        tasks.push(crate::http::spawn(
+            server,
+            parts,
+            store_id,
+            started,
+            stop_rx.clone(),
+        ));
+    }
     tasks.push(tokio::spawn(health_loop(
         sources,
         config.agent.data_dir.clone(),
@@ -226,6 +244,16 @@ pub async fn run_until(
     }
     shutdown.await;
     notifier.notify("STOPPING=1");
+    stop_all(&stop_tx, tasks, publisher_task).await;
+    Ok(())
+}
+
+/// Stops the tasks, then waits for the publisher to flush and say goodbye.
+async fn stop_all(
+    stop_tx: &watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    publisher_task: tokio::task::JoinHandle<Outbox<SledStore>>,
+) {
     tracing::info!("Stopping: polling stops, the outbox is flushed");
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -239,7 +267,24 @@ pub async fn run_until(
     } else {
         tracing::warn!("Publisher did not stop in time");
     }
-    Ok(())
+}
+
+/// With the HTTP server on: the live view, fed by a tap on the publisher.
+fn live_view(
+    config: &Config,
+    on: bool,
+    publisher: Publisher<SledStore>,
+    store: &str,
+) -> (Publisher<SledStore>, Option<Arc<LiveView>>) {
+    if !on {
+        return (publisher, None);
+    }
+    let view = Arc::new(LiveView::new(config, Broadcast::default()));
+    let tap = Arc::new(LiveTap {
+        view: view.clone(),
+        store: store.to_owned(),
+    });
+    (publisher.with_tap(tap), Some(view))
 }
 
 /// Starts the KPI task when KPIs are configured; returns where polls go.

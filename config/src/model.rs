@@ -32,6 +32,57 @@ pub struct Config {
     /// file's `[carriers.*]` overrides and additions applied.
     pub carriers: BTreeMap<String, Carrier>,
     pub history: History,
+    /// `[http]`: the status page, JSON API and metrics.
+    pub http: Http,
+}
+
+/// `[http]`: the embedded HTTP server (status page, JSON API, `/metrics`).
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub enabled: bool,
+    /// An IP address and port (no host name: what is bound must be known
+    /// to be loopback or not).
+    pub listen: std::net::SocketAddr,
+    /// The access token's file (read at start; required off loopback).
+    pub token_file: Option<PathBuf>,
+    /// TLS: both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub language: Language,
+}
+
+/// The status page's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    En,
+    Zh,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Zh => "zh",
+        }
+    }
+}
+
+/// The default listen address: loopback, port 9180.
+pub const DEFAULT_HTTP_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9180),
+);
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            enabled: true,
+            listen: DEFAULT_HTTP_LISTEN,
+            token_file: None,
+            cert_file: None,
+            key_file: None,
+            language: Language::En,
+        }
+    }
 }
 
 /// `[history]`: the local KPI history under `data_dir/history/`.

@@ -34,6 +34,18 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) carriers: BTreeMap<S<String>, S<RawCarrier>>,
     pub(crate) history: Option<S<RawHistory>>,
+    pub(crate) http: Option<S<RawHttp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    pub(crate) enabled: Option<S<bool>>,
+    pub(crate) listen: Option<S<String>>,
+    pub(crate) token_file: Option<S<String>>,
+    pub(crate) cert_file: Option<S<String>>,
+    pub(crate) key_file: Option<S<String>>,
+    pub(crate) language: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,15 +25,15 @@ use sha2::{Digest, Sha256};
 use crate::model::{
     Agent, Area, Baseline, Basis, Buffer, Carrier, CncCoverageKpi, Config,
     DEFAULT_MIN_COMPLETENESS, DayStart, Device, DeviceLink, DeviceNameTemplate, Dialect,
-    Dlt645Device, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Kpis,
-    Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption, QuotaLimit, Replay,
-    Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
+    Dlt645Device, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Http,
+    Kpis, Language, Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption,
+    QuotaLimit, Replay, Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
     RawAgent, RawBaseline, RawBuffer, RawCarrier, RawConfig, RawDevice, RawEnergyConsumption,
-    RawEnergyInput, RawEnergyPerOutput, RawEquipment, RawHistory, RawKpis, RawLimit, RawMqtt,
-    RawOutput, RawPoint, RawSerial, RawSignal, S,
+    RawEnergyInput, RawEnergyPerOutput, RawEquipment, RawHistory, RawHttp, RawKpis, RawLimit,
+    RawMqtt, RawOutput, RawPoint, RawSerial, RawSignal, S,
 };
 use crate::{ConfigError, ParseOptions, Parsed, carriers, profiles, units};
 
@@ -366,6 +366,7 @@ impl<'a> Validator<'a> {
             kpis,
             carriers,
             history: self.history(raw.history.as_ref()),
+            http: self.http(raw.http.as_ref()),
         };
         Parsed { config, sim }
     }
@@ -756,6 +757,69 @@ impl<'a> Validator<'a> {
             }
         }
         history
+    }
+
+    /// `[http]`: an IP listen address; off loopback a token is required;
+    /// TLS files come in pairs.
+    fn http(&mut self, raw: Option<&S<RawHttp>>) -> Http {
+        let mut http = Http::default();
+        let Some(raw) = raw else { return http };
+        let raw = raw.get_ref();
+        if let Some(enabled) = &raw.enabled {
+            http.enabled = *enabled.get_ref();
+        }
+        if let Some(language) = &raw.language
+            && let Some(chosen) = self.keyword(
+                language,
+                "http.language",
+                &[("en", Language::En), ("zh", Language::Zh)],
+            )
+        {
+            http.language = chosen;
+        }
+        if let Some(file) = &raw.token_file
+            && let Some((_, PasswordSource::File(path))) = self.token_file(file)
+        {
+            http.token_file = Some(path);
+        }
+        for (key, value, slot) in [
+            ("cert_file", &raw.cert_file, &mut http.cert_file),
+            ("key_file", &raw.key_file, &mut http.key_file),
+        ] {
+            if let Some(value) = value
+                && self.non_empty(value, key)
+            {
+                *slot = Some(PathBuf::from(value.get_ref()));
+            }
+        }
+        match (&raw.cert_file, &raw.key_file) {
+            (Some(cert), None) => self.error(&cert.span(), "http.cert_file needs http.key_file"),
+            (None, Some(key)) => self.error(&key.span(), "http.key_file needs http.cert_file"),
+            _ => {}
+        }
+        if let Some(listen) = &raw.listen {
+            match listen.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(addr) => {
+                    http.listen = addr;
+                    if http.enabled && !addr.ip().is_loopback() && raw.token_file.is_none() {
+                        self.error(
+                            &listen.span(),
+                            format!(
+                                "http.listen {addr} is not a loopback address: give http.token_file (a token is required off loopback)"
+                            ),
+                        );
+                    }
+                }
+                Err(_) => self.error(
+                    &listen.span(),
+                    format!(
+                        "http.listen must be an IP address and port like \"127.0.0.1:9180\" or \"[::1]:9180\", got \"{}\"",
+                        listen.get_ref()
+                    ),
+                ),
+            }
+        }
+        http
     }
 
     fn serial_buses(&mut self, raw: &[S<RawSerial>]) -> Vec<SerialBus> {

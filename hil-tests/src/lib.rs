@@ -1,10 +1,13 @@
 //! Harness for spindle's end-to-end tests: a mosquitto the test starts itself
 //! ([`broker`]), a recording subscriber ([`subscriber`]), and the real
-//! `spindle` binary as a child process ([`agent`]).
+//! `spindle` binary as a child process ([`agent`]), and a headless browser
+//! for the status page ([`browser`]).
 
 pub mod agent;
 pub mod broker;
+pub mod browser;
 pub mod disk;
+pub mod http;
 pub mod plant;
 pub mod proxy;
 pub mod subscriber;

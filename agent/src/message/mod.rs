@@ -66,6 +66,13 @@ impl<S> Message<S> {
     }
 }
 
+/// Watches every message on its way into the outbox (the HTTP live view),
+/// so producers need not know who else looks. Runs in the publisher's
+/// loop: it must be quick and must not block.
+pub trait Tap: Send + Sync + std::fmt::Debug {
+    fn observe(&self, message: &Message);
+}
+
 /// What producers send the publisher.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one message at a time through a bounded channel

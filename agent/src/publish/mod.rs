@@ -100,6 +100,8 @@ pub struct Publisher<S: Store> {
     commit: GroupCommit,
     /// The backlog's pace (`replay_rate`).
     pace: Pace,
+    /// Who else sees each message as it arrives (the HTTP live view).
+    tap: Option<Arc<dyn crate::message::Tap>>,
 }
 
 /// A flush running on a blocking thread: the seq bound it makes durable, when it started.
@@ -185,7 +187,15 @@ impl<S: Store> Publisher<S> {
             store_failed: None,
             commit,
             pace,
+            tap: None,
         }
+    }
+
+    /// Shows every message to `tap` as it arrives, before it is stored.
+    #[must_use]
+    pub fn with_tap(mut self, tap: Arc<dyn crate::message::Tap>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Runs until `messages` is closed (every producer stopped), then
@@ -316,6 +326,12 @@ impl<S: Store> Publisher<S> {
     }
 
     fn append(&mut self, out: Outgoing) {
+        if let Some(tap) = &self.tap {
+            match &out {
+                Outgoing::Message(msg) => tap.observe(msg),
+                Outgoing::Atomic { messages, .. } => messages.iter().for_each(|m| tap.observe(m)),
+            }
+        }
         match out {
             Outgoing::Message(msg) => self.append_one(&msg),
             Outgoing::Atomic { messages, meta } => {
@@ -437,6 +453,9 @@ impl<S: Store> Publisher<S> {
 
     fn on_tick(&mut self) {
         self.counters.publisher_ticks.inc();
+        self.counters
+            .mqtt_in_flight
+            .set(self.delivery.in_flight() as u64);
         if let Some(at) = self.store_failed
             && Instant::now() >= at
         {
@@ -471,6 +490,7 @@ impl<S: Store> Publisher<S> {
         match ev {
             ConnEvent::Up(client) => {
                 self.counters.mqtt_connects.inc();
+                self.counters.mqtt_connected.set(1);
                 self.outbox.release_in_flight();
                 self.delivery.connected(self.outbox.next_seq());
                 self.tb_connected.clear();
@@ -508,6 +528,7 @@ impl<S: Store> Publisher<S> {
             ConnEvent::AuthRefused => self.counters.mqtt_auth_refused.inc(),
             ConnEvent::Down(reason) => {
                 self.counters.mqtt_disconnects.inc();
+                self.counters.mqtt_connected.set(0);
                 tracing::debug!(reason = %reason, "MQTT session ended");
                 self.client = None;
                 self.delivery.disconnected();

@@ -60,6 +60,19 @@ pub fn payload<S: AsRef<str>>(message: &Message<S>, seq: u64, store: &str) -> St
     json::unsigned(&mut out, seq);
     out.push_str(",\"ts\":");
     json::unsigned(&mut out, message.ts());
+    members(out, message, store)
+}
+
+/// The payload of a message not stored (yet): as [`payload`] without
+/// `seq`, which only the outbox gives (the HTTP API's `health`).
+pub fn unstored_payload<S: AsRef<str>>(message: &Message<S>, store: &str) -> String {
+    let mut out = String::with_capacity(capacity_hint(message));
+    out.push_str("{\"ts\":");
+    json::unsigned(&mut out, message.ts());
+    members(out, message, store)
+}
+
+fn members<S: AsRef<str>>(mut out: String, message: &Message<S>, store: &str) -> String {
     out.push_str(",\"store\":");
     json::string(&mut out, store);
     let mut o = Object::resume(&mut out);

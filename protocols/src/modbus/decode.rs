@@ -53,6 +53,34 @@ pub enum PointValue {
 pub struct Decoded {
     pub raw: RawValue,
     pub value: PointValue,
+    /// The registers it was decoded from, when it came from at most four
+    /// (every numeric type; not a string, not a bit): kept by the poller
+    /// for the status page, without allocating.
+    pub registers: Option<Registers>,
+}
+
+/// Up to four registers, inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Registers {
+    words: [u16; 4],
+    len: u8,
+}
+
+impl Registers {
+    /// The first `n` of `words`, when `n` is 1 to 4 and that many are there.
+    pub fn first(words: &[u16], n: usize) -> Option<Self> {
+        let taken = words.get(..n).filter(|w| (1..=4).contains(&w.len()))?;
+        let mut out = Registers::default();
+        for (slot, word) in out.words.iter_mut().zip(taken) {
+            *slot = *word;
+        }
+        out.len = u8::try_from(taken.len()).ok()?;
+        Some(out)
+    }
+
+    pub fn as_slice(&self) -> &[u16] {
+        self.words.get(..usize::from(self.len)).unwrap_or_default()
+    }
 }
 
 /// Registers that do not make a value for the point.
@@ -156,12 +184,14 @@ fn finish(point: &Point, raw: RawValue) -> Result<Decoded, DecodeError> {
             return Ok(Decoded {
                 value: PointValue::Bool(*value),
                 raw,
+                registers: None,
             });
         }
         RawValue::Text(text) => {
             return Ok(Decoded {
                 value: PointValue::Text(text.clone()),
                 raw,
+                registers: None,
             });
         }
         RawValue::Unsigned(value) => *value as f64,
@@ -175,6 +205,7 @@ fn finish(point: &Point, raw: RawValue) -> Result<Decoded, DecodeError> {
     Ok(Decoded {
         raw,
         value: PointValue::Number(scaled),
+        registers: None,
     })
 }
 

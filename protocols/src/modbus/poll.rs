@@ -251,7 +251,16 @@ fn decode_from(
                 got: 0,
             })?;
     let decoded = match response {
-        Response::Registers(words) => decode_point(point, words.get(offset..).unwrap_or_default()),
+        Response::Registers(words) => {
+            let words = words.get(offset..).unwrap_or_default();
+            decode_point(point, words).map(|mut decoded| {
+                if point.value_type != spindle_config::model::ValueType::String {
+                    decoded.registers =
+                        super::decode::Registers::first(words, usize::from(point.width()));
+                }
+                decoded
+            })
+        }
         Response::Bits(bits) => match bits.get(offset) {
             Some(bit) => decode_bit(point, *bit),
             None => Err(super::decode::DecodeError::TooFewRegisters { needed: 1, got: 0 }),

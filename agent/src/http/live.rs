@@ -227,7 +227,7 @@ impl Tap for LiveTap {
             Message::Kpi(k) => self.view.kpi(k),
             Message::Health(h) => self.view.health_report(h, &self.store),
             // Never produced by this build (read back from old records only).
-            Message::HealthF2(_) | Message::KpiF2(_) | Message::Gap(_) => {}
+            Message::HealthF2(_) | Message::HealthF3(_) | Message::KpiF2(_) | Message::Gap(_) => {}
         }
     }
 }

@@ -13,7 +13,7 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use spindle::busload::{self, DEVICE_TURNAROUND, DeviceLoad};
+use spindle::busload::{self, DEVICE_TURNAROUND, DeviceLoad, Transaction};
 use spindle_config::model::{Area, Parity, Point, SerialBus, ValueType, WordOrder};
 use spindle_protocols::modbus::rtu::{encode_request, response_len};
 use spindle_protocols::modbus::{DevicePoller, RtuLink};
@@ -129,7 +129,10 @@ fn run(baud: u32, seconds: u64) -> anyhow::Result<Figures> {
         loads.push(DeviceLoad {
             name: format!("meter-{}", poller.unit()),
             poll: POLL,
-            requests,
+            requests: requests
+                .iter()
+                .map(|&(area, count)| Transaction::Modbus { area, count })
+                .collect(),
         });
     }
     let estimated_load = busload::bus_load(&wire, &loads);

@@ -26,8 +26,8 @@ use crate::model::{
     Agent, Area, Baseline, Basis, Buffer, Carrier, CncCoverageKpi, Config,
     DEFAULT_MIN_COMPLETENESS, DayStart, Device, DeviceLink, DeviceNameTemplate, Dialect,
     Dlt645Device, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Kpis,
-    Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption, QuotaLimit, Replay,
-    RegisterWrap, Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
+    Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption, QuotaLimit,
+    RegisterWrap, Replay, Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{

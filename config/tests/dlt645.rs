@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-use spindle_config::model::DeviceLink;
+use spindle_config::model::{DeviceLink, RegisterWrap};
 use spindle_config::parse;
 
 const BASE: &str = include_str!("base.toml");
@@ -67,6 +67,13 @@ fn a_dlt645_meter_shares_the_serial_bus_with_modbus_devices() {
     assert_eq!(dlt645.meter, "000012345678");
     assert_eq!(dlt645.di["energy"], 0x0001_0000);
     assert_eq!(dlt645.di["voltage_a"], 0x0201_0100);
+    // The energy counter's register wraps after 999999.99 kWh; the
+    // voltage is no counter.
+    let wraps: Vec<(&String, &RegisterWrap)> = dlt645.wraps.iter().collect();
+    assert_eq!(
+        wraps,
+        [(&"energy".to_owned(), &RegisterWrap::DLT645_ENERGY)]
+    );
     assert_eq!(config.dlt645.len(), 1, "the Modbus devices stay Modbus");
     assert!(config.dlt645_device("gas-1").is_none());
 }

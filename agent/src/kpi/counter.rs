@@ -366,8 +366,19 @@ mod tests {
             1000,
             Some(0.0005),
         );
-        assert_eq!((s.kind, s.delta), (StepKind::Reset, 0.25), "a wrap read as a reset");
-        assert_eq!(DecimalRegister { steps: 100_000_000, decimals: 2 }.range(), 1_000_000.0);
+        assert_eq!(
+            (s.kind, s.delta),
+            (StepKind::Reset, 0.25),
+            "a wrap read as a reset"
+        );
+        assert_eq!(
+            DecimalRegister {
+                steps: 100_000_000,
+                decimals: 2
+            }
+            .range(),
+            1_000_000.0
+        );
     }
 
     #[test]

@@ -123,7 +123,12 @@ impl SimPlant {
                 continue;
             };
             let kind = if let Some(meter) = config.dlt645_device(&device.name) {
-                if sim.faults != Faults::default() {
+                // (The faults' seed comes from the device's seed, faults or not.)
+                let knobs = Faults {
+                    seed: 0,
+                    ..sim.faults.clone()
+                };
+                if knobs != Faults::default() {
                     errors.push(format!(
                         "device {:?}: [device.sim] faults are Modbus fault knobs; a DL/T 645 meter takes none",
                         device.name
@@ -366,4 +371,66 @@ fn set_before_answer(
     bus.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .before_answer = Some(Box::new(before));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::config::sim_device;
+
+    const PLANT: &str = r#"
+[agent]
+id = "gw"
+site = "s"
+data_dir = "/tmp/x"
+timezone = "UTC"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[[serial]]
+name = "bus"
+port = "/dev/ttyS1"
+baud = 9600
+parity = "even"
+[[device]]
+name = "mains"
+serial = "bus"
+protocol = "dlt645"
+meter = "000012345678"
+[[device.point]]
+name = "energy"
+di = "00010000"
+counter = true
+[device.sim]
+seed = 3
+points.energy = { counter = { rate = 1.0, start = 10 } }
+"#;
+
+    fn plant(extra: &str) -> Result<SimPlant, Vec<String>> {
+        let text = format!("{PLANT}{extra}");
+        let parsed = spindle_config::parse_with(
+            "p.toml",
+            &text,
+            spindle_config::ParseOptions { allow_sim: true },
+        )
+        .unwrap();
+        let sims = parsed
+            .config
+            .devices
+            .iter()
+            .map(|device| sim_device(device, parsed.sim.get(&device.name)).unwrap())
+            .collect();
+        SimPlant::new(&parsed.config, sims)
+    }
+
+    #[test]
+    fn a_meter_with_a_seed_is_built_and_one_with_modbus_fault_knobs_is_refused() {
+        let built = plant("").unwrap();
+        assert_eq!(built.len(), 1);
+        assert!(built.device("mains").is_none(), "a meter is no Modbus device");
+        let errors = plant("faults.down = true\n").unwrap_err();
+        assert_eq!(
+            errors,
+            ["device \"mains\": [device.sim] faults are Modbus fault knobs; a DL/T 645 meter takes none"]
+        );
+    }
 }

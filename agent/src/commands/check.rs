@@ -105,10 +105,7 @@ pub fn history_warning(config: &Config) -> Option<String> {
 /// A DL/T 645 device's lines: its meter, its reads (blocks merged as the
 /// poller merges them) and identifiers; the reads for the bus load.
 fn dlt645_report(out: &mut String, device: &Device, meter: &Dlt645Device) -> Vec<Transaction> {
-    let link = match &device.link {
-        DeviceLink::Serial(bus) => format!("serial {bus}"),
-        DeviceLink::Tcp(endpoint) => format!("tcp {endpoint}"),
-    };
+    let link = link_text(device);
     let dis: Vec<Di> = device
         .points
         .iter()
@@ -154,13 +151,18 @@ fn dlt645_report(out: &mut String, device: &Device, meter: &Dlt645Device) -> Vec
         .collect()
 }
 
+/// `serial BUS` or `tcp HOST:PORT`.
+fn link_text(device: &Device) -> String {
+    match &device.link {
+        DeviceLink::Serial(bus) => format!("serial {bus}"),
+        DeviceLink::Tcp(endpoint) => format!("tcp {endpoint}"),
+    }
+}
+
 /// A Modbus device's lines: its read plan; the reads for the bus load.
 fn modbus_report(out: &mut String, device: &Device) -> Vec<Transaction> {
     let plan = plan_reads(&device.points, device.max_registers.get(), device.max_gap);
-    let link = match &device.link {
-        DeviceLink::Serial(bus) => format!("serial {bus}"),
-        DeviceLink::Tcp(endpoint) => format!("tcp {endpoint}"),
-    };
+    let link = link_text(device);
     let _ = writeln!(
         out,
         "\ndevice {} ({link}, unit {}, poll {}): {} points in {} requests",

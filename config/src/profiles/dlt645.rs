@@ -19,8 +19,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{CT_RATIO, OptionError, PT_RATIO, Profile, counter, ratios};
-use crate::model::{Area, Point, ProfileOption, ValueType, WordOrder};
+use super::{CT_RATIO, OptionError, PT_RATIO, Profile, counter, ratios, register};
+use crate::model::{Area, Point, ProfileOption, ValueType};
 
 pub(super) static THREE_PHASE: Profile = Profile {
     name: "dlt645-three-phase",
@@ -162,21 +162,7 @@ fn build(
 /// A DL/T 645 point as the validator makes one: an `f64` value whose
 /// Modbus fields nobody reads.
 fn dlt645_point(name: &str, scale: f64, unit: &str) -> Point {
-    Point {
-        name: name.to_owned(),
-        area: Area::Holding,
-        address: 0,
-        value_type: ValueType::F64,
-        order: WordOrder::Abcd,
-        bit: None,
-        length: None,
-        scale,
-        offset: 0.0,
-        unit: (!unit.is_empty()).then(|| unit.to_owned()),
-        counter: false,
-        deadband: None,
-        rollover: None,
-    }
+    register(name, Area::Holding, 0, ValueType::F64, scale, unit)
 }
 
 #[cfg(test)]

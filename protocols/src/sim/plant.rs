@@ -426,11 +426,16 @@ points.energy = { counter = { rate = 1.0, start = 10 } }
     fn a_meter_with_a_seed_is_built_and_one_with_modbus_fault_knobs_is_refused() {
         let built = plant("").unwrap();
         assert_eq!(built.len(), 1);
-        assert!(built.device("mains").is_none(), "a meter is no Modbus device");
+        assert!(
+            built.device("mains").is_none(),
+            "a meter is no Modbus device"
+        );
         let errors = plant("faults.down = true\n").unwrap_err();
         assert_eq!(
             errors,
-            ["device \"mains\": [device.sim] faults are Modbus fault knobs; a DL/T 645 meter takes none"]
+            [
+                "device \"mains\": [device.sim] faults are Modbus fault knobs; a DL/T 645 meter takes none"
+            ]
         );
     }
 }

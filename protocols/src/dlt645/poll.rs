@@ -154,6 +154,11 @@ impl MeterPoller {
         &self.points
     }
 
+    /// The meter polled.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
     pub fn reads(&self) -> &[MeterRead] {
         &self.reads
     }

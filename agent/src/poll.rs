@@ -30,7 +30,7 @@ use spindle_protocols::modbus::{Decoded, PointError, PointValue, RawValue, ReadE
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::busload::DeviceLoad;
+use crate::busload::{DeviceLoad, Transaction};
 use crate::clock::now_ms;
 use crate::health::{BusStats, DeviceStats};
 use crate::kpi::{Raw, Sample, SampleValue};
@@ -111,14 +111,13 @@ impl ScheduledDevice {
         self.device.timeout
     }
 
-    /// This device's reads, for the bus-load estimate (none is estimated
-    /// for a DL/T 645 meter yet).
+    /// This device's reads, for the bus-load estimate.
     pub fn load(&self) -> DeviceLoad {
-        if matches!(self.poller, Poller::Dlt645(_)) {
+        if let Poller::Dlt645(meter) = &self.poller {
             return DeviceLoad {
                 name: self.device.name.clone(),
                 poll: self.device.poll,
-                requests: Vec::new(),
+                requests: meter_transactions(meter),
             };
         }
         let plan = plan_reads(
@@ -129,7 +128,14 @@ impl ScheduledDevice {
         DeviceLoad {
             name: self.device.name.clone(),
             poll: self.device.poll,
-            requests: plan.requests().iter().map(|r| (r.area, r.count)).collect(),
+            requests: plan
+                .requests()
+                .iter()
+                .map(|r| Transaction::Modbus {
+                    area: r.area,
+                    count: r.count,
+                })
+                .collect(),
         }
     }
 
@@ -391,16 +397,29 @@ fn handle_outcome(dev: &mut ScheduledDevice, outcome: &Polled, elapsed: Duration
     // single try: it costs its link one timeout per probe.
     if dev.availability.state() == Some(Reachability::Offline) {
         dev.probe_at = Some(Instant::now() + dev.probe_backoff.next_delay());
-        if let Poller::Modbus(poller) = &mut dev.poller {
-            poller.set_retries(0);
+        match &mut dev.poller {
+            Poller::Modbus(poller) => poller.set_retries(0),
+            Poller::Dlt645(meter) => meter.set_retries(0),
         }
     } else if dev.probe_at.take().is_some() {
         dev.probe_backoff.reset();
-        if let Poller::Modbus(poller) = &mut dev.poller {
-            poller.set_retries(dev.device.retries);
+        match &mut dev.poller {
+            Poller::Modbus(poller) => poller.set_retries(dev.device.retries),
+            Poller::Dlt645(meter) => meter.set_retries(dev.device.retries),
         }
     }
     Produced { out, availability }
+}
+
+/// The reads of one poll of a DL/T 645 meter, for the bus-load estimate.
+pub fn meter_transactions(meter: &MeterPoller) -> Vec<Transaction> {
+    meter
+        .reads()
+        .iter()
+        .map(|read| Transaction::Dlt645 {
+            value_bytes: u32::try_from(read.value_len()).unwrap_or(u32::MAX),
+        })
+        .collect()
 }
 
 /// The SPEC §5 error word of a point error (the one place protocol errors
@@ -544,15 +563,22 @@ mod tests {
     }
 
     #[test]
-    fn a_dlt645_device_is_not_counted_as_modbus_requests_in_the_bus_load() {
+    fn a_dlt645_device_counts_its_frames_in_the_bus_load_not_modbus_requests() {
         use spindle_protocols::dlt645::{Address, Di};
         let meter = MeterPoller::new(
             Address::parse("000012345678").unwrap(),
-            vec![Di(0x0001_0000)],
+            // Energy (4 bytes) and two phase voltages (one block of 3 × 2).
+            vec![Di(0x0001_0000), Di(0x0201_0100), Di(0x0201_0200)],
         );
         let scheduled =
             ScheduledDevice::new(device(""), Arc::default(), Instant::now()).with_meter(meter);
-        assert!(scheduled.load().requests.is_empty());
+        assert_eq!(
+            scheduled.load().requests,
+            [
+                Transaction::Dlt645 { value_bytes: 4 },
+                Transaction::Dlt645 { value_bytes: 6 }
+            ]
+        );
     }
 
     #[test]

@@ -82,7 +82,9 @@ fn meter_poller(device: &Device, meter: &Dlt645Device) -> Result<MeterPoller, St
                 })
             })
             .collect::<Result<Vec<Di>, StartError>>()?;
-    Ok(MeterPoller::new(address, dis))
+    let mut poller = MeterPoller::new(address, dis);
+    poller.set_retries(device.retries);
+    Ok(poller)
 }
 
 fn check_data_dir(dir: &Path) -> Result<(), StartError> {

@@ -39,6 +39,7 @@ fn unsigned(rollover: u64) -> CounterSpec {
     CounterSpec {
         rollover: Some(rollover),
         signed_bits: None,
+        register: None,
     }
 }
 
@@ -129,7 +130,7 @@ proptest! {
         past_bottom in 0_i64..20,
     ) {
         let max = (1_i64 << (bits - 1)) - 1;
-        let spec = CounterSpec { rollover: Some(u64::try_from(max).unwrap()), signed_bits: Some(bits) };
+        let spec = CounterSpec { rollover: Some(u64::try_from(max).unwrap()), signed_bits: Some(bits), register: None };
         let p = max - before_top;
         let c = -max - 1 + past_bottom;
         let s = step(spec, Reading::Signed(p), Reading::Signed(c), 1000, None);
@@ -142,7 +143,7 @@ proptest! {
         p in 0.0..1e6_f64,
         c in 0.0..1e6_f64,
     ) {
-        let spec = CounterSpec { rollover: None, signed_bits: None };
+        let spec = CounterSpec { rollover: None, signed_bits: None, register: None };
         let s = step(spec, Reading::Float(p), Reading::Float(c), 1000, None);
         if c >= p {
             prop_assert_eq!((s.kind, s.delta), (StepKind::Rise, c - p));

@@ -383,6 +383,26 @@ pub struct Dlt645Device {
     /// Data identifier (`DI3 DI2 DI1 DI0` as a number) by point name; one per
     /// point of the device.
     pub di: BTreeMap<String, u32>,
+    /// The register range of each counter point whose register wraps: the
+    /// energy identifiers (DI3 = 00, DL/T 645-2007 Table A.1) hold
+    /// `XXXXXX.XX` kWh, so after 999999.99 they start again at 0.
+    pub wraps: BTreeMap<String, RegisterWrap>,
+}
+
+/// A decimal counter register's range: it reads 0 to `steps − 1` steps of
+/// 10^−`decimals` units, then starts again at 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisterWrap {
+    pub steps: u64,
+    pub decimals: u8,
+}
+
+impl RegisterWrap {
+    /// DL/T 645-2007 energy, `XXXXXX.XX`: 100 000 000 steps of 0.01 kWh.
+    pub const DLT645_ENERGY: RegisterWrap = RegisterWrap {
+        steps: 100_000_000,
+        decimals: 2,
+    };
 }
 
 impl Config {

@@ -27,7 +27,7 @@ use crate::model::{
     DEFAULT_MIN_COMPLETENESS, DayStart, Device, DeviceLink, DeviceNameTemplate, Dialect,
     Dlt645Device, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Http,
     Kpis, Language, Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption,
-    QuotaLimit, Replay, Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
+    QuotaLimit, RegisterWrap, Replay, Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{
@@ -1190,15 +1190,10 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
-            if let Some(profile) = &raw.profile {
-                self.error(
-                    &profile.span(),
-                    "no built-in profile is for a DL/T 645 device yet; give its points by di",
-                );
-            }
             let mut dlt645 = Dlt645Device {
                 meter: String::new(),
                 di: BTreeMap::new(),
+                wraps: BTreeMap::new(),
             };
             let mut meter_span = None;
             if let Some(printed) =
@@ -1261,11 +1256,7 @@ impl<'a> Validator<'a> {
             device.report = report;
         }
 
-        let (profile_points, profile_max_registers) = if dlt {
-            (Vec::new(), None)
-        } else {
-            self.profile(raw, &mut device)
-        };
+        let (profile_points, profile_max_registers) = self.profile(raw, &mut device, dlt);
         let mut max_registers_span = None;
         match &raw.max_registers {
             Some(_) if dlt => {}
@@ -1284,7 +1275,20 @@ impl<'a> Validator<'a> {
             }
         }
 
-        let mut di = BTreeMap::new();
+        // A DL/T 645 profile's points come with their identifiers (a file
+        // point of the same name replaces both).
+        let mut di: BTreeMap<String, u32> = device
+            .profile
+            .as_deref()
+            .and_then(profiles::find)
+            .map(|profile| {
+                profile
+                    .di
+                    .iter()
+                    .map(|(name, di)| ((*name).to_owned(), *di))
+                    .collect()
+            })
+            .unwrap_or_default();
         let symbols = self.merge_points(
             raw,
             &mut device,
@@ -1293,6 +1297,15 @@ impl<'a> Validator<'a> {
             dlt.then_some(&mut di),
         );
         if let Some((dlt645, _)) = &mut meter {
+            // Energy registers (DI3 = 00) of counter points wrap after
+            // 999999.99 kWh.
+            dlt645.wraps = device
+                .points
+                .iter()
+                .filter(|point| point.counter)
+                .filter(|point| di.get(&point.name).is_some_and(|di| di >> 24 == 0))
+                .map(|point| (point.name.clone(), RegisterWrap::DLT645_ENERGY))
+                .collect();
             dlt645.di = di;
         }
         (device, symbols, unit_span, meter)
@@ -1369,7 +1382,12 @@ impl<'a> Validator<'a> {
 
     /// The device's profile points (with its options applied) and the
     /// profile's `max_registers`; fills `device.profile` and `profile_options`.
-    fn profile(&mut self, raw: &RawDevice, device: &mut Device) -> (Vec<Point>, Option<u16>) {
+    fn profile(
+        &mut self,
+        raw: &RawDevice,
+        device: &mut Device,
+        dlt: bool,
+    ) -> (Vec<Point>, Option<u16>) {
         let mut profile_points = Vec::new();
         let mut profile_max_registers = None;
         let mut option_spans = BTreeMap::new();
@@ -1397,7 +1415,18 @@ impl<'a> Validator<'a> {
         }
         match &raw.profile {
             Some(name) => {
-                if let Some(profile) = profiles::find(name.get_ref()) {
+                if let Some(profile) = profiles::find(name.get_ref())
+                    && profile.is_dlt645() != dlt
+                {
+                    self.error(
+                        &name.span(),
+                        if dlt {
+                            format!("profile \"{}\" is a Modbus meter's; a DL/T 645 device takes \"dlt645-three-phase\" or \"dlt645-single-phase\"", profile.name)
+                        } else {
+                            format!("profile \"{}\" is for DL/T 645 meters: give the device protocol = \"dlt645\" and meter = \"…\"", profile.name)
+                        },
+                    );
+                } else if let Some(profile) = profiles::find(name.get_ref()) {
                     device.profile = Some(profile.name.to_owned());
                     profile_max_registers = profile.max_registers;
                     match profile.points(&device.profile_options) {

@@ -9,7 +9,7 @@
     clippy::indexing_slicing
 )]
 
-use spindle_config::model::DeviceLink;
+use spindle_config::model::{DeviceLink, RegisterWrap};
 use spindle_config::parse;
 
 const BASE: &str = include_str!("base.toml");
@@ -67,6 +67,13 @@ fn a_dlt645_meter_shares_the_serial_bus_with_modbus_devices() {
     assert_eq!(dlt645.meter, "000012345678");
     assert_eq!(dlt645.di["energy"], 0x0001_0000);
     assert_eq!(dlt645.di["voltage_a"], 0x0201_0100);
+    // The energy counter's register wraps after 999999.99 kWh; the
+    // voltage is no counter.
+    let wraps: Vec<(&String, &RegisterWrap)> = dlt645.wraps.iter().collect();
+    assert_eq!(
+        wraps,
+        [(&"energy".to_owned(), &RegisterWrap::DLT645_ENERGY)]
+    );
     assert_eq!(config.dlt645.len(), 1, "the Modbus devices stay Modbus");
     assert!(config.dlt645_device("gas-1").is_none());
 }
@@ -169,5 +176,60 @@ fn an_unknown_protocol_is_refused_with_a_suggestion() {
             "protocol = \"dlt654\""
         )),
         ["plant.toml:58:12: unknown protocol \"dlt654\"; did you mean \"dlt645\"?"]
+    );
+}
+
+#[test]
+fn a_dlt645_profile_brings_points_with_identifiers_and_ct_pt_scaling() {
+    let text = with_meter(
+        "poll = \"2s\"\n",
+        "poll = \"2s\"\nprofile = \"dlt645-three-phase\"\nprofile_options = { ct_ratio = 40, pt_ratio = 1 }\n",
+    );
+    let config = parse("plant.toml", &text).unwrap();
+    let mains = config.devices.iter().find(|d| d.name == "mains").unwrap();
+    let dlt645 = config.dlt645_device("mains").unwrap();
+    assert_eq!(
+        mains.points.len(),
+        28 + 1,
+        "the profile's 28 and the file's energy"
+    );
+    assert_eq!(
+        dlt645.di.len(),
+        mains.points.len(),
+        "every point has its di"
+    );
+    let point = |name: &str| mains.points.iter().find(|p| p.name == name).unwrap();
+    assert_eq!(dlt645.di["energy_import"], 0x0001_0000);
+    assert!((point("energy_import").scale - 40.0).abs() < 1e-12);
+    assert!((point("power_total").scale - 40_000.0).abs() < 1e-9);
+    assert!((point("current_b").scale - 40.0).abs() < 1e-12);
+    assert_eq!(point("power_total").unit.as_deref(), Some("W"));
+    // The file's voltage_a replaces the profile's, scale and all.
+    assert_eq!(dlt645.di["voltage_a"], 0x0201_0100);
+    assert!((point("voltage_a").scale - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn a_profile_of_the_other_protocol_is_refused_at_its_position() {
+    let errors = the_errors(&with_meter(
+        "poll = \"2s\"\n",
+        "poll = \"2s\"\nprofile = \"chint-dtsu666\"\n",
+    ));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("profile \"chint-dtsu666\" is a Modbus meter's"),
+        "{errors:?}"
+    );
+    let text = BASE.replacen(
+        "[[device]]\nname = \"cnc-07\"",
+        "[[device]]\nname = \"sub\"\nserial = \"rs485-1\"\nunit = 9\nprofile = \"dlt645-single-phase\"\n\n[[device]]\nname = \"cnc-07\"",
+        1,
+    );
+    let errors = the_errors(&text);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("profile \"dlt645-single-phase\" is for DL/T 645 meters")),
+        "{errors:?}"
     );
 }

@@ -562,7 +562,7 @@ fn an_unknown_profile_is_rejected() {
             "profile = \"chint-dtsu666\"",
             "profile = \"chint-dtsu777\""
         )),
-        "plant.toml:28:11: unknown profile \"chint-dtsu777\"; built-in profiles: chint-dtsu666, eastron-sdm630, eastron-sdm120, acrel-adl400, schneider-pm5100, generic-cnc-plc"
+        "plant.toml:28:11: unknown profile \"chint-dtsu777\"; built-in profiles: chint-dtsu666, eastron-sdm630, eastron-sdm120, acrel-adl400, schneider-pm5100, generic-cnc-plc, dlt645-three-phase, dlt645-single-phase"
     );
 }
 

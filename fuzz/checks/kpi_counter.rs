@@ -24,7 +24,7 @@
 //! v0, t1, v1, t (u64, f64, u64, f64, u64).
 
 use spindle::kpi::counter::{
-    CounterSpec, Reading, StepKind, WRAP_FIRST_STEP_FRACTION, WRAP_MAX_FRACTION,
+    CounterSpec, DecimalRegister, Reading, StepKind, WRAP_FIRST_STEP_FRACTION, WRAP_MAX_FRACTION,
     WRAP_MIN_ALLOWANCE, WRAP_RATE_SLACK, interpolate, ms_to_f64, rate, step,
 };
 
@@ -63,9 +63,14 @@ pub(crate) fn check(data: &[u8]) {
         _ => Some(64),
     };
     let rollover = bytes.u64();
+    let register = DecimalRegister {
+        steps: bytes.u64(),
+        decimals: bytes.u8() % 20,
+    };
     let spec = CounterSpec {
         rollover: (selector & 4 == 4).then_some(rollover),
         signed_bits,
+        register: (selector & 8 == 8).then_some(register),
     };
     let previous = reading(&mut bytes);
     let current = reading(&mut bytes);
@@ -124,6 +129,9 @@ fn check_step(
             let range = if signed_wrap {
                 spec.signed_bits
                     .map(|bits| 2_f64.powi(i32::try_from(bits).unwrap_or(i32::MAX)))
+            } else if let (Some(register), None) = (spec.register, ints) {
+                // A float reading of a decimal register wraps at its range.
+                Some(register.range())
             } else {
                 spec.rollover
                     .filter(|r| previous.as_f64() <= to_f64(i128::from(*r)))

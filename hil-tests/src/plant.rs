@@ -1,11 +1,13 @@
 //! Simulated devices for end-to-end tests, served on real TCP sockets on
 //! 127.0.0.1 from a tokio runtime owned by the [`Plant`], plus the matching
-//! config text.
+//! config text; [`serve_plant`] serves a plant described by a configuration
+//! with `[device.sim]` tables (the `SimPlant` of `spindle simulate`).
 
 use std::fmt::Write as _;
 
 use spindle_config::model::Area;
-use spindle_protocols::sim::{SimDevice, SimTcpServer};
+use spindle_protocols::sim::config::sim_device;
+use spindle_protocols::sim::{ServedBus, SimDevice, SimPlant, SimTcpServer};
 
 /// A set of simulated TCP devices, each with ten holding registers.
 #[derive(Debug)]
@@ -148,4 +150,27 @@ pub fn kpi_windows(
         out.insert(start, v);
     }
     Ok(out)
+
+/// The plant `toml` describes (a configuration whose devices carry
+/// `[device.sim]` tables, as `spindle simulate` takes it), its serial buses
+/// served on pseudo-terminals from `runtime`: the plant (keep it: dropping
+/// it stops serving) and each bus's pseudo-terminal.
+pub fn serve_plant(
+    runtime: &tokio::runtime::Runtime,
+    toml: &str,
+) -> Result<(SimPlant, Vec<ServedBus>), String> {
+    let parsed = spindle_config::parse_with(
+        "plant.toml",
+        toml,
+        spindle_config::ParseOptions { allow_sim: true },
+    )
+    .map_err(|errors| format!("{errors:?}"))?;
+    let mut sims = Vec::new();
+    for device in &parsed.config.devices {
+        sims.push(sim_device(device, parsed.sim.get(&device.name)).map_err(|e| format!("{e:?}"))?);
+    }
+    let mut plant = SimPlant::new(&parsed.config, sims).map_err(|e| e.join("; "))?;
+    let _guard = runtime.enter();
+    let buses = plant.serve_buses(&parsed.config, false)?;
+    Ok((plant, buses))
 }

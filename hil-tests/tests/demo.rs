@@ -67,11 +67,12 @@ fn the_demo_shows_devices_online_and_kpis_of_both_kinds_and_stops_by_itself() {
         .rsplit("spindle demo · ")
         .next()
         .unwrap_or_else(|| panic!("a view; {context}"));
-    assert!(last.contains("Devices: 7/7 online"), "{context}");
+    assert!(last.contains("Devices: 8/8 online"), "{context}");
     for device in [
         "meter-line1",
         "meter-line2",
         "gas-washer",
+        "meter-compressor",
         "cnc-07",
         "cnc-08",
         "cnc-mill-03",
@@ -97,7 +98,7 @@ fn the_demo_shows_devices_online_and_kpis_of_both_kinds_and_stops_by_itself() {
     assert!(coverage.contains("networked_ratio 1.00"), "{coverage}");
     assert!(
         out.lines()
-            .any(|l| l.starts_with("Demo stopped after ") && l.contains(": 7/7 devices online")),
+            .any(|l| l.starts_with("Demo stopped after ") && l.contains(": 8/8 devices online")),
         "the summary; {context}"
     );
     let points_per_second = last

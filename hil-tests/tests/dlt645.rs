@@ -13,7 +13,7 @@ use spindle_hil_tests::agent::run_spindle;
 use spindle_hil_tests::one_at_a_time;
 use spindle_protocols::dlt645::frame::ErrorByte;
 use spindle_protocols::dlt645::{Address, Di};
-use spindle_protocols::sim::SimDlt645PtyServer;
+use spindle_protocols::sim::SimPtyServer;
 use spindle_protocols::sim::dlt645::SimMeter;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -44,7 +44,7 @@ fn spindle_read_dlt645_prints_the_frames_and_the_value_in_its_format() {
     let mut refusing = meter("000000000002");
     refusing.faults.abnormal = Some(ErrorByte::NO_DATA);
     let pty = rt
-        .block_on(async { SimDlt645PtyServer::open(vec![meter("000012345678"), refusing]) })
+        .block_on(async { SimPtyServer::open_meters(vec![meter("000012345678"), refusing]) })
         .unwrap();
     let read = |meter: &str, di: &str| {
         run_spindle(&[
@@ -130,7 +130,7 @@ fn spindle_read_dlt645_prints_the_frames_and_the_value_in_its_format() {
     );
 
     // Only reads went out.
-    let requests = pty.bus().lock().unwrap().requests.clone();
+    let requests = pty.meters().lock().unwrap().requests.clone();
     assert!(
         requests.iter().all(|c| [0x11, 0x12, 0x13].contains(c)),
         "{requests:?}"
@@ -143,7 +143,7 @@ fn spindle_scan_dlt645_finds_three_meters_two_sharing_a_low_byte() {
     let rt = runtime();
     let pty = rt
         .block_on(async {
-            SimDlt645PtyServer::open(vec![
+            SimPtyServer::open_meters(vec![
                 meter("000012345678"),
                 meter("000099000078"),
                 meter("202400000001"),
@@ -180,7 +180,7 @@ fn spindle_scan_dlt645_finds_three_meters_two_sharing_a_low_byte() {
     );
     assert!(stderr.contains("3 meters found"), "{stderr}");
     assert!(
-        pty.bus()
+        pty.meters()
             .lock()
             .unwrap()
             .requests
@@ -189,7 +189,7 @@ fn spindle_scan_dlt645_finds_three_meters_two_sharing_a_low_byte() {
     );
 
     let single = rt
-        .block_on(async { SimDlt645PtyServer::open(vec![meter("000012345678")]) })
+        .block_on(async { SimPtyServer::open_meters(vec![meter("000012345678")]) })
         .unwrap();
     let one = run_spindle(&[
         "scan",

@@ -1,7 +1,7 @@
 //! DL/T 645-2007 meters polled by the real `spindle run`: a DL/T 645 meter
-//! and a Modbus unit on one pseudo-terminal bus (no line timing), a
-//! mosquitto the test starts, and the telemetry of both devices checked
-//! value by value.
+//! and a Modbus unit on one pseudo-terminal bus (no line timing) of the
+//! simulated plant `spindle simulate` serves (`SimPlant`), a mosquitto the
+//! test starts, and the telemetry of both devices checked value by value.
 #![cfg(unix)]
 #![allow(
     clippy::cast_possible_truncation,
@@ -15,80 +15,72 @@
     clippy::too_many_lines
 )]
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serialport::SerialPort as _;
 use spindle_hil_tests::agent::AgentProcess;
 use spindle_hil_tests::broker::Broker;
 use spindle_hil_tests::one_at_a_time;
+use spindle_hil_tests::plant::serve_plant;
 use spindle_hil_tests::subscriber::{Message, Subscriber};
-use spindle_protocols::dlt645::{Address, Di};
-use spindle_protocols::sim::dlt645::{SimBus, SimMeter};
 
 const PREFIX: &str = "spindle/hil/gw-1/";
 
-/// A Modbus unit and DL/T 645 meters on one pseudo-terminal, the way they
-/// share an RS-485 pair: unit 1 answers any one-register read of its
-/// holding registers with 2298; the DL/T 645 bus answers as simulated.
-/// `before` runs on the simulated bus before each DL/T 645 answer (to move
-/// values with time).
-async fn serve_mixed(
-    master: serialport::TTYPort,
-    bus: Arc<Mutex<SimBus>>,
-    before: Box<dyn Fn(&mut SimBus) + Send>,
-) {
-    use spindle_protocols::dlt645::frame::{Scanned, parse_frame};
-    use spindle_protocols::modbus::rtu::crc16;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut port = tokio_serial::SerialStream::try_from(master).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0_u8; 256];
-    while let Ok(got) = port.read(&mut chunk).await {
-        if got == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..got]);
-        loop {
-            if buf.first().is_some_and(|b| *b == 0xFE || *b == 0x68) {
-                match parse_frame(&buf) {
-                    Ok(Scanned::Complete { frame, len }) => {
-                        buf.drain(..len);
-                        let answer = {
-                            let mut bus = bus.lock().unwrap();
-                            before(&mut bus);
-                            bus.answer(&frame)
-                        };
-                        if let Some((delay, bytes)) = answer {
-                            tokio::time::sleep(delay).await;
-                            if port.write_all(&bytes).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Ok(Scanned::Incomplete) => break,
-                    Err(_) => {
-                        buf.remove(0);
-                    }
-                }
-            } else if buf.len() >= 8 {
-                let request: Vec<u8> = buf.drain(..8).collect();
-                if request[0] == 1
-                    && request[1] == 3
-                    && crc16(&request[..6]) == u16::from_le_bytes([request[6], request[7]])
-                {
-                    let mut answer = vec![1, 3, 2, 0x08, 0xFA];
-                    answer.extend(crc16(&answer).to_le_bytes());
-                    if port.write_all(&answer).await.is_err() {
-                        return;
-                    }
-                }
-            } else {
-                break;
-            }
-        }
-    }
-}
+/// The plant header every test's plant file starts with (`spindle simulate`
+/// takes the same file).
+const PLANT_HEAD: &str = r#"
+[agent]
+id = "plant"
+site = "hil"
+data_dir = "/tmp/unused"
+timezone = "UTC"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[serial]]
+name = "bus1"
+port = "/tmp/unused-bus1"
+baud = 9600
+parity = "even"
+"#;
+
+/// A DL/T 645 meter and a Modbus unit on one simulated bus: the meter has
+/// energy and phase A voltage (no current), unit 1 has 2298 in holding
+/// register 0.
+const MIXED_PLANT: &str = r#"
+[[device]]
+name = "mains"
+serial = "bus1"
+protocol = "dlt645"
+meter = "000012345678"
+
+[[device.point]]
+name = "energy"
+di = "00010000"
+counter = true
+
+[[device.point]]
+name = "voltage"
+di = "02010100"
+
+[device.sim]
+points.energy = 1206.42
+points.voltage = 229.8
+
+[[device]]
+name = "plc"
+serial = "bus1"
+unit = 1
+
+[[device.point]]
+name = "voltage"
+area = "holding"
+address = 0
+type = "u16"
+
+[device.sim]
+points.voltage = 2298
+"#;
 
 fn latest<'a>(messages: &'a [Message], topic: &str) -> Option<&'a Message> {
     let topic = format!("{PREFIX}{topic}");
@@ -103,16 +95,8 @@ fn spindle_run_polls_a_dlt645_meter_and_a_modbus_unit_on_one_bus_without_cross_t
         .enable_all()
         .build()
         .unwrap();
-    let (master, slave) = serialport::TTYPort::pair().unwrap();
-    let path = slave.name().unwrap();
-    let mut meter = SimMeter::new(Address::parse("000012345678").unwrap());
-    meter.set(Di(0x0001_0000), 1206.42);
-    meter.set(Di(0x0201_0100), 229.8);
-    let bus = SimBus::new(vec![meter]);
-    rt.spawn(async move {
-        // Inside the runtime: the port registers with its reactor.
-        serve_mixed(master, bus, Box::new(|_| {})).await;
-    });
+    let (plant, buses) = serve_plant(&rt, &format!("{PLANT_HEAD}{MIXED_PLANT}")).unwrap();
+    let path = buses[0].path.clone();
 
     let broker = Broker::start(false).unwrap();
     let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();
@@ -217,21 +201,16 @@ type = "u16"
         }
     }
     drop(agent);
-    drop(slave);
+    drop(plant);
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
+fn ms_since_epoch(time: SystemTime) -> u64 {
+    u64::try_from(time.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
-/// The simulated meter's energy register: kWh from `E_START` at `E_RATE`
-/// kWh/s (to the format's 0.01 kWh), so a 15 s window holds 60 kWh.
+/// The simulated meter's energy register (its `[device.sim]` counter): kWh
+/// from `E_START` at `E_RATE` kWh/s (to the format's 0.01 kWh), so a 15 s
+/// window holds 60 kWh.
 const E_START: f64 = 100_000.0;
 const E_RATE: f64 = 4.0;
 const WINDOW_MS: u64 = 15_000;
@@ -244,20 +223,31 @@ fn an_energy_consumption_kpi_fed_by_a_dlt645_meter_is_within_a_thousandth_of_the
         .enable_all()
         .build()
         .unwrap();
-    let (master, slave) = serialport::TTYPort::pair().unwrap();
-    let path = slave.name().unwrap();
-    let mut meter = SimMeter::new(Address::parse("000012345678").unwrap());
-    meter.set(Di(0x0001_0000), E_START);
-    let bus = SimBus::new(vec![meter]);
-    let t0 = now_ms();
+    let (plant, buses) = serve_plant(
+        &rt,
+        &format!(
+            "{PLANT_HEAD}{}",
+            r#"
+[[device]]
+name = "mains"
+serial = "bus1"
+protocol = "dlt645"
+meter = "000012345678"
+
+[[device.point]]
+name = "energy"
+di = "00010000"
+counter = true
+
+[device.sim]
+points.energy = { counter = { rate = 4.0, start = 100000.0 } }
+"#
+        ),
+    )
+    .unwrap();
+    let path = buses[0].path.clone();
+    let t0 = ms_since_epoch(plant.started_at());
     let energy = move |ms: u64| E_START + E_RATE * (ms as f64 - t0 as f64) / 1000.0;
-    rt.spawn(async move {
-        let before = move |bus: &mut SimBus| {
-            let kwh = (energy(now_ms()) * 100.0).floor() / 100.0;
-            bus.meters[0].set(Di(0x0001_0000), kwh);
-        };
-        serve_mixed(master, bus, Box::new(before)).await;
-    });
 
     let broker = Broker::start(false).unwrap();
     let sub = Subscriber::start(broker.port(), "spindle/#").unwrap();
@@ -327,5 +317,5 @@ energy = [ {{ point = "mains.energy", carrier = "electricity" }} ]
         assert!(rel <= 0.001, "{v} vs {truth}: {w}");
     }
     drop(agent);
-    drop(slave);
+    drop(plant);
 }

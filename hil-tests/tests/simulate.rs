@@ -156,7 +156,8 @@ impl Drop for Simulator {
     }
 }
 
-/// The decoded number `spindle read` prints (the last word of its last line).
+/// The decoded number `spindle read` prints (the last number of its last
+/// line: a DL/T 645 value is followed by its unit).
 fn read_number(args: &[&str]) -> f64 {
     let out = run_spindle(args).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -169,8 +170,11 @@ fn read_number(args: &[&str]) -> f64 {
     stdout
         .lines()
         .last()
-        .and_then(|line| line.split_whitespace().last())
-        .and_then(|word| word.parse().ok())
+        .and_then(|line| {
+            line.split_whitespace()
+                .rev()
+                .find_map(|word| word.parse().ok())
+        })
         .unwrap_or_else(|| panic!("no number in {stdout}"))
 }
 
@@ -448,5 +452,149 @@ fn the_example_plant_runs_end_to_end_under_simulate_and_run() {
         ok,
         "telemetry with values from every device of the example plant; seen {seen:?}; log:\n{}",
         agent.log()
+    );
+}
+
+/// Three DL/T 645 meters (two sharing the low byte 78) and a Modbus unit on
+/// one simulated bus.
+const MIXED_BUS: &str = r#"
+[agent]
+id = "gw"
+site = "s"
+data_dir = "/tmp/spindle-simulate-test"
+timezone = "UTC"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+
+[[serial]]
+name = "bus"
+port = "/dev/ttyS9"
+baud = 9600
+parity = "even"
+
+[[device]]
+name = "gas"
+serial = "bus"
+unit = 5
+
+[[device.point]]
+name = "volume"
+area = "holding"
+address = 0
+type = "u32"
+scale = 0.01
+counter = true
+
+[device.sim]
+points.volume = { counter = { rate = 1.0, start = 500 } }
+
+[[device]]
+name = "mains"
+serial = "bus"
+protocol = "dlt645"
+meter = "000012345678"
+
+[[device.point]]
+name = "energy"
+di = "00010000"
+counter = true
+
+[[device.point]]
+name = "voltage"
+di = "02010100"
+
+[device.sim]
+points.energy = { counter = { rate = 2.0, start = 1000 } }
+points.voltage = 229.8
+
+[[device]]
+name = "sub1"
+serial = "bus"
+protocol = "dlt645"
+meter = "000099000078"
+
+[[device.point]]
+name = "energy"
+di = "00010000"
+
+[[device]]
+name = "sub2"
+serial = "bus"
+protocol = "dlt645"
+meter = "202400000001"
+
+[[device.point]]
+name = "energy"
+di = "00010000"
+"#;
+
+#[test]
+fn simulate_serves_dlt645_meters_beside_a_modbus_unit_on_one_pty() {
+    let _serial = spindle_hil_tests::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.toml");
+    std::fs::write(&path, MIXED_BUS).unwrap();
+    let link = dir.path().join("rs485");
+    let link_arg = link.to_str().unwrap().to_owned();
+    let simulator = Simulator::start(&path, &["--pty-link", &link_arg, "--for", "120"]);
+    let serial = ["--serial", &link_arg, "--baud", "9600", "--parity", "even"];
+    let energy_args: Vec<&str> = ["read"]
+        .into_iter()
+        .chain(serial)
+        .chain(["--dlt645", "--meter", "000012345678", "--di", "00010000"])
+        .collect();
+    let volume_args: Vec<&str> = ["read"]
+        .into_iter()
+        .chain(serial)
+        .chain([
+            "--unit",
+            "5",
+            "--area",
+            "holding",
+            "--address",
+            "0",
+            "--count",
+            "2",
+            "--type",
+            "u32",
+            "--scale",
+            "0.01",
+        ])
+        .collect();
+    for _ in 0..2 {
+        let asked = Instant::now();
+        let energy = read_number(&energy_args);
+        assert_counter(energy, 1000.0, 2.0, &simulator, asked);
+        let asked = Instant::now();
+        let volume = read_number(&volume_args);
+        assert_counter(volume, 500.0, 1.0, &simulator, asked);
+    }
+    let voltage_args: Vec<&str> = ["read"]
+        .into_iter()
+        .chain(serial)
+        .chain(["--dlt645", "--meter", "000012345678", "--di", "02010100"])
+        .collect();
+    assert!((read_number(&voltage_args) - 229.8).abs() < 1e-9);
+    // The three meters found on the bus the Modbus unit shares.
+    let scan: Vec<&str> = ["scan"]
+        .into_iter()
+        .chain(serial)
+        .chain(["--dlt645", "--timeout", "10ms"])
+        .collect();
+    let out = run_spindle(&scan).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!(
+        "$ spindle scan --serial LINK --baud 9600 --parity even --dlt645 --timeout 10ms\n{stderr}{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "meter 000012345678",
+            "meter 000099000078",
+            "meter 202400000001"
+        ]
     );
 }

@@ -409,3 +409,34 @@ async fn a_poll_gives_every_point_its_value_or_its_error_word() {
         .collect();
     assert_eq!(words, ["timeout"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_read_is_retried_after_a_line_error_and_a_silent_meter_stops_the_poll() {
+    use spindle_protocols::dlt645::poll::MeterPoller;
+    let meter = meter("000012345678", 229.8);
+    let (mut link, bus) = line(vec![meter.clone()]);
+    // Silent to every other request: the first try of each read times out.
+    bus.lock().unwrap().before_answer = Some(Box::new(|meters: &mut [SimMeter]| {
+        meters[0].faults.silent = !meters[0].faults.silent;
+    }));
+    let words = |results: Vec<Result<f64, spindle_protocols::dlt645::poll::PointError>>| {
+        results
+            .into_iter()
+            .map(|result| result.map_or_else(|e| e.word(), |v| v.to_string()))
+            .collect::<Vec<String>>()
+    };
+    let mut poller = MeterPoller::new(meter.address, vec![VOLTAGE_A, ENERGY]);
+    poller.set_retries(1);
+    let got = words(poller.poll(&mut link, Duration::from_millis(50)).await);
+    assert_eq!(got, ["229.8", "1206.42"], "each read answered on its retry");
+    assert_eq!(bus.lock().unwrap().requests.len(), 4);
+
+    // Without retries the first read times out, and the rest of the poll
+    // is not sent: one request, every point `timeout`.
+    bus.lock().unwrap().requests.clear();
+    bus.lock().unwrap().meters[0].faults.silent = false;
+    let mut poller = MeterPoller::new(meter.address, vec![VOLTAGE_A, ENERGY, CURRENT_A]);
+    let got = words(poller.poll(&mut link, Duration::from_millis(50)).await);
+    assert_eq!(got, ["timeout", "timeout", "timeout"]);
+    assert_eq!(bus.lock().unwrap().requests.len(), 1);
+}

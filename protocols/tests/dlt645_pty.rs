@@ -16,7 +16,7 @@ use std::time::Duration;
 use spindle_protocols::dlt645::frame::ErrorByte;
 use spindle_protocols::dlt645::{Address, Di, decode_value};
 use spindle_protocols::modbus::RtuLink;
-use spindle_protocols::sim::SimDlt645PtyServer;
+use spindle_protocols::sim::SimPtyServer;
 use spindle_protocols::sim::dlt645::SimMeter;
 
 use common::{bus, within};
@@ -31,7 +31,7 @@ fn meter(printed: &str) -> SimMeter {
 
 #[tokio::test]
 async fn a_meter_on_a_pseudo_terminal_is_read_and_only_reads_are_sent() {
-    let server = SimDlt645PtyServer::open(vec![meter("000012345678")]).unwrap();
+    let server = SimPtyServer::open_meters(vec![meter("000012345678")]).unwrap();
     let mut link = RtuLink::new(&bus(server.path()), Duration::from_millis(200));
     let address = Address::parse("000012345678").unwrap();
     for (di, expected) in [
@@ -48,7 +48,7 @@ async fn a_meter_on_a_pseudo_terminal_is_read_and_only_reads_are_sent() {
     }
     assert_eq!(within(link.read_dlt645_address()).await.unwrap(), address);
     assert!(link.last_answer().starts_with(&[0x68]));
-    let requests = server.bus().lock().unwrap().requests.clone();
+    let requests = server.meters().lock().unwrap().requests.clone();
     assert!(
         requests.iter().all(|c| [0x11, 0x12, 0x13].contains(c)),
         "{requests:?}"
@@ -64,7 +64,7 @@ async fn abnormal_silent_and_garbled_meters_give_their_error_words() {
     let mut garbling = meter("000000000003");
     garbling.faults.bad_checksum = true;
     let healthy = meter("000000000004");
-    let server = SimDlt645PtyServer::open(vec![refusing, silent, garbling, healthy]).unwrap();
+    let server = SimPtyServer::open_meters(vec![refusing, silent, garbling, healthy]).unwrap();
     let mut link = RtuLink::new(&bus(server.path()), Duration::from_millis(100));
     let read = |printed: &str| (Address::parse(printed).unwrap(), Di(0x0201_0100));
     let mut words = Vec::new();
@@ -89,7 +89,7 @@ async fn abnormal_silent_and_garbled_meters_give_their_error_words() {
 #[tokio::test]
 async fn a_scan_on_a_pseudo_terminal_finds_meters_sharing_a_low_byte() {
     let server =
-        SimDlt645PtyServer::open(vec![meter("000012345678"), meter("000099000078")]).unwrap();
+        SimPtyServer::open_meters(vec![meter("000012345678"), meter("000099000078")]).unwrap();
     let mut link = RtuLink::new(&bus(server.path()), Duration::from_millis(10));
     let found = tokio::time::timeout(Duration::from_secs(60), link.find_dlt645_meters(|_, _| {}))
         .await
@@ -200,7 +200,7 @@ async fn a_modbus_unit_and_a_dlt645_meter_share_a_9600_8e1_bus_without_reading_e
 async fn a_meter_on_a_timed_2400_baud_line_answers_in_its_on_wire_time() {
     let mut serial = common::bus("");
     serial.baud = std::num::NonZeroU32::new(2400).unwrap();
-    let server = SimDlt645PtyServer::open_timed(
+    let server = SimPtyServer::open_meters_timed(
         vec![meter("000012345678")],
         &serial,
         Duration::from_millis(5),

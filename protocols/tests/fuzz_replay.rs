@@ -1,5 +1,5 @@
-//! Replays the committed fuzz corpora of the Modbus targets (`decode`,
-//! `plan`, `rtu_frame`, `mbap`) through the checks the fuzz targets run:
+//! Replays the committed fuzz corpora of the protocol targets (`decode`,
+//! `plan`, `rtu_frame`, `mbap`, `dlt645_frame`) through the checks the fuzz targets run:
 //! deterministic, no random search. See `fuzz/README.md`.
 
 #![allow(
@@ -13,6 +13,8 @@
 mod bytes;
 #[path = "../../fuzz/checks/decode.rs"]
 mod decode;
+#[path = "../../fuzz/checks/dlt645_frame.rs"]
+mod dlt645_frame;
 #[path = "../../fuzz/checks/mbap.rs"]
 mod mbap;
 #[path = "../../fuzz/checks/plan.rs"]
@@ -40,4 +42,9 @@ fn every_rtu_frame_seed_parses_within_its_bytes() {
 #[test]
 fn every_mbap_seed_parses_within_its_bytes_and_never_changes_its_mind() {
     replay::replay("mbap", mbap::check);
+}
+
+#[test]
+fn every_dlt645_frame_seed_parses_within_its_bytes_and_only_echoing_answers_pass() {
+    replay::replay("dlt645_frame", dlt645_frame::check);
 }

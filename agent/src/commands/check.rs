@@ -3,13 +3,16 @@
 //!
 //! Exit 1 listing every error; a bus loaded over 100 % is a warning (exit 0).
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use spindle_config::model::{Config, Device, DeviceLink, Dlt645Device, WindowLength};
+use spindle_protocols::dlt645::Di;
+use spindle_protocols::dlt645::poll::{MeterRead, plan_reads as plan_meter_reads};
 use spindle_protocols::modbus::plan::plan_reads;
 
-use crate::busload::{self, DeviceLoad};
+use crate::busload::{self, DeviceLoad, Transaction};
 use crate::cli::{EXIT_BAD_INPUT, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -99,26 +102,99 @@ pub fn history_warning(config: &Config) -> Option<String> {
     })
 }
 
-/// A DL/T 645 device's lines: its meter and identifiers (its bus load —
-/// frames, preamble, answer delay — is not estimated yet).
-fn dlt645_report(out: &mut String, device: &Device, meter: &Dlt645Device) {
-    let link = match &device.link {
-        DeviceLink::Serial(bus) => format!("serial {bus}"),
-        DeviceLink::Tcp(endpoint) => format!("tcp {endpoint}"),
-    };
+/// A DL/T 645 device's lines: its meter, its reads (blocks merged as the
+/// poller merges them) and identifiers; the reads for the bus load.
+fn dlt645_report(out: &mut String, device: &Device, meter: &Dlt645Device) -> Vec<Transaction> {
+    let link = link_text(device);
+    let dis: Vec<Di> = device
+        .points
+        .iter()
+        .filter_map(|point| meter.di.get(&point.name).map(|di| Di(*di)))
+        .collect();
+    let reads = plan_meter_reads(&dis, &BTreeSet::new());
     let _ = writeln!(
         out,
-        "\ndevice {} ({link}, DL/T 645 meter {}, poll {}): {} points by di",
+        "\ndevice {} ({link}, DL/T 645 meter {}, poll {}): {} points by di in {} reads",
         device.name,
         meter.meter,
         spindle_config::units::format_duration(device.poll),
         device.points.len(),
+        reads.len(),
     );
-    for point in &device.points {
-        if let Some(di) = meter.di.get(&point.name) {
-            let _ = writeln!(out, "  di {di:08X}  {}", point.name);
+    let name_of = |di: Di| {
+        device
+            .points
+            .iter()
+            .find(|point| meter.di.get(&point.name) == Some(&di.0))
+            .map_or("", |point| point.name.as_str())
+    };
+    for read in &reads {
+        match read {
+            MeterRead::Single { di, .. } => {
+                let _ = writeln!(out, "  di {:08X}  {}", di.0, name_of(*di));
+            }
+            MeterRead::Block { di, members } => {
+                let names: Vec<&str> = members
+                    .iter()
+                    .filter(|(_, point)| point.is_some())
+                    .map(|(member, _)| name_of(*member))
+                    .collect();
+                let _ = writeln!(out, "  di {:08X}  {} (block)", di.0, names.join(" "));
+            }
         }
     }
+    reads
+        .iter()
+        .map(|read| Transaction::Dlt645 {
+            value_bytes: u32::try_from(read.value_len()).unwrap_or(u32::MAX),
+        })
+        .collect()
+}
+
+/// `serial BUS` or `tcp HOST:PORT`.
+fn link_text(device: &Device) -> String {
+    match &device.link {
+        DeviceLink::Serial(bus) => format!("serial {bus}"),
+        DeviceLink::Tcp(endpoint) => format!("tcp {endpoint}"),
+    }
+}
+
+/// A Modbus device's lines: its read plan; the reads for the bus load.
+fn modbus_report(out: &mut String, device: &Device) -> Vec<Transaction> {
+    let plan = plan_reads(&device.points, device.max_registers.get(), device.max_gap);
+    let link = link_text(device);
+    let _ = writeln!(
+        out,
+        "\ndevice {} ({link}, unit {}, poll {}): {} points in {} requests",
+        device.name,
+        device.unit,
+        spindle_config::units::format_duration(device.poll),
+        device.points.len(),
+        plan.requests().len()
+    );
+    for request in plan.requests() {
+        let names: Vec<&str> = request
+            .points
+            .iter()
+            .filter_map(|&i| device.points.get(i).map(|p| p.name.as_str()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<8} start {:>5} ({:#06x})  count {:>4}  {}",
+            request.area.as_str(),
+            request.start,
+            request.start,
+            request.count,
+            names.join(" ")
+        );
+    }
+    plan.requests()
+        .iter()
+        .map(|r| Transaction::Modbus {
+            area: r.area,
+            count: r.count,
+        })
+        .collect()
 }
 
 /// The text `check` prints for a valid config, and whether any bus is over 100 %.
@@ -133,47 +209,17 @@ pub fn report(config: &Config) -> (String, bool) {
     );
     let mut loads: Vec<(String, DeviceLoad)> = Vec::new();
     for device in &config.devices {
-        if let Some(meter) = config.dlt645_device(&device.name) {
-            dlt645_report(&mut out, device, meter);
-            continue;
-        }
-        let plan = plan_reads(&device.points, device.max_registers.get(), device.max_gap);
-        let link = match &device.link {
-            DeviceLink::Serial(bus) => format!("serial {bus}"),
-            DeviceLink::Tcp(endpoint) => format!("tcp {endpoint}"),
+        let requests = match config.dlt645_device(&device.name) {
+            Some(meter) => dlt645_report(&mut out, device, meter),
+            None => modbus_report(&mut out, device),
         };
-        let _ = writeln!(
-            out,
-            "\ndevice {} ({link}, unit {}, poll {}): {} points in {} requests",
-            device.name,
-            device.unit,
-            spindle_config::units::format_duration(device.poll),
-            device.points.len(),
-            plan.requests().len()
-        );
-        for request in plan.requests() {
-            let names: Vec<&str> = request
-                .points
-                .iter()
-                .filter_map(|&i| device.points.get(i).map(|p| p.name.as_str()))
-                .collect();
-            let _ = writeln!(
-                out,
-                "  {:<8} start {:>5} ({:#06x})  count {:>4}  {}",
-                request.area.as_str(),
-                request.start,
-                request.start,
-                request.count,
-                names.join(" ")
-            );
-        }
         if let DeviceLink::Serial(bus) = &device.link {
             loads.push((
                 bus.clone(),
                 DeviceLoad {
                     name: device.name.clone(),
                     poll: device.poll,
-                    requests: plan.requests().iter().map(|r| (r.area, r.count)).collect(),
+                    requests,
                 },
             ));
         }
@@ -217,8 +263,9 @@ pub fn report(config: &Config) -> (String, bool) {
         }
         let _ = writeln!(
             out,
-            "  (assumes {} ms device turnaround per request; frames and 3.5-character silent intervals counted)",
-            busload::DEVICE_TURNAROUND.as_millis()
+            "  (assumes {} ms device turnaround per request, {} ms for a DL/T 645 meter; frames, FE wake-up bytes and 3.5-character silent intervals counted)",
+            busload::DEVICE_TURNAROUND.as_millis(),
+            busload::DLT645_TURNAROUND.as_millis()
         );
     }
     (out, overloaded)
@@ -281,11 +328,53 @@ energy = [ {{ point = "meter.energy", carrier = "electricity" }} ]
         let config = spindle_config::parse("check.toml", text).unwrap();
         let (out, over) = report(&config);
         assert!(
-            out.contains("device mains (serial bus1, DL/T 645 meter 000012345678, poll 1s): 1 points by di\n  di 00010000  energy"),
+            out.contains("device mains (serial bus1, DL/T 645 meter 000012345678, poll 1s): 1 points by di in 1 reads\n  di 00010000  energy"),
             "{out}"
         );
         assert!(!out.contains("holding"), "{out}");
         assert!(!over);
+    }
+
+    #[test]
+    fn a_mixed_bus_shows_one_load_with_the_dlt645_meter_s_frames_in_it() {
+        let text = "[agent]\nid = \"gw\"\nsite = \"plant\"\ndata_dir = \"/tmp/x\"\ntimezone = \"UTC\"\n\
+                    [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\
+                    [[serial]]\nname = \"bus1\"\nport = \"/dev/ttyS1\"\nbaud = 9600\nparity = \"even\"\n\
+                    [[device]]\nname = \"mains\"\nserial = \"bus1\"\nprotocol = \"dlt645\"\nmeter = \"000012345678\"\npoll = \"2s\"\n\
+                    [[device.point]]\nname = \"energy\"\ndi = \"00010000\"\n\
+                    [[device.point]]\nname = \"voltage_a\"\ndi = \"02010100\"\n\
+                    [[device.point]]\nname = \"voltage_b\"\ndi = \"02010200\"\n\
+                    [[device]]\nname = \"plc\"\nserial = \"bus1\"\nunit = 1\n\
+                    [[device.point]]\nname = \"v\"\narea = \"holding\"\naddress = 0\ntype = \"u16\"\n";
+        let config = spindle_config::parse("check.toml", text).unwrap();
+        let (out, over) = report(&config);
+        assert!(!over);
+        assert!(
+            out.contains("3 points by di in 2 reads\n  di 00010000  energy\n  di 0201FF00  voltage_a voltage_b (block)\n"),
+            "{out}"
+        );
+        // 9600 8E1: 11 bits a character, silent interval 38.5 bits.
+        // The meter every 2 s: (20 + 24) and (20 + 26) bytes, 2 × 20 ms.
+        // The PLC every 1 s: 8 + 7 bytes, 5 ms.
+        let c = 11.0 / 9600.0;
+        let gap = 2.0 * 3.5 * c;
+        let meter = (90.0 * c + 2.0 * gap + 0.040) / 2.0;
+        let plc = 15.0 * c + gap + 0.005;
+        let expected = format!("load {:.1} %", (meter + plc) * 100.0);
+        assert!(
+            out.contains(&format!(
+                "bus bus1 (/dev/ttyS1 9600 8E1, 11 bits/char, silent interval 4.01 ms): {expected}"
+            )),
+            "{expected}\n{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "  mains                {:>7.2} ms per poll",
+                (90.0 * c + 2.0 * gap + 0.040) * 1e3
+            )),
+            "{out}"
+        );
+        assert!(out.contains("  plc "), "{out}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! experience, in one process: a simulated plant, an embedded MQTT broker
 //! and the agent, with a live terminal view of what arrives on the broker.
 //!
-//! The plant is `examples/demo.toml`, built in: three meters on one RS-485
+//! The plant is `examples/demo.toml`, built in: three Modbus meters and a
+//! DL/T 645 sub-meter on one RS-485
 //! bus served on a pseudo-terminal, four machines (three of them CNC) served
 //! on free TCP ports of 127.0.0.1, each value moved by its `[device.sim]`
 //! dynamics as `spindle simulate` moves it. The agent gets the same file
@@ -38,8 +39,7 @@ use std::time::Duration;
 use spindle_config::ParseOptions;
 use spindle_config::model::{Config, DeviceLink};
 use spindle_protocols::sim::config::{SimDeviceConfig, sim_device};
-use spindle_protocols::sim::dynamics::Sampler;
-use spindle_protocols::sim::{SimDevice, SimTcpServer};
+use spindle_protocols::sim::{SimPlant, TcpPlacement};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -241,117 +241,19 @@ fn agent_toml(served: &Served, data_dir: &Path, mqtt_url: &str) -> Result<String
     toml::to_string(&root).map_err(|e| format!("{e}"))
 }
 
-/// One simulated device and its value generators.
-struct SimEntry {
-    device: SimDevice,
-    samplers: Vec<Sampler>,
-}
-
-/// Every simulated device, and the servers that keep them reachable.
-struct Simulator {
-    entries: Vec<SimEntry>,
-    tcp_servers: Vec<SimTcpServer>,
-    #[cfg(unix)]
-    pty_servers: Vec<spindle_protocols::sim::SimPtyServer>,
-    started: Instant,
-}
-
-impl Simulator {
-    /// Serves every TCP device on a free port of 127.0.0.1 and every serial
-    /// bus on a pseudo-terminal.
-    async fn start(plant: &Plant) -> Result<(Self, Served), String> {
-        let mut entries = Vec::new();
-        for sim in &plant.sims {
-            let unit = plant
-                .config
-                .devices
-                .iter()
-                .find(|d| d.name == sim.device)
-                .map_or(1, |d| d.unit);
-            let device = SimDevice::new([unit]);
-            device.set_faults(sim.faults.clone());
-            let samplers = sim.points.iter().cloned().map(Sampler::new).collect();
-            entries.push(SimEntry { device, samplers });
-        }
-        let mut simulator = Self {
-            entries,
-            tcp_servers: Vec::new(),
-            #[cfg(unix)]
-            pty_servers: Vec::new(),
-            started: Instant::now(),
-        };
-        simulator.update();
-        let mut served = Served::default();
-        for (sim, entry) in plant.sims.iter().zip(&simulator.entries) {
-            let Some(device) = plant.config.devices.iter().find(|d| d.name == sim.device) else {
-                continue;
-            };
-            if let DeviceLink::Tcp(_) = device.link {
-                let listener = SimTcpServer::bind(entry.device.clone(), loopback(0))
-                    .await
-                    .map_err(|e| {
-                        format!("device {}: cannot listen on 127.0.0.1: {e}", sim.device)
-                    })?;
-                served.tcp.insert(sim.device.clone(), listener.local_addr());
-                simulator.tcp_servers.push(listener);
-            }
-        }
-        for bus in &plant.config.serial {
-            let devices: Vec<SimDevice> = plant
-                .sims
-                .iter()
-                .zip(&simulator.entries)
-                .filter(|(sim, _)| {
-                    plant.config.devices.iter().any(|d| {
-                        d.name == sim.device && d.link == DeviceLink::Serial(bus.name.clone())
-                    })
-                })
-                .map(|(_, entry)| entry.device.clone())
-                .collect();
-            if devices.is_empty() {
-                continue;
-            }
-            #[cfg(unix)]
-            {
-                let pty = spindle_protocols::sim::SimPtyServer::open(devices)
-                    .map_err(|e| format!("bus {}: cannot open a pseudo-terminal: {e}", bus.name))?;
-                served.buses.insert(bus.name.clone(), pty.path().to_owned());
-                simulator.pty_servers.push(pty);
-            }
-            #[cfg(not(unix))]
-            {
-                return Err(format!(
-                    "bus {}: serial buses are simulated on pseudo-terminals, which need a Unix system",
-                    bus.name
-                ));
-            }
-        }
-        Ok((simulator, served))
+/// Serves the plant: every TCP device on a free port of 127.0.0.1, every
+/// serial bus (Modbus units and DL/T 645 meters) on a pseudo-terminal.
+async fn start_simulator(plant: &Plant) -> Result<(SimPlant, Served), String> {
+    let mut simulator =
+        SimPlant::new(&plant.config, plant.sims.clone()).map_err(|errors| joined(&errors))?;
+    let mut served = Served::default();
+    for tcp in simulator.serve_tcp(TcpPlacement::AnyLoopbackPort).await? {
+        served.tcp.insert(tcp.device, tcp.address);
     }
-
-    /// Stops serving.
-    fn stop(self) {
-        drop(self.tcp_servers);
-        #[cfg(unix)]
-        drop(self.pty_servers);
+    for bus in simulator.serve_buses(&plant.config, false)? {
+        served.buses.insert(bus.bus, bus.path);
     }
-
-    /// Sets every point to its value at the time since start.
-    fn update(&mut self) {
-        let elapsed = self.started.elapsed();
-        for entry in &mut self.entries {
-            for sampler in &mut entry.samplers {
-                let raw = sampler.raw_at(elapsed);
-                if let Err(error) = entry.device.set_point(&sampler.sim.point, &raw) {
-                    tracing::debug!(
-                        point = %sampler.sim.point.name,
-                        %error,
-                        "Simulated value does not fit its point."
-                    );
-                }
-            }
-        }
-    }
+    Ok((simulator, served))
 }
 
 /// Starts rumqttd on 127.0.0.1:`port` in its own threads (it has no
@@ -420,7 +322,7 @@ fn start_broker(port: u16) -> Result<(), String> {
 }
 
 async fn demo(plant: Plant, broker: Broker, run_for: Option<Duration>) -> u8 {
-    let (simulator, served) = match Simulator::start(&plant).await {
+    let (simulator, served) = match start_simulator(&plant).await {
         Ok(started) => started,
         Err(message) => {
             eprintln!("error: {message}");
@@ -471,7 +373,7 @@ async fn watch(
     config: Config,
     served: &Served,
     data_dir: &Path,
-    mut simulator: Simulator,
+    mut simulator: SimPlant,
     run_for: Option<Duration>,
 ) -> u8 {
     let header = Header::new(&config, served, data_dir);
@@ -510,7 +412,7 @@ async fn watch(
                 finished = Some(result);
                 break;
             }
-            _ = sim_tick.tick() => simulator.update(),
+            _ = sim_tick.tick() => simulator.tick(),
             _ = rate_tick.tick() => view.sample(&seen),
             _ = view_tick.tick() => view.show(&seen, &counters),
         }
@@ -968,10 +870,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_built_in_plant_has_three_meters_and_four_machines_three_of_them_cnc() {
+    fn the_built_in_plant_has_four_meters_and_four_machines_three_of_them_cnc() {
         let plant = Plant::parse().unwrap();
-        assert_eq!(plant.config.devices.len(), 7);
-        assert_eq!(plant.sims.len(), 7);
+        assert_eq!(plant.config.devices.len(), 8);
+        assert_eq!(plant.sims.len(), 8);
+        assert_eq!(plant.config.dlt645.len(), 1, "one DL/T 645 sub-meter");
         assert_eq!(plant.config.equipment.len(), 4);
         let cnc = plant
             .config

@@ -9,12 +9,16 @@
 //! it, or else at the bus's own `port` when that port lies outside `/dev`
 //! (so `port = "/tmp/spindle-rs485-1"` in the file makes the link the agent's
 //! configuration opens). Links are replaced when stale and removed on exit.
+//! A bus's Modbus units and DL/T 645 meters (`protocol = "dlt645"`) share
+//! its pseudo-terminal, as they share an RS-485 pair; the plant is
+//! `spindle_protocols::sim::SimPlant`.
 //!
 //! `--line-timing` gives each pseudo-terminal the timing of its bus (baud
 //! rate, character format), as a real RS-485 line has.
 //!
-//! An update task sets every point from its dynamics every 100 ms, from the
-//! formulas of `spindle_protocols::sim::dynamics` at the time since start.
+//! An update task sets every Modbus point from its dynamics every 100 ms,
+//! from the formulas of `spindle_protocols::sim::dynamics` at the time since
+//! start; a meter's values are set from the same formulas at each request.
 //!
 //! Exit 1 for a bad config or arguments (every error listed, with the file
 //! position), 2 when an address cannot be bound or a pseudo-terminal opened,
@@ -29,8 +33,7 @@ use std::time::Duration;
 use spindle_config::model::{Config, DeviceLink};
 use spindle_config::{ParseOptions, Parsed};
 use spindle_protocols::sim::config::{SimDeviceConfig, locate, sim_device};
-use spindle_protocols::sim::dynamics::Sampler;
-use spindle_protocols::sim::{SimDevice, SimTcpServer};
+use spindle_protocols::sim::{SimPlant, TcpPlacement};
 
 use crate::cli::{EXIT_BAD_INPUT, EXIT_OK, EXIT_RUNTIME};
 
@@ -61,13 +64,6 @@ pub struct Args {
 struct ServeOptions {
     run_for: Option<Duration>,
     line_timing: bool,
-}
-
-/// One device to serve.
-struct Served {
-    sim: SimDeviceConfig,
-    device: SimDevice,
-    samplers: Vec<Sampler>,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -122,14 +118,6 @@ fn sim_configs(path: &Path, parsed: &Parsed) -> Result<Vec<SimDeviceConfig>, Vec
     let mut sims = Vec::new();
     let mut errors = Vec::new();
     for device in &parsed.config.devices {
-        if parsed.config.dlt645_device(&device.name).is_some() {
-            errors.push(format!(
-                "{}: device \"{}\" speaks DL/T 645, which spindle simulate does not serve yet",
-                path.display(),
-                device.name
-            ));
-            continue;
-        }
         match sim_device(device, parsed.sim.get(&device.name)) {
             Ok(sim) => sims.push(sim),
             Err(found) => {
@@ -226,66 +214,49 @@ async fn serve(
     links: &BTreeMap<String, PathBuf>,
     options: ServeOptions,
 ) -> u8 {
-    let mut served: Vec<Served> = Vec::new();
-    for sim in sims {
-        let unit = config
-            .devices
-            .iter()
-            .find(|d| d.name == sim.device)
-            .map_or(1, |d| d.unit);
-        let device = SimDevice::new([unit]);
-        device.set_faults(sim.faults.clone());
-        let samplers = sim.points.iter().cloned().map(Sampler::new).collect();
-        served.push(Served {
-            sim,
-            device,
-            samplers,
-        });
-    }
-    let started = tokio::time::Instant::now();
-    update(&mut served, Duration::ZERO);
-
+    let mut plant = match SimPlant::new(config, sims) {
+        Ok(plant) => plant,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {}: {error}", config.source.display());
+            }
+            return EXIT_BAD_INPUT;
+        }
+    };
     let mut out = String::new();
-    let mut tcp_servers = Vec::new();
-    for entry in &served {
-        let Some(address) = listen_address(config, &entry.sim) else {
-            continue;
-        };
-        let bound = match bind(&entry.device, &address).await {
-            Ok(listener) => listener,
-            Err(message) => {
-                eprintln!("error: device {:?}: {message}", entry.sim.device);
-                return EXIT_RUNTIME;
+    match plant.serve_tcp(TcpPlacement::AsConfigured).await {
+        Ok(served) => {
+            for tcp in served {
+                let _ = writeln!(
+                    out,
+                    "tcp {} {} (unit {})",
+                    tcp.address, tcp.device, tcp.unit
+                );
             }
-        };
-        let _ = writeln!(
-            out,
-            "tcp {} {} (unit {})",
-            bound.local_addr(),
-            entry.sim.device,
-            entry.device.units().first().copied().unwrap_or(0)
-        );
-        tcp_servers.push(bound);
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_RUNTIME;
+        }
     }
-    let (pty_servers, made_links) =
-        match open_buses(config, &served, links, options.line_timing, &mut out) {
-            Ok(opened) => opened,
-            Err(message) => {
-                eprintln!("error: {message}");
-                return EXIT_RUNTIME;
-            }
-        };
+    let made_links = match open_buses(config, &mut plant, links, options.line_timing, &mut out) {
+        Ok(made) => made,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_RUNTIME;
+        }
+    };
     // Signal handlers first: a SIGTERM right after the line below must stop
     // the simulator cleanly (its links removed), not kill it.
     let stop = crate::runtime::wait_for_stop(options.run_for);
     print!("{out}");
     println!(
         "Simulating {} device(s) from {}; Ctrl-C stops.",
-        served.len(),
+        plant.len(),
         config.source.display()
     );
     let _ = std::io::stdout().flush();
-    tracing::info!(devices = served.len(), "Simulator started.");
+    tracing::info!(devices = plant.len(), "Simulator started.");
 
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(TICK);
@@ -293,131 +264,50 @@ async fn serve(
     loop {
         tokio::select! {
             () = &mut stop => break,
-            _ = ticker.tick() => update(&mut served, started.elapsed()),
+            _ = ticker.tick() => plant.tick(),
         }
     }
     for path in &made_links {
         remove_link(path);
     }
-    drop(pty_servers);
-    drop(tcp_servers);
+    plant.stop();
     tracing::info!("Simulator stopped.");
     EXIT_OK
 }
 
-/// Set every point to its value at `elapsed`.
-fn update(served: &mut [Served], elapsed: Duration) {
-    for entry in served {
-        for sampler in &mut entry.samplers {
-            let raw = sampler.raw_at(elapsed);
-            if let Err(error) = entry.device.set_point(&sampler.sim.point, &raw) {
-                tracing::debug!(
-                    device = %entry.sim.device,
-                    point = %sampler.sim.point.name,
-                    %error,
-                    "Simulated value does not fit its point."
-                );
-            }
-        }
-    }
-}
-
-async fn bind(device: &SimDevice, address: &str) -> Result<SimTcpServer, String> {
-    let resolved = tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| format!("cannot resolve {address}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{address} resolves to no address"))?;
-    SimTcpServer::bind(device.clone(), resolved)
-        .await
-        .map_err(|e| format!("cannot listen on {address}: {e}"))
-}
-
-#[cfg(unix)]
-type PtyServers = Vec<spindle_protocols::sim::SimPtyServer>;
-#[cfg(not(unix))]
-type PtyServers = Vec<()>;
-
-/// One pseudo-terminal per serial bus with devices; the links made.
-#[cfg(unix)]
+/// One pseudo-terminal per serial bus with devices (Modbus units and DL/T
+/// 645 meters side by side); the links made.
 fn open_buses(
     config: &Config,
-    served: &[Served],
+    plant: &mut SimPlant,
     links: &BTreeMap<String, PathBuf>,
     line_timing: bool,
     out: &mut String,
-) -> Result<(PtyServers, Vec<PathBuf>), String> {
-    use spindle_protocols::sim::SimPtyServer;
-    let mut servers = Vec::new();
+) -> Result<Vec<PathBuf>, String> {
+    let served = plant.serve_buses(config, line_timing)?;
     let mut made: Vec<PathBuf> = Vec::new();
-    for bus in &config.serial {
-        let on_bus: Vec<&Served> = served
-            .iter()
-            .filter(|entry| {
-                config.devices.iter().any(|d| {
-                    d.name == entry.sim.device && d.link == DeviceLink::Serial(bus.name.clone())
-                })
-            })
-            .collect();
-        if on_bus.is_empty() {
-            continue;
-        }
-        let devices = on_bus.iter().map(|e| e.device.clone()).collect();
-        let opened = if line_timing {
-            SimPtyServer::open_timed(devices, bus, Duration::ZERO)
-        } else {
-            SimPtyServer::open(devices)
-        };
-        let pty = opened
-            .map_err(|e| format!("bus {:?}: cannot open a pseudo-terminal: {e}", bus.name))?;
-        let devices = on_bus
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} (unit {})",
-                    e.sim.device,
-                    e.device.units().first().copied().unwrap_or(0)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let link = links.get(&bus.name);
-        if let Some(link) = link {
-            if let Err(message) = make_link(Path::new(pty.path()), link) {
+    for bus in served {
+        let devices = bus.devices.join(", ");
+        if let Some(link) = links.get(&bus.bus) {
+            if let Err(message) = make_link(Path::new(&bus.path), link) {
                 for path in &made {
                     remove_link(path);
                 }
-                return Err(format!("bus {:?}: {message}", bus.name));
+                return Err(format!("bus {:?}: {message}", bus.bus));
             }
             made.push(link.clone());
             let _ = writeln!(
                 out,
                 "pty {} -> {} bus {}: {devices}",
                 link.display(),
-                pty.path(),
-                bus.name
+                bus.path,
+                bus.bus
             );
         } else {
-            let _ = writeln!(out, "pty {} bus {}: {devices}", pty.path(), bus.name);
+            let _ = writeln!(out, "pty {} bus {}: {devices}", bus.path, bus.bus);
         }
-        servers.push(pty);
     }
-    Ok((servers, made))
-}
-
-#[cfg(not(unix))]
-fn open_buses(
-    config: &Config,
-    _served: &[Served],
-    _links: &BTreeMap<String, PathBuf>,
-    _line_timing: bool,
-    _out: &mut String,
-) -> Result<(PtyServers, Vec<PathBuf>), String> {
-    if config.serial.is_empty() {
-        Ok((Vec::new(), Vec::new()))
-    } else {
-        Err("serial buses are simulated on pseudo-terminals, which need a Unix system".into())
-    }
+    Ok(made)
 }
 
 /// A symlink at `link` to `target`, replacing a stale symlink (never a file).
@@ -443,6 +333,14 @@ fn make_link(target: &Path, link: &Path) -> Result<(), String> {
             target.display()
         )
     })
+}
+
+#[cfg(not(unix))]
+fn make_link(_target: &Path, link: &Path) -> Result<(), String> {
+    Err(format!(
+        "cannot link {}: symlinks need a Unix system",
+        link.display()
+    ))
 }
 
 /// Remove a link this process made (if it is still a symlink).

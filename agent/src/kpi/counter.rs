@@ -18,7 +18,10 @@
 //!
 //! 1. A wrap is possible only for a counter with a rollover: an explicit
 //!    `rollover`, or the maximum of its integer type. A float counter
-//!    without `rollover` never wraps. For a rollover `R` the wrapped delta
+//!    without `rollover` never wraps, unless it is read from a decimal
+//!    register of range `M` ([`DecimalRegister`], e.g. a meter's
+//!    `XXXXXX.XX` kWh, `M` = 1 000 000): then `delta = M − previous +
+//!    current`. For a rollover `R` the wrapped delta
 //!    is `R − previous + current + 1` (the counter's range is `M = R + 1`).
 //!    A signed counter that falls from a non-negative to a negative reading
 //!    wrapped in two's complement: `delta = current − previous + 2^bits`
@@ -89,6 +92,26 @@ pub struct CounterSpec {
     pub rollover: Option<u64>,
     /// Bits of a signed integer type (two's-complement wraps).
     pub signed_bits: Option<u32>,
+    /// A float counter read from a decimal register (a meter's
+    /// `XXXXXX.XX` kWh): it wraps at the register's range instead of
+    /// `rollover` (rule 1).
+    #[serde(default)]
+    pub register: Option<DecimalRegister>,
+}
+
+/// A decimal register's range as plain numbers: `steps` steps of
+/// 10^−`decimals` raw units (100 000 000 steps of 0.01: 0 to 999999.99).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecimalRegister {
+    pub steps: u64,
+    pub decimals: u8,
+}
+
+impl DecimalRegister {
+    /// The register's range `M` in raw units: it reads below `M`, then 0.
+    pub fn range(self) -> f64 {
+        u64_to_f64(self.steps) / 10_f64.powi(i32::from(self.decimals))
+    }
 }
 
 impl CounterSpec {
@@ -104,6 +127,7 @@ impl CounterSpec {
         CounterSpec {
             rollover: point.rollover.or_else(|| point.value_type.raw_max()),
             signed_bits,
+            register: None,
         }
     }
 }
@@ -183,8 +207,14 @@ fn int_wrap(spec: CounterSpec, p: i128, c: i128) -> Option<(f64, f64)> {
     Some((int_to_f64(delta), int_to_f64(range)))
 }
 
-/// Rule 1 for float readings, `p > c`.
+/// Rule 1 for float readings, `p > c`: a decimal register of range `M`
+/// wraps from below `M` to 0 (`delta = M − p + c`); else as an integer
+/// rollover `R` (`delta = R − p + c + 1`).
 fn float_wrap(spec: CounterSpec, p: f64, c: f64) -> Option<(f64, f64)> {
+    if let Some(register) = spec.register {
+        let range = register.range();
+        return (p < range && c >= 0.0).then_some((range - p + c, range));
+    }
     let r = u64_to_f64(spec.rollover?);
     (p <= r && c >= 0.0).then_some((r - p + c + 1.0, r + 1.0))
 }
@@ -253,6 +283,7 @@ mod tests {
     const U32: CounterSpec = CounterSpec {
         rollover: Some(u32::MAX as u64),
         signed_bits: None,
+        register: None,
     };
 
     #[test]
@@ -280,6 +311,76 @@ mod tests {
         assert_eq!(s.delta, 10.0);
     }
 
+    /// A meter's `XXXXXX.XX` kWh register.
+    const METER: CounterSpec = CounterSpec {
+        rollover: None,
+        signed_bits: None,
+        register: Some(DecimalRegister {
+            steps: 100_000_000,
+            decimals: 2,
+        }),
+    };
+
+    #[test]
+    fn a_decimal_register_near_its_top_that_comes_back_small_wrapped() {
+        // 999999.50 kWh, then 0.25 kWh a second later at 0.5 kWh/s.
+        let s = step(
+            METER,
+            Reading::Float(999_999.5),
+            Reading::Float(0.25),
+            1000,
+            Some(0.0005),
+        );
+        assert_eq!(s.kind, StepKind::Wrap);
+        assert!((s.delta - 0.75).abs() < 1e-6, "{s:?}");
+        // Before the rate is known: within a thousandth of the range.
+        let s = step(
+            METER,
+            Reading::Float(999_990.0),
+            Reading::Float(12.0),
+            1000,
+            None,
+        );
+        assert_eq!(s.kind, StepKind::Wrap);
+        assert!((s.delta - 22.0).abs() < 1e-6, "{s:?}");
+    }
+
+    #[test]
+    fn a_decimal_register_falling_from_mid_range_was_reset_and_without_it_a_float_never_wraps() {
+        let s = step(
+            METER,
+            Reading::Float(500_000.0),
+            Reading::Float(3.0),
+            1000,
+            Some(0.0005),
+        );
+        assert_eq!((s.kind, s.delta), (StepKind::Reset, 3.0));
+        let plain = CounterSpec {
+            register: None,
+            ..METER
+        };
+        let s = step(
+            plain,
+            Reading::Float(999_999.5),
+            Reading::Float(0.25),
+            1000,
+            Some(0.0005),
+        );
+        assert_eq!(
+            (s.kind, s.delta),
+            (StepKind::Reset, 0.25),
+            "a wrap read as a reset"
+        );
+        assert_eq!(
+            DecimalRegister {
+                steps: 100_000_000,
+                decimals: 2
+            }
+            .range(),
+            1_000_000.0
+        );
+    }
+
     #[test]
     fn a_fall_from_mid_range_is_a_reset_counted_from_zero() {
         let s = step(
@@ -300,6 +401,7 @@ mod tests {
         let spec = CounterSpec {
             rollover: Some(65_535),
             signed_bits: None,
+            register: None,
         };
         let s = step(
             spec,
@@ -317,6 +419,7 @@ mod tests {
         let spec = CounterSpec {
             rollover: Some(i16::MAX as u64),
             signed_bits: Some(16),
+            register: None,
         };
         let s = step(
             spec,
@@ -334,6 +437,7 @@ mod tests {
         let spec = CounterSpec {
             rollover: None,
             signed_bits: None,
+            register: None,
         };
         let s = step(spec, Reading::Float(99.5), Reading::Float(0.25), 1000, None);
         assert_eq!(s.kind, StepKind::Reset);
@@ -345,6 +449,7 @@ mod tests {
         let spec = CounterSpec {
             rollover: Some(u64::MAX),
             signed_bits: None,
+            register: None,
         };
         let s = step(
             spec,
@@ -363,6 +468,7 @@ mod tests {
         let spec = CounterSpec {
             rollover: None,
             signed_bits: None,
+            register: None,
         };
         let s = step(
             spec,

@@ -62,7 +62,7 @@ use spindle_config::model::{
     PointRef, WindowLength,
 };
 
-use super::counter::{self, CounterSpec, Reading, StepKind};
+use super::counter::{self, CounterSpec, DecimalRegister, Reading, StepKind};
 use super::window::{OpenWindows, OpenWindowsState, Window, WindowGrid};
 use super::{
     Availability, KpiWindowOut, MAX_WINDOWS_PER_CALL, PolledPoint, Quality, completeness, ratio,
@@ -626,8 +626,20 @@ fn input(config: &Config, point: &PointRef, to_unit: f64, carrier: Option<&Strin
             CounterSpec {
                 rollover: None,
                 signed_bits: None,
+                register: None,
             },
-            CounterSpec::for_point,
+            |configured| CounterSpec {
+                // A meter register's range, as config gives it (DL/T 645
+                // energy wraps after 999999.99 kWh).
+                register: config
+                    .dlt645_device(&point.device)
+                    .and_then(|meter| meter.wraps.get(&point.point))
+                    .map(|wrap| DecimalRegister {
+                        steps: wrap.steps,
+                        decimals: wrap.decimals,
+                    }),
+                ..CounterSpec::for_point(configured)
+            },
         ),
         factor: configured.map_or(1.0, |p| p.scale) * to_unit,
         gap_ms: two_polls(&config.devices, &point.device),

@@ -50,6 +50,7 @@ pub(super) static PROFILE: Profile = Profile {
         PT_RATIO,
     ],
     max_registers: None,
+    di: &[],
     build,
 };
 

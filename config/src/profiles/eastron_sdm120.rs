@@ -26,6 +26,7 @@ pub(super) static PROFILE: Profile = Profile {
     source: "Eastron SDM120-Modbus protocol, input register table, FC04 float32 (DOMAIN.md §4)",
     options: &[],
     max_registers: Some(80),
+    di: &[],
     build,
 };
 

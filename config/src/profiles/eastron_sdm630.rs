@@ -16,6 +16,7 @@ pub(super) static PROFILE: Profile = Profile {
     source: "Eastron SDM630 Modbus protocol, input register table (DOMAIN.md §4)",
     options: &[],
     max_registers: Some(80),
+    di: &[],
     build,
 };
 

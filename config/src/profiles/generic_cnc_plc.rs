@@ -55,6 +55,7 @@ pub(super) static PROFILE: Profile = Profile {
         },
     ],
     max_registers: None,
+    di: &[],
     build,
 };
 

@@ -31,9 +31,14 @@ use crate::model::{Area, Point, ProfileOption, ValueType, WordOrder};
 macro_rules! builtin_profiles {
     ($($module:ident),* $(,)?) => {
         $(mod $module;)*
+        mod dlt645;
 
         /// Every built-in profile, in listing order.
-        pub static ALL: &[&Profile] = &[$(&$module::PROFILE),*];
+        pub static ALL: &[&Profile] = &[
+            $(&$module::PROFILE,)*
+            &dlt645::THREE_PHASE,
+            &dlt645::SINGLE_PHASE,
+        ];
     };
 }
 
@@ -62,7 +67,17 @@ pub struct Profile {
     /// Registers per request this device handles, used when the device does
     /// not set `max_registers` itself.
     pub max_registers: Option<u16>,
+    /// A DL/T 645 profile's data identifier of each point, by point name
+    /// (every point has one); empty for a Modbus profile.
+    pub di: &'static [(&'static str, u32)],
     build: BuildPoints,
+}
+
+impl Profile {
+    /// Whether devices with `protocol = "dlt645"` take this profile.
+    pub fn is_dlt645(&self) -> bool {
+        !self.di.is_empty()
+    }
 }
 
 /// One `profile_options` knob of a profile.
@@ -281,11 +296,23 @@ pub fn describe(profile: &Profile) -> String {
     match profile.points(&BTreeMap::new()) {
         Ok(points) => {
             let _ = writeln!(out, "  points (with default options):");
-            let rows: Vec<[String; 8]> = points.iter().map(point_row).collect();
-            let header = [
+            let mut rows: Vec<[String; 8]> = points.iter().map(point_row).collect();
+            let mut header = [
                 "name", "area", "address", "type", "order", "scale", "unit", "counter",
             ]
             .map(str::to_owned);
+            if profile.is_dlt645() {
+                // Read by data identifier: the area and address columns say so.
+                let [_, area, address, ..] = &mut header;
+                "protocol".clone_into(area);
+                "di".clone_into(address);
+                for [name, area, address, _, order, ..] in &mut rows {
+                    let di = profile.di.iter().find(|(point, _)| point == name);
+                    "dlt645".clone_into(area);
+                    *address = di.map_or_else(|| "-".to_owned(), |(_, di)| format!("{di:08X}"));
+                    "-".clone_into(order);
+                }
+            }
             let mut widths = header.clone().map(|cell| cell.chars().count());
             for row in &rows {
                 for (width, cell) in widths.iter_mut().zip(row) {

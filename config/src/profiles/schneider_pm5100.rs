@@ -37,6 +37,7 @@ pub(super) static PROFILE: Profile = Profile {
     source: "Schneider Electric PM5100/PM5300 public Modbus register list (DOMAIN.md §4)",
     options: &[],
     max_registers: None,
+    di: &[],
     build,
 };
 

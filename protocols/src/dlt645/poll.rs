@@ -10,6 +10,13 @@
 //! later polls read them singly from the start, as the Modbus planner
 //! remembers the splits exception 2 forced.
 //!
+//! As the Modbus poller does, each read is tried once plus `retries` more
+//! times on line errors (never after an abnormal answer: the meter
+//! answered), and once a read fails as unreachable (`timeout`,
+//! `disconnected`) after its retries, the rest of the poll is not sent: its
+//! points get the same error, so a meter that is down costs its bus one
+//! timeout per try, not one per identifier.
+//!
 //! A point's error word: `timeout`, `decode`, `disconnected` from the line;
 //! `abnormal:<reason>` from the meter; `decode` for value bytes that are not
 //! the identifier's format.
@@ -57,6 +64,18 @@ pub enum MeterRead {
         di: Di,
         members: Vec<(Di, Option<usize>)>,
     },
+}
+
+impl MeterRead {
+    /// Value bytes the answer carries (a block: its members' together).
+    pub fn value_len(&self) -> usize {
+        match self {
+            MeterRead::Single { di, .. } => value_len(*di),
+            MeterRead::Block { members, .. } => {
+                members.iter().map(|(member, _)| value_len(*member)).sum()
+            }
+        }
+    }
 }
 
 /// The block `di` belongs to in the built-in table, if any.
@@ -107,9 +126,11 @@ pub struct MeterPoller {
     points: Vec<Di>,
     refused: BTreeSet<Di>,
     reads: Vec<MeterRead>,
+    retries: u32,
 }
 
 impl MeterPoller {
+    /// A poller without retries ([`MeterPoller::set_retries`]).
     pub fn new(address: Address, points: Vec<Di>) -> Self {
         let refused = BTreeSet::new();
         let reads = plan_reads(&points, &refused);
@@ -118,12 +139,24 @@ impl MeterPoller {
             points,
             refused,
             reads,
+            retries: 0,
         }
+    }
+
+    /// Tries after the first on a line error (the device's `retries`; 0
+    /// while it is offline, as for Modbus).
+    pub fn set_retries(&mut self, retries: u32) {
+        self.retries = retries;
     }
 
     /// The identifiers polled, one per point.
     pub fn points(&self) -> &[Di] {
         &self.points
+    }
+
+    /// The meter polled.
+    pub fn address(&self) -> Address {
+        self.address
     }
 
     pub fn reads(&self) -> &[MeterRead] {
@@ -139,17 +172,30 @@ impl MeterPoller {
     ) -> Vec<Result<f64, PointError>> {
         let mut results: Vec<Option<Result<f64, PointError>>> = vec![None; self.points.len()];
         let mut replan = false;
+        let retries = self.retries;
         for read in self.reads.clone() {
+            // A meter found unreachable is not asked again in this poll.
+            if let Some(unreachable) = results
+                .iter()
+                .flatten()
+                .find_map(|result| result.as_ref().err().filter(|e| e.is_unreachable()))
+                .cloned()
+            {
+                for slot in results.iter_mut().filter(|slot| slot.is_none()) {
+                    *slot = Some(Err(unreachable.clone()));
+                }
+                break;
+            }
             match read {
                 MeterRead::Single { di, point } => {
-                    let result = read_single(link, self.address, di, timeout).await;
+                    let result = read_single(link, self.address, di, timeout, retries).await;
                     if let Some(slot) = results.get_mut(point) {
                         *slot = Some(result);
                     }
                 }
                 MeterRead::Block { di, members } => {
                     let len: usize = members.iter().map(|(member, _)| value_len(*member)).sum();
-                    let answer = read_value(link, self.address, di, len, timeout).await;
+                    let answer = read_retried(link, self.address, di, len, timeout, retries).await;
                     let split = match answer {
                         Ok(value) if value.len() == len => Some(value),
                         Ok(_) | Err(ReadError::Abnormal(_)) => None,
@@ -169,7 +215,8 @@ impl MeterPoller {
                         replan = true;
                         for (member, point) in members {
                             if let Some(point) = point {
-                                let result = read_single(link, self.address, member, timeout).await;
+                                let result =
+                                    read_single(link, self.address, member, timeout, retries).await;
                                 if let Some(slot) = results.get_mut(point) {
                                     *slot = Some(result);
                                 }
@@ -207,9 +254,29 @@ async fn read_single<L: Dlt645Line>(
     address: Address,
     di: Di,
     timeout: Duration,
+    retries: u32,
 ) -> Result<f64, PointError> {
-    let value = read_value(link, address, di, value_len(di), timeout).await?;
+    let value = read_retried(link, address, di, value_len(di), timeout, retries).await?;
     Ok(decode_value(di, &value)?.value())
+}
+
+/// [`read_value`], tried again up to `retries` times after a line error.
+async fn read_retried<L: Dlt645Line>(
+    link: &mut L,
+    address: Address,
+    di: Di,
+    len: usize,
+    timeout: Duration,
+    retries: u32,
+) -> Result<Vec<u8>, ReadError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match read_value(link, address, di, len, timeout).await {
+            Err(ReadError::Link(_)) if attempts <= retries => {}
+            result => return result,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //! and arrive garbled, as on RS-485. [`serve`] runs a bus on any byte
 //! stream: a pseudo-terminal, or an in-memory duplex in tests.
 //!
-//! Line timing comes with [`SimDlt645PtyServer::open_timed`]; [`serve`]
+//! On a pseudo-terminal, alone or beside Modbus units, with or without
+//! line timing: [`super::SimPtyServer::open_bus`]; [`serve`]
 //! itself answers at once. Not simulated: the 1997 edition, passwords and
 //! writes, meters that answer 13H to their full address, and the echo of
 //! the request some half-duplex adapters give.
@@ -175,12 +176,28 @@ impl SimMeter {
     }
 }
 
+/// Runs on the meters before every answer (to move values with time).
+pub type BeforeAnswer = Box<dyn FnMut(&mut [SimMeter]) + Send>;
+
 /// The meters on one simulated line, and what the line carried.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SimBus {
     pub meters: Vec<SimMeter>,
     /// The control code of every request frame received, in order.
     pub requests: Vec<u8>,
+    /// Set values at the moment of a request, so an answer carries the
+    /// value of that instant (a meter's register, not a sample of it).
+    pub before_answer: Option<BeforeAnswer>,
+}
+
+impl std::fmt::Debug for SimBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBus")
+            .field("meters", &self.meters)
+            .field("requests", &self.requests)
+            .field("before_answer", &self.before_answer.is_some())
+            .finish()
+    }
 }
 
 impl SimBus {
@@ -188,6 +205,7 @@ impl SimBus {
         Arc::new(Mutex::new(SimBus {
             meters,
             requests: Vec::new(),
+            before_answer: None,
         }))
     }
 
@@ -196,6 +214,9 @@ impl SimBus {
     /// OR-ed together, as open drains on a shared pair would garble them).
     pub fn answer(&mut self, frame: &Frame) -> Option<(Duration, Vec<u8>)> {
         self.requests.push(frame.control);
+        if let Some(before) = self.before_answer.as_mut() {
+            before(&mut self.meters);
+        }
         let answers: Vec<(Duration, Vec<u8>)> = self
             .meters
             .iter()
@@ -258,87 +279,9 @@ where
     }
 }
 
-/// Simulated DL/T 645 meters on a pseudo-terminal: a client opens
-/// [`SimDlt645PtyServer::path`] like a serial port. As with the Modbus
-/// [`super::SimPtyServer`], the slave side is held open so the master never
-/// reads EIO between clients, the bus is served again whenever a run ends,
-/// and [`SimDlt645PtyServer::open_timed`] adds the line timing of a real bus
-/// (the same relay threads: every frame takes its on-wire time, answers
-/// start a silent interval plus the answer delay after the request).
-#[cfg(unix)]
-#[derive(Debug)]
-pub struct SimDlt645PtyServer {
-    path: String,
-    bus: Arc<Mutex<SimBus>>,
-    task: tokio::task::JoinHandle<()>,
-    _slave: serialport::TTYPort,
-    relay: Option<super::pty::Relay>,
-}
-
-#[cfg(unix)]
-impl SimDlt645PtyServer {
-    /// Serve `meters` on a new pseudo-terminal (inside a tokio runtime),
-    /// bytes moving at memory speed.
-    pub fn open(meters: Vec<SimMeter>) -> std::io::Result<Self> {
-        let (master, slave) = super::pty::pty_pair()?;
-        let bus = SimBus::new(meters);
-        Ok(SimDlt645PtyServer {
-            path: path_of(&slave)?,
-            task: spawn_serving(master, Arc::clone(&bus)),
-            bus,
-            _slave: slave,
-            relay: None,
-        })
-    }
-
-    /// Serve `meters` with the line timing of `serial` (baud rate and
-    /// character format), each answer starting one silent interval plus
-    /// `answer_delay` after its request.
-    pub fn open_timed(
-        meters: Vec<SimMeter>,
-        serial: &spindle_config::model::SerialBus,
-        answer_delay: Duration,
-    ) -> std::io::Result<Self> {
-        let (outer_master, outer_slave) = super::pty::pty_pair()?;
-        let (inner_master, inner_slave) = super::pty::pty_pair()?;
-        let relay = super::pty::Relay::start(
-            outer_master,
-            inner_slave,
-            super::pty::Timing::of(serial, answer_delay),
-        )?;
-        let bus = SimBus::new(meters);
-        Ok(SimDlt645PtyServer {
-            path: path_of(&outer_slave)?,
-            task: spawn_serving(inner_master, Arc::clone(&bus)),
-            bus,
-            _slave: outer_slave,
-            relay: Some(relay),
-        })
-    }
-
-    /// The path a client opens.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// The simulated line: its meters (to change values and faults while
-    /// served) and the requests it carried.
-    pub fn bus(&self) -> &Arc<Mutex<SimBus>> {
-        &self.bus
-    }
-}
-
-#[cfg(unix)]
-fn path_of(slave: &serialport::TTYPort) -> std::io::Result<String> {
-    use serialport::SerialPort as _;
-    slave
-        .name()
-        .ok_or_else(|| std::io::Error::other("the pseudo-terminal has no path"))
-}
-
 /// Serve `bus` on duplicates of `master` until aborted.
 #[cfg(unix)]
-fn spawn_serving(
+pub(super) fn spawn_serving(
     master: serialport::TTYPort,
     bus: Arc<Mutex<SimBus>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -361,16 +304,6 @@ fn spawn_serving(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
-}
-
-#[cfg(unix)]
-impl Drop for SimDlt645PtyServer {
-    fn drop(&mut self) {
-        self.task.abort();
-        if let Some(relay) = self.relay.take() {
-            relay.stop();
-        }
-    }
 }
 
 #[cfg(test)]

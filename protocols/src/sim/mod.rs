@@ -10,6 +10,8 @@
 //!
 //! [`dynamics`] moves point values with time (pure formulas); [`config`]
 //! reads and checks the `[device.sim]` tables `spindle simulate` takes.
+//! [`SimPlant`] builds a whole plant from a configuration and serves it
+//! (TCP devices, serial buses with Modbus units and DL/T 645 meters).
 //! [`dlt645`] simulates DL/T 645-2007 meters on a line (any byte stream),
 //! with their own fault knobs.
 
@@ -17,13 +19,13 @@ pub mod config;
 mod device;
 pub mod dlt645;
 pub mod dynamics;
+mod plant;
 #[cfg(unix)]
 mod pty;
 mod tcp;
 
 pub use device::{Faults, Received, SimDevice, SimService};
-#[cfg(unix)]
-pub use dlt645::SimDlt645PtyServer;
+pub use plant::{ServedBus, ServedTcp, SimPlant, TcpPlacement};
 #[cfg(unix)]
 pub use pty::SimPtyServer;
 pub use tcp::SimTcpServer;

@@ -57,6 +57,8 @@ use tokio_modbus::{Response, SlaveRequest, server::Service};
 use tokio_serial::SerialStream;
 
 use super::device::{RawWriter, SimDevice, SimService};
+use super::dlt645::{SimBus, SimMeter};
+use crate::dlt645::frame::{Frame, Scanned, parse_frame};
 
 /// How long a relay thread blocks in a read before it checks for shutdown.
 const RELAY_POLL: Duration = Duration::from_millis(20);
@@ -64,67 +66,113 @@ const RELAY_POLL: Duration = Duration::from_millis(20);
 /// How much of a pacing wait is spun rather than slept (sleeps overshoot).
 const SPIN: Duration = Duration::from_micros(300);
 
-/// Simulated devices on a pseudo-terminal.
+/// Simulated devices on a pseudo-terminal: Modbus units, DL/T 645 meters,
+/// or both on one line as they share an RS-485 pair.
 #[derive(Debug)]
 pub struct SimPtyServer {
     path: String,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
     /// Held so that the master never sees EIO between clients.
     _slave: TTYPort,
+    /// The other ends of the inner pseudo-terminals (mixed line), held open.
+    _held: Vec<TTYPort>,
     /// With line timing: the relay threads and their stop flag.
     relay: Option<Relay>,
+    /// The DL/T 645 meters on the line (empty when there are none).
+    meters: Arc<Mutex<SimBus>>,
 }
 
 impl SimPtyServer {
-    /// Serve `devices` on a new pseudo-terminal (inside a tokio runtime),
-    /// without line timing: bytes move at memory speed.
+    /// Serve Modbus `devices` on a new pseudo-terminal (inside a tokio
+    /// runtime), without line timing: bytes move at memory speed.
     pub fn open(devices: Vec<SimDevice>) -> io::Result<Self> {
-        let (master, slave) = pty_pair()?;
-        let path = slave
-            .name()
-            .ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
-        let raw: RawWriter = Arc::new(Mutex::new(Box::new(
-            master.try_clone_native().map_err(io::Error::from)?,
-        )));
-        let task = tokio::spawn(supervise(master, devices, raw));
-        Ok(Self {
-            path,
-            task,
-            _slave: slave,
-            relay: None,
-        })
+        Self::open_bus(devices, Vec::new(), None)
     }
 
-    /// Serve `devices` on a new pseudo-terminal (inside a tokio runtime) with
-    /// the line timing of `bus` (baud rate, data, parity and stop bits): every
-    /// frame takes its on-wire time, and the devices start answering one
-    /// silent interval plus `answer_delay` after a request's end.
+    /// Serve Modbus `devices` on a new pseudo-terminal (inside a tokio
+    /// runtime) with the line timing of `bus` (baud rate, data, parity and
+    /// stop bits): every frame takes its on-wire time, and the devices start
+    /// answering one silent interval plus `answer_delay` after a request's
+    /// end.
     pub fn open_timed(
         devices: Vec<SimDevice>,
         bus: &SerialBus,
         answer_delay: Duration,
     ) -> io::Result<Self> {
-        let timing = Timing {
-            char_time: bus.char_time(),
-            silent_interval: bus.silent_interval(),
-            answer_delay,
-        };
-        // The client's pseudo-terminal (outer) and the server's (inner).
-        let (outer_master, outer_slave) = pty_pair()?;
-        let path = outer_slave
+        Self::open_bus(devices, Vec::new(), Some((bus, answer_delay)))
+    }
+
+    /// Serve DL/T 645 `meters` alone, at memory speed.
+    pub fn open_meters(meters: Vec<SimMeter>) -> io::Result<Self> {
+        Self::open_bus(Vec::new(), meters, None)
+    }
+
+    /// Serve DL/T 645 `meters` alone with the line timing of `bus`.
+    pub fn open_meters_timed(
+        meters: Vec<SimMeter>,
+        bus: &SerialBus,
+        answer_delay: Duration,
+    ) -> io::Result<Self> {
+        Self::open_bus(Vec::new(), meters, Some((bus, answer_delay)))
+    }
+
+    /// Serve Modbus `devices` and DL/T 645 `meters` on one new
+    /// pseudo-terminal (inside a tokio runtime), with the line timing of a
+    /// bus when `timing` is given. With both kinds, every request is routed
+    /// by its framing ([`route`]): a DL/T 645 frame to the meters, anything
+    /// else to the Modbus server.
+    pub fn open_bus(
+        devices: Vec<SimDevice>,
+        meters: Vec<SimMeter>,
+        timing: Option<(&SerialBus, Duration)>,
+    ) -> io::Result<Self> {
+        // The client's pseudo-terminal, and with timing a second one the
+        // relay threads carry the bytes to.
+        let (client_master, client_slave) = pty_pair()?;
+        let path = client_slave
             .name()
             .ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
-        let (inner_master, inner_slave) = pty_pair()?;
-        let raw: RawWriter = Arc::new(Mutex::new(Box::new(
-            inner_master.try_clone_native().map_err(io::Error::from)?,
-        )));
-        let relay = Relay::start(outer_master, inner_slave, timing)?;
-        let task = tokio::spawn(supervise(inner_master, devices, raw));
+        let mut held = Vec::new();
+        let (line, relay) = match timing {
+            Some((bus, answer_delay)) => {
+                let (inner_master, inner_slave) = pty_pair()?;
+                let relay =
+                    Relay::start(client_master, inner_slave, Timing::of(bus, answer_delay))?;
+                (inner_master, Some(relay))
+            }
+            None => (client_master, None),
+        };
+        let meters = SimBus::new(meters);
+        let has_meters = !lock(&meters).meters.is_empty();
+        let mut tasks = Vec::new();
+        if has_meters && !devices.is_empty() {
+            // The Modbus server gets a pseudo-terminal of its own.
+            let (modbus_master, modbus_slave) = pty_pair()?;
+            let raw: RawWriter = Arc::new(Mutex::new(Box::new(
+                modbus_master.try_clone_native().map_err(io::Error::from)?,
+            )));
+            tasks.push(tokio::spawn(supervise(modbus_master, devices, raw)));
+            tasks.push(tokio::spawn(supervise_mixed(
+                line,
+                modbus_slave.try_clone_native().map_err(io::Error::from)?,
+                Arc::clone(&meters),
+            )));
+            held.push(modbus_slave);
+        } else if has_meters {
+            tasks.push(super::dlt645::spawn_serving(line, Arc::clone(&meters)));
+        } else {
+            let raw: RawWriter = Arc::new(Mutex::new(Box::new(
+                line.try_clone_native().map_err(io::Error::from)?,
+            )));
+            tasks.push(tokio::spawn(supervise(line, devices, raw)));
+        }
         Ok(Self {
             path,
-            task,
-            _slave: outer_slave,
-            relay: Some(relay),
+            tasks,
+            _slave: client_slave,
+            _held: held,
+            relay,
+            meters,
         })
     }
 
@@ -132,11 +180,136 @@ impl SimPtyServer {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// The DL/T 645 meters on the line (to change values and faults while
+    /// served) and the requests they received.
+    pub fn meters(&self) -> &Arc<Mutex<SimBus>> {
+        &self.meters
+    }
+}
+
+fn lock(bus: &Mutex<SimBus>) -> std::sync::MutexGuard<'_, SimBus> {
+    bus.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where the request bytes at the start of a mixed line's buffer go.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A whole DL/T 645 frame of `len` bytes (wake-up bytes included).
+    Dlt645 { frame: Frame, len: usize },
+    /// The first `len` bytes are for the Modbus server (it frames them).
+    Modbus(usize),
+    /// The start of a DL/T 645 frame: wait for more.
+    Wait,
+}
+
+/// Route the bytes at the start of `buf` (non-empty): a buffer that starts
+/// like a DL/T 645 frame (`FE` or `68`) and parses as one goes to the
+/// meters; one that parses as no DL/T 645 frame goes to Modbus whole; a
+/// DL/T 645 frame still incomplete waits for more, unless its first eight
+/// bytes are a Modbus read with a good CRC (unit 0x68 = 104 or 0xFE).
+pub(crate) fn route(buf: &[u8]) -> Route {
+    if !matches!(buf.first(), Some(0xFE | 0x68)) {
+        return Route::Modbus(buf.len());
+    }
+    match parse_frame(buf) {
+        Ok(Scanned::Complete { frame, len }) => Route::Dlt645 { frame, len },
+        Ok(Scanned::Incomplete) => match buf.get(..8) {
+            Some(request)
+                if crate::modbus::rtu::crc16(request.get(..6).unwrap_or_default())
+                    == u16::from_le_bytes([
+                        request.get(6).copied().unwrap_or(0),
+                        request.get(7).copied().unwrap_or(0),
+                    ]) =>
+            {
+                Route::Modbus(8)
+            }
+            _ => Route::Wait,
+        },
+        Err(_) => Route::Modbus(buf.len()),
+    }
+}
+
+/// Serve a mixed line on duplicates of `line` until aborted: DL/T 645
+/// frames answered by `meters`, every other byte passed to the Modbus
+/// server's pseudo-terminal (`modbus`) and its answers passed back.
+async fn supervise_mixed(line: TTYPort, modbus: TTYPort, meters: Arc<Mutex<SimBus>>) {
+    loop {
+        let streams = line
+            .try_clone_native()
+            .and_then(SerialStream::try_from)
+            .and_then(|line| {
+                modbus
+                    .try_clone_native()
+                    .and_then(SerialStream::try_from)
+                    .map(|modbus| (line, modbus))
+            })
+            .map_err(io::Error::from);
+        match streams {
+            Ok((line, modbus)) => {
+                if let Err(error) = serve_mixed(line, modbus, &meters).await {
+                    tracing::debug!(%error, "Simulated mixed line ended; serving again.");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Simulator cannot use its pseudo-terminal; retrying.");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn serve_mixed<L, M>(mut line: L, mut modbus: M, meters: &Mutex<SimBus>) -> io::Result<()>
+where
+    L: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    M: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut received: Vec<u8> = Vec::new();
+    let mut from_line = [0_u8; 256];
+    let mut from_modbus = [0_u8; 256];
+    loop {
+        tokio::select! {
+            got = line.read(&mut from_line) => {
+                let got = got?;
+                if got == 0 {
+                    return Ok(());
+                }
+                received.extend_from_slice(from_line.get(..got).unwrap_or_default());
+                while !received.is_empty() {
+                    match route(&received) {
+                        Route::Wait => break,
+                        Route::Modbus(len) => {
+                            let bytes: Vec<u8> = received.drain(..len.min(received.len())).collect();
+                            modbus.write_all(&bytes).await?;
+                        }
+                        Route::Dlt645 { frame, len } => {
+                            received.drain(..len.min(received.len()));
+                            let answer = lock(meters).answer(&frame);
+                            if let Some((delay, bytes)) = answer {
+                                tokio::time::sleep(delay).await;
+                                line.write_all(&bytes).await?;
+                            }
+                        }
+                    }
+                }
+            }
+            got = modbus.read(&mut from_modbus) => {
+                let got = got?;
+                if got == 0 {
+                    return Ok(());
+                }
+                line.write_all(from_modbus.get(..got).unwrap_or_default()).await?;
+            }
+        }
+    }
 }
 
 impl Drop for SimPtyServer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         if let Some(relay) = self.relay.take() {
             relay.stop();
         }
@@ -358,5 +531,32 @@ fn wait_until(deadline: Instant, stop: &AtomicBool) {
         } else {
             std::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dlt645::{Address, Di, Request};
+
+    #[test]
+    fn a_mixed_line_routes_dlt645_frames_to_the_meters_and_the_rest_to_modbus() {
+        let request = Request::ReadData {
+            address: Address::parse("000012345678").unwrap(),
+            di: Di(0x0001_0000),
+        }
+        .encode();
+        let Route::Dlt645 { frame, len } = route(&request) else {
+            panic!("a whole DL/T 645 request goes to the meters")
+        };
+        assert_eq!((frame.control, len), (0x11, request.len()));
+        assert_eq!(route(&request[..10]), Route::Wait, "half a frame waits");
+        let mut modbus = vec![1, 3, 0, 0, 0, 1];
+        modbus.extend(crate::modbus::rtu::crc16(&modbus).to_le_bytes());
+        assert_eq!(route(&modbus), Route::Modbus(8));
+        // Unit 0x68 (104) starts like a DL/T 645 frame; its CRC tells.
+        let mut unit_104 = vec![0x68, 3, 0, 0, 0, 1];
+        unit_104.extend(crate::modbus::rtu::crc16(&unit_104).to_le_bytes());
+        assert_eq!(route(&unit_104), Route::Modbus(8));
     }
 }

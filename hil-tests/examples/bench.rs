@@ -24,7 +24,8 @@
 //! serving all 20 endpoints, as protocol converters do, and a libmosquitto
 //! subscriber. `--plant sim|libmodbus` and `--subscriber rumqttc|libmosquitto`
 //! choose each side alone; `--broker-nodelay` sets mosquitto's
-//! `set_tcp_nodelay true`. The report gives the CPU time of the plant and the
+//! `set_tcp_nodelay true`; `--http off` turns the agent's HTTP server off
+//! (on by default, as in the product; nobody connects). The report gives the CPU time of the plant and the
 //! subscriber beside the agent's, to show they are not the bottleneck.
 
 #![allow(
@@ -112,6 +113,9 @@ struct Args {
     broker_nodelay: bool,
     /// `QoS` of the libmosquitto subscriber's subscriptions.
     subscriber_qos: u8,
+    /// The agent's HTTP server (`[http] enabled`, on by default; nobody
+    /// connects to it here).
+    http: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -123,6 +127,7 @@ fn parse_args() -> Res<Args> {
         subscriber: SubscriberKind::Rumqttc,
         broker_nodelay: false,
         subscriber_qos: 1,
+        http: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -158,10 +163,17 @@ fn parse_args() -> Res<Args> {
             }
             "--broker-nodelay" => args.broker_nodelay = true,
             "--subscriber-qos" => args.subscriber_qos = value()?.parse()?,
+            "--http" => {
+                args.http = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("--http on|off, not {other:?}").into()),
+                };
+            }
             "-h" | "--help" => {
                 println!(
                     "bench [--scenario paced|flat-out|both] [--seconds N (window, 30)] [--warmup N (5)] \
-                     [--independent | --plant sim|libmodbus --subscriber rumqttc|libmosquitto] [--broker-nodelay] [--subscriber-qos 0|1]"
+                     [--independent | --plant sim|libmodbus --subscriber rumqttc|libmosquitto] [--broker-nodelay] [--subscriber-qos 0|1] [--http on|off]"
                 );
                 std::process::exit(0);
             }
@@ -182,8 +194,12 @@ fn main() -> Res<()> {
         "setup: {DEVICES} TCP devices x {POINTS} u16 points, QoS 1, durable outbox (default [buffer]), report = \"always\""
     );
     println!(
-        "plant: {:?}, subscriber: {:?} (QoS {} if libmosquitto), mosquitto set_tcp_nodelay: {}",
-        args.plant, args.subscriber, args.subscriber_qos, args.broker_nodelay
+        "plant: {:?}, subscriber: {:?} (QoS {} if libmosquitto), mosquitto set_tcp_nodelay: {}, agent's HTTP server: {}",
+        args.plant,
+        args.subscriber,
+        args.subscriber_qos,
+        args.broker_nodelay,
+        if args.http { "on, no client" } else { "off" }
     );
     for scenario in &args.scenarios {
         let report = run(*scenario, &args)?;
@@ -736,7 +752,11 @@ fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
         Broker::start(false)?
     };
     let counter = Counter::start(args.subscriber, broker.port(), args.subscriber_qos)?;
-    let config = agent_toml(&broker.url(), "", &plant.devices_toml(scenario.poll()));
+    let mut devices = plant.devices_toml(scenario.poll());
+    if !args.http {
+        devices.push_str("\n[http]\nenabled = false\n");
+    }
+    let config = agent_toml(&broker.url(), "", &devices);
     let mut agent = AgentProcess::start(&config)?;
     let pid = agent.pid().ok_or("the agent did not start")?;
 

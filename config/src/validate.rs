@@ -27,7 +27,8 @@ use crate::model::{
     DEFAULT_MIN_COMPLETENESS, DayStart, Device, DeviceLink, DeviceNameTemplate, Dialect,
     Dlt645Device, EnergyConsumptionKpi, EnergyInput, EnergyPerOutputKpi, Equipment, History, Http,
     Kpis, Language, Mqtt, MqttUrl, Parity, PasswordSource, Point, PointRef, ProfileOption,
-    QuotaLimit, RegisterWrap, Replay, Report, SerialBus, Signal, ValueType, WindowLength, WordOrder,
+    QuotaLimit, RegisterWrap, Replay, Report, SerialBus, Signal, ValueType, WindowLength,
+    WordOrder,
 };
 use crate::near_miss::{closest_name, closest_word};
 use crate::raw::{

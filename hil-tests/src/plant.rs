@@ -150,6 +150,7 @@ pub fn kpi_windows(
         out.insert(start, v);
     }
     Ok(out)
+}
 
 /// The plant `toml` describes (a configuration whose devices carry
 /// `[device.sim]` tables, as `spindle simulate` takes it), its serial buses

@@ -38,19 +38,10 @@ fn main() -> ExitCode {
 /// itself once with it set (same pid, same arguments). A value set by the
 /// operator is kept; if the re-exec fails the agent goes on with glibc's
 /// defaults.
-///
-/// The re-exec also caps glibc's arenas at two (`MALLOC_ARENA_MAX`, unless
-/// the operator set it): glibc gives each thread that allocates under
-/// contention an arena of its own (up to 8 per core), and memory freed into
-/// one is never reused by another. Flat-out, `heaptrack` showed a live heap
-/// of 11.7 MiB at its peak while RSS climbed from 16 to 29 MiB over ten
-/// minutes; with two arenas it stayed at 12–22 MiB (README, "Tail latency
-/// and memory under an independent plant").
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn pin_malloc_mmap_threshold() {
     use std::os::unix::process::CommandExt;
     const VAR: &str = "MALLOC_MMAP_THRESHOLD_";
-    const ARENAS: &str = "MALLOC_ARENA_MAX";
     if std::env::var_os(VAR).is_some() {
         return;
     }
@@ -59,12 +50,11 @@ fn pin_malloc_mmap_threshold() {
     };
     let mut args = std::env::args_os();
     let program_name = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-    let mut command = std::process::Command::new(&exe);
-    command.arg0(program_name).args(args).env(VAR, "131072");
-    if std::env::var_os(ARENAS).is_none() {
-        command.env(ARENAS, "2");
-    }
-    let err = command.exec();
+    let err = std::process::Command::new(&exe)
+        .arg0(program_name)
+        .args(args)
+        .env(VAR, "131072")
+        .exec();
     // `exec` only returns on failure.
     eprintln!(
         "note: could not re-execute {} to tune the allocator ({err}); going on",

@@ -743,20 +743,31 @@ fn run(scenario: Scenario, args: &Args) -> Res<String> {
     Ok(report(scenario, args, &m))
 }
 
-fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
-    let load_before = load_average();
-    let plant = Plant::start(args.plant)?;
-    let broker = if args.broker_nodelay {
+/// mosquitto on a free port, with `set_tcp_nodelay true` if asked.
+fn start_broker(args: &Args) -> Res<Broker> {
+    Ok(if args.broker_nodelay {
         Broker::start_with(false, "set_tcp_nodelay true\n")?
     } else {
         Broker::start(false)?
-    };
-    let counter = Counter::start(args.subscriber, broker.port(), args.subscriber_qos)?;
+    })
+}
+
+/// The agent's configuration: the plant's devices at the scenario's poll,
+/// the HTTP server off if asked.
+fn agent_config(scenario: Scenario, args: &Args, plant: &Plant, broker: &Broker) -> String {
     let mut devices = plant.devices_toml(scenario.poll());
     if !args.http {
         devices.push_str("\n[http]\nenabled = false\n");
     }
-    let config = agent_toml(&broker.url(), "", &devices);
+    agent_toml(&broker.url(), "", &devices)
+}
+
+fn measure(scenario: Scenario, args: &Args) -> Res<Measured> {
+    let load_before = load_average();
+    let plant = Plant::start(args.plant)?;
+    let broker = start_broker(args)?;
+    let counter = Counter::start(args.subscriber, broker.port(), args.subscriber_qos)?;
+    let config = agent_config(scenario, args, &plant, &broker);
     let mut agent = AgentProcess::start(&config)?;
     let pid = agent.pid().ok_or("the agent did not start")?;
 
